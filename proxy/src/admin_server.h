@@ -1,0 +1,42 @@
+// The sidecar's admin HTTP endpoint (libevent evhttp, main thread):
+// /ready, /stats, /stats/prometheus, /config_dump, /quitquitquit.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "rdmesh/common/address.h"
+#include "rdmesh/common/stats.h"
+#include "rdmesh/common/status.h"
+
+struct event_base;
+struct evhttp;
+
+namespace rdmesh::proxy {
+
+class AdminServer {
+ public:
+  struct Handlers {
+    std::function<bool()> ready;               // /ready: 200 "LIVE" when true, else 503
+    std::function<std::string()> config_dump;  // /config_dump body (JSON)
+    std::function<void()> quit;                // /quitquitquit (POST or GET): start a drain
+  };
+
+  AdminServer(event_base* base, StatsStore& stats, Handlers handlers);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  Status listen(const InetAddress& address);
+  uint16_t boundPort() const { return bound_port_; }
+
+ private:
+  event_base* base_;
+  StatsStore& stats_;
+  Handlers handlers_;
+  evhttp* http_ = nullptr;
+  uint16_t bound_port_ = 0;
+};
+
+}  // namespace rdmesh::proxy

@@ -1,0 +1,92 @@
+// The standalone sidecar's configuration (rdmesh.yaml), as parsed and validated.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rdmesh/common/address.h"
+#include "rdmesh/common/status.h"
+
+namespace rdmesh::proxy {
+
+enum class FabricBackend { kTcp, kShm };
+enum class LbPolicy { kRoundRobin, kLeastRequest };
+enum class ListenerDirection { kOutbound, kInbound };
+
+struct NodeConfig {
+  std::string name;      // unique per node; the session key
+  std::string identity;  // SPIFFE id carried in stream open; may be empty
+  uint32_t workers = 1;  // worker threads (each its own event_base)
+};
+
+struct PeerConfig {
+  std::string name;
+  std::string address;  // tcp: "ip:port"; shm: unix socket path
+  int line = 0;         // for error messages
+};
+
+struct TransportConfig {
+  FabricBackend backend = FabricBackend::kTcp;
+  std::string listen;                     // tcp: "ip:port" (default 0.0.0.0:15008); shm: socket path
+  uint32_t ring_bytes = 256 * 1024;       // per-stream receive ring (power of two, 4 KiB..16 MiB)
+  uint32_t max_streams = 1024;            // concurrent streams per session (1..4096)
+  std::chrono::milliseconds keepalive_interval{5000};
+  std::chrono::milliseconds keepalive_timeout{15000};
+  std::chrono::milliseconds connect_timeout{2000};   // bootstrap of one session
+  std::chrono::microseconds poll_budget{50};         // max adaptive spin before blocking (0 = never spin)
+  std::vector<PeerConfig> peers;
+};
+
+struct ListenerConfig {
+  std::string name;
+  ListenerDirection direction = ListenerDirection::kOutbound;
+  // outbound: where apps connect (ip:port) and which cluster serves it.
+  InetAddress address;
+  std::string cluster;
+  // inbound: destination port accepted from the tunnel, and the local app it maps to.
+  uint16_t port = 0;
+  InetAddress target;  // default 127.0.0.1:<port>
+  int line = 0;
+};
+
+struct EndpointConfig {
+  std::string node;     // node name; equal to node.name means local (plain TCP)
+  InetAddress address;  // pod address:port
+};
+
+struct ClusterConfig {
+  std::string name;
+  LbPolicy lb_policy = LbPolicy::kRoundRobin;
+  std::chrono::milliseconds connect_timeout{1000};
+  std::vector<EndpointConfig> endpoints;
+  int line = 0;
+};
+
+struct AdminConfig {
+  InetAddress address;  // default 127.0.0.1:15000
+};
+
+struct ProxyConfig {
+  NodeConfig node;
+  AdminConfig admin;
+  TransportConfig transport;
+  std::vector<ListenerConfig> listeners;
+  std::vector<ClusterConfig> clusters;
+  std::chrono::milliseconds drain_timeout{5000};
+  std::string source_path;  // file it came from (for /config_dump)
+  std::string source_text;  // raw YAML (for /config_dump)
+};
+
+// Parses and validates; errors read "<file>:<line>:<col>: <field path>: <what is wrong>".
+Result<ProxyConfig> parseConfig(const std::string& yaml_text, const std::string& source_name);
+Result<ProxyConfig> loadConfigFile(const std::string& path);
+
+// The effective configuration as JSON (defaults filled in), for /config_dump.
+std::string configToJson(const ProxyConfig& config);
+
+const char* toString(FabricBackend b);
+const char* toString(LbPolicy p);
+
+}  // namespace rdmesh::proxy

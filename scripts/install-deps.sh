@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything rdmesh needs to build, test and run its demo on a fresh Debian machine.
+# Debian packages only; idempotent; must run as root.
+set -euo pipefail
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps.sh: run as root (apt-get needs it)" >&2
+  exit 1
+fi
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang clang-format clang-tidy libclang-rt-14-dev
+  # libraries
+  libibverbs-dev librdmacm-dev libevent-dev libnghttp2-dev libssl-dev libyaml-cpp-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # real peers and clients for the demo, tests and benchmarks
+  redis-server redis-tools nginx-light haproxy wrk iperf3 curl iproute2 procps psmisc
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Package post-install scripts may start daemons; the demo and tests start their own.
+for svc in redis-server nginx haproxy; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+  pkill -x "${svc%-server}" >/dev/null 2>&1 || true
+done
+pkill -x redis-server >/dev/null 2>&1 || true
+echo "install-deps.sh: all dependencies present"

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -10,6 +11,10 @@ namespace rdmesh {
 Result<InetAddress> InetAddress::fromIp(std::string_view ip, uint16_t port) {
   InetAddress a;
   std::string s(ip);
+  // inet_pton reads a C string: a NUL would silently cut "1.2.3.4\0junk" down to 1.2.3.4.
+  if (s.find('\0') != std::string::npos) {
+    return invalidArgument("address contains a NUL byte");
+  }
   auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage_);
   if (inet_pton(AF_INET, s.c_str(), &v4->sin_addr) == 1) {
@@ -29,7 +34,8 @@ Result<InetAddress> InetAddress::fromIp(std::string_view ip, uint16_t port) {
 Result<InetAddress> InetAddress::parse(std::string_view text) {
   std::string_view host;
   std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
+  const bool bracketed = !text.empty() && text.front() == '[';
+  if (bracketed) {
     auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
       return invalidArgument("'" + std::string(text) + "' is not of the form [ipv6]:port");
@@ -50,7 +56,12 @@ Result<InetAddress> InetAddress::parse(std::string_view text) {
       port_text.empty()) {
     return invalidArgument("'" + std::string(port_text) + "' is not a port number (0-65535)");
   }
-  return fromIp(host, static_cast<uint16_t>(port));
+  Result<InetAddress> address = fromIp(host, static_cast<uint16_t>(port));
+  // Brackets are for IPv6 literals only (RFC 3986); "[1.2.3.4]:80" would not print back the same.
+  if (address.isOk() && bracketed && address->isV4()) {
+    return invalidArgument("'" + std::string(text) + "': brackets are only for IPv6 addresses");
+  }
+  return address;
 }
 
 InetAddress InetAddress::fromSockaddr(const sockaddr* sa, socklen_t len) {
@@ -61,7 +72,8 @@ InetAddress InetAddress::fromSockaddr(const sockaddr* sa, socklen_t len) {
 
 uint16_t InetAddress::port() const {
   if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
-  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  if (family() == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
   return 0;
 }
 

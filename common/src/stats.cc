@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <set>
+
 namespace rdmesh {
 
 Stat& StatsStore::getOrCreate(const std::string& scope, const std::string& name, StatKind kind) {
@@ -39,33 +41,15 @@ StatsStore::Snapshot StatsStore::snapshot() const {
   return snap;
 }
 
-std::string StatsStore::renderText(const std::string& filter) const {
-  Snapshot snap = snapshot();
-  std::string out;
-  for (const auto& e : snap.numbers) {
-    if (filter.empty() || e.name.find(filter) != std::string::npos) {
-      out += fmt::format("{}: {}\n", e.name, static_cast<int64_t>(e.value));
-    }
-  }
-  for (const auto& [name, text] : snap.texts) {
-    if (filter.empty() || name.find(filter) != std::string::npos) {
-      out += fmt::format("{}: \"{}\"\n", name, text);
-    }
-  }
-  return out;
-}
-
 namespace {
-std::string prometheusName(const std::string& name) {
-  std::string out = name;
-  for (char& c : out) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-    if (!ok) c = '_';
-  }
-  return out;
+// Counters only grow, so print them unsigned; a gauge that went below zero prints negative.
+std::string formatValue(StatKind kind, uint64_t value) {
+  return kind == StatKind::kCounter ? fmt::format("{}", value)
+                                    : fmt::format("{}", static_cast<int64_t>(value));
 }
 
-std::string escapeLabel(const std::string& v) {
+// Keeps a text value on one line so that "name: value" output stays line-oriented.
+std::string escapeQuoted(const std::string& v) {
   std::string out;
   for (char c : v) {
     if (c == '\\' || c == '"') out += '\\';
@@ -77,20 +61,63 @@ std::string escapeLabel(const std::string& v) {
   }
   return out;
 }
+
+std::string prometheusName(const std::string& name) {
+  std::string out = name;
+  for (char& c : out) {
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    if (!ok) c = '_';
+  }
+  return out;
+}
 }  // namespace
+
+std::string StatsStore::renderText(const std::string& filter) const {
+  Snapshot snap = snapshot();
+  auto wanted = [&](const std::string& name) {
+    return filter.empty() || name.find(filter) != std::string::npos;
+  };
+  // Both lists are sorted: merge them so the whole output is sorted by name (easy to diff/grep).
+  std::string out;
+  auto number = snap.numbers.begin();
+  auto text = snap.texts.begin();
+  while (number != snap.numbers.end() || text != snap.texts.end()) {
+    bool take_number =
+        text == snap.texts.end() || (number != snap.numbers.end() && number->name <= text->first);
+    if (take_number) {
+      if (wanted(number->name)) {
+        out += fmt::format("{}: {}\n", number->name, formatValue(number->kind, number->value));
+      }
+      ++number;
+    } else {
+      if (wanted(text->first)) {
+        out += fmt::format("{}: \"{}\"\n", text->first, escapeQuoted(text->second));
+      }
+      ++text;
+    }
+  }
+  return out;
+}
 
 std::string StatsStore::renderPrometheus() const {
   Snapshot snap = snapshot();
   std::string out;
+  // Two names can map to one metric ("a.b-c" and "a.b_c"); a second TYPE line for a metric makes
+  // Prometheus reject the whole scrape, so the first one wins.
+  std::set<std::string> emitted;
   for (const auto& e : snap.numbers) {
     std::string n = prometheusName(e.name);
-    out += fmt::format("# TYPE {} {}\n{} {}\n", n, e.kind == StatKind::kCounter ? "counter" : "gauge",
-                       n, static_cast<int64_t>(e.value));
+    if (!emitted.insert(n).second) continue;
+    out +=
+        fmt::format("# TYPE {} {}\n{} {}\n", n, e.kind == StatKind::kCounter ? "counter" : "gauge",
+                    n, formatValue(e.kind, e.value));
   }
   // Text values become info-style gauges with the text as a label.
   for (const auto& [name, text] : snap.texts) {
     std::string n = prometheusName(name);
-    out += fmt::format("# TYPE {} gauge\n{}{{value=\"{}\"}} 1\n", n, n, escapeLabel(text));
+    if (!emitted.insert(n).second) continue;
+    out += fmt::format("# TYPE {} gauge\n{}{{value=\"{}\"}} 1\n", n, n, escapeQuoted(text));
   }
   return out;
 }

@@ -2,6 +2,8 @@
 // /ready, /stats, /stats/prometheus, /config_dump, /quitquitquit.
 #pragma once
 
+#include <event2/util.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -10,8 +12,10 @@
 #include "rdmesh/common/stats.h"
 #include "rdmesh/common/status.h"
 
+struct event;
 struct event_base;
 struct evhttp;
+struct evhttp_request;
 
 namespace rdmesh::proxy {
 
@@ -32,11 +36,18 @@ class AdminServer {
   uint16_t boundPort() const { return bound_port_; }
 
  private:
+  static void onRequest(evhttp_request* request, void* arg);
+  static void onQuitReplySent(evhttp_request* request, void* arg);
+  static void onQuitTimer(evutil_socket_t, short, void* arg);
+  void handle(evhttp_request* request);
+
   event_base* base_;
   StatsStore& stats_;
   Handlers handlers_;
   evhttp* http_ = nullptr;
   uint16_t bound_port_ = 0;
+  // Calls handlers_.quit outside libevent's HTTP callbacks (quit may destroy this server).
+  event* quit_timer_ = nullptr;
 };
 
 }  // namespace rdmesh::proxy

@@ -1,0 +1,14 @@
+#include "rdmesh/transport/fabric.h"
+
+namespace rdmesh::transport {
+
+const char* toString(wire::FabricKind kind) {
+  switch (kind) {
+    case wire::FabricKind::kTcp: return "tcp";
+    case wire::FabricKind::kShm: return "shm";
+    case wire::FabricKind::kVerbs: return "verbs";
+  }
+  return "unknown";
+}
+
+}  // namespace rdmesh::transport

@@ -1,0 +1,191 @@
+#include "admin_server.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace rdmesh::proxy {
+namespace {
+
+constexpr std::string_view kEndpointList =
+    "admin endpoints:\n"
+    "  GET  /ready              200 LIVE when serving, 503 DRAINING otherwise\n"
+    "  GET  /stats[?filter=s]   all stats as text, optionally only names containing s\n"
+    "  GET  /stats/prometheus   Prometheus text exposition format 0.0.4\n"
+    "  GET  /config_dump        current configuration as JSON\n"
+    "  POST /quitquitquit       drain and exit\n";
+
+constexpr const char* kTextPlain = "text/plain; charset=UTF-8";
+constexpr const char* kPrometheusText = "text/plain; version=0.0.4; charset=UTF-8";
+constexpr const char* kJson = "application/json";
+
+// The admin port serves operators and probes: small requests only, and no idle connection kept
+// open forever.
+constexpr int kIdleTimeoutSeconds = 30;
+constexpr size_t kMaxHeadersBytes = 16 * 1024;
+constexpr size_t kMaxBodyBytes = 64 * 1024;
+// If the client vanishes before the /quitquitquit reply is flushed, quit anyway after this.
+constexpr timeval kQuitFallbackDelay = {1, 0};
+constexpr timeval kQuitNow = {0, 0};
+
+void reply(evhttp_request* request, int code, const char* reason, const char* content_type,
+           std::string_view body) {
+  evkeyvalq* headers = evhttp_request_get_output_headers(request);
+  evhttp_add_header(headers, "Content-Type", content_type);
+  // Stats change from one request to the next; never let a proxy or browser cache them.
+  evhttp_add_header(headers, "Cache-Control", "no-cache, max-age=0");
+  evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+  evbuffer* buffer = evbuffer_new();
+  if (buffer == nullptr) {
+    evhttp_send_error(request, HTTP_INTERNAL, nullptr);
+    return;
+  }
+  if (evhttp_request_get_command(request) == EVHTTP_REQ_HEAD) {
+    // libevent 2.1 would send the body after a HEAD reply, which breaks keep-alive clients: send
+    // only the length the GET body would have.
+    evhttp_add_header(headers, "Content-Length", std::to_string(body.size()).c_str());
+  } else {
+    evbuffer_add(buffer, body.data(), body.size());
+  }
+  evhttp_send_reply(request, code, reason, buffer);
+  evbuffer_free(buffer);
+}
+
+void replyMethodNotAllowed(evhttp_request* request, const char* allowed) {
+  evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", allowed);
+  reply(request, HTTP_BADMETHOD, "Method Not Allowed", kTextPlain,
+        fmt::format("method not allowed; use {}\n", allowed));
+}
+
+std::string queryParameter(const evhttp_uri* uri, const char* key) {
+  const char* query = uri != nullptr ? evhttp_uri_get_query(uri) : nullptr;
+  if (query == nullptr) return {};
+  evkeyvalq params{};  // evhttp_parse_query_str initialises it, and clears it on failure
+  std::string value;
+  if (evhttp_parse_query_str(query, &params) == 0) {
+    if (const char* found = evhttp_find_header(&params, key)) value = found;
+  }
+  evhttp_clear_headers(&params);
+  return value;
+}
+
+}  // namespace
+
+AdminServer::AdminServer(event_base* base, StatsStore& stats, Handlers handlers)
+    : base_(base), stats_(stats), handlers_(std::move(handlers)) {}
+
+AdminServer::~AdminServer() {
+  if (http_ != nullptr) evhttp_free(http_);
+  if (quit_timer_ != nullptr) event_free(quit_timer_);
+}
+
+Status AdminServer::listen(const InetAddress& address) {
+  if (http_ != nullptr) return internalError("admin server is already listening");
+  http_ = evhttp_new(base_);
+  quit_timer_ = evtimer_new(base_, &AdminServer::onQuitTimer, this);
+  if (http_ == nullptr || quit_timer_ == nullptr) {
+    return internalError("admin server: out of memory creating evhttp");
+  }
+  // Accept every method so that a wrong one gets our 405, not libevent's 501.
+  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                        EVHTTP_REQ_PATCH);
+  evhttp_set_timeout(http_, kIdleTimeoutSeconds);
+  evhttp_set_max_headers_size(http_, kMaxHeadersBytes);
+  evhttp_set_max_body_size(http_, kMaxBodyBytes);
+  evhttp_set_gencb(http_, &AdminServer::onRequest, this);
+
+  std::string ip = address.ipString();
+  evhttp_bound_socket* bound = evhttp_bind_socket_with_handle(http_, ip.c_str(), address.port());
+  if (bound == nullptr) {
+    int error = errno;
+    // Leave the server as before, so listen() can be retried (e.g. on another port).
+    evhttp_free(http_);
+    http_ = nullptr;
+    event_free(quit_timer_);
+    quit_timer_ = nullptr;
+    return unavailable(fmt::format("admin server: cannot listen on {}: {}", address.toString(),
+                                   std::strerror(error)));
+  }
+  // With port 0 the kernel chose the port; read it back so callers (and tests) can connect.
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof(local);
+  evutil_socket_t fd = evhttp_bound_socket_get_fd(bound);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0) {
+    return internalError(fmt::format("admin server: getsockname failed on {}", address.toString()));
+  }
+  InetAddress actual = InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&local), local_len);
+  bound_port_ = actual.port();
+  spdlog::info("admin endpoint listening on {}", actual.toString());
+  return Status::ok();
+}
+
+void AdminServer::onRequest(evhttp_request* request, void* arg) {
+  static_cast<AdminServer*>(arg)->handle(request);
+}
+
+void AdminServer::handle(evhttp_request* request) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
+  const char* raw_path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  std::string_view path = raw_path != nullptr && raw_path[0] != '\0' ? raw_path : "/";
+  const evhttp_cmd_type method = evhttp_request_get_command(request);
+  const bool is_read = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
+
+  if (path == "/ready") {
+    if (!is_read) return replyMethodNotAllowed(request, "GET");
+    // No readiness callback means nothing can make us unready.
+    bool ready = !handlers_.ready || handlers_.ready();
+    if (ready) return reply(request, HTTP_OK, "OK", kTextPlain, "LIVE\n");
+    return reply(request, HTTP_SERVUNAVAIL, "Service Unavailable", kTextPlain, "DRAINING\n");
+  }
+  if (path == "/stats") {
+    if (!is_read) return replyMethodNotAllowed(request, "GET");
+    return reply(request, HTTP_OK, "OK", kTextPlain,
+                 stats_.renderText(queryParameter(uri, "filter")));
+  }
+  if (path == "/stats/prometheus") {
+    if (!is_read) return replyMethodNotAllowed(request, "GET");
+    return reply(request, HTTP_OK, "OK", kPrometheusText, stats_.renderPrometheus());
+  }
+  if (path == "/config_dump") {
+    if (!is_read) return replyMethodNotAllowed(request, "GET");
+    std::string body = handlers_.config_dump ? handlers_.config_dump() : "{}";
+    if (body.empty() || body.back() != '\n') body += '\n';
+    return reply(request, HTTP_OK, "OK", kJson, body);
+  }
+  if (path == "/quitquitquit") {
+    // GET too, so that `curl host:15000/quitquitquit` works without -X POST.
+    if (method != EVHTTP_REQ_POST && !is_read) return replyMethodNotAllowed(request, "POST, GET");
+    spdlog::info("admin: /quitquitquit received");
+    // Quit once the reply has reached the socket: the drain may stop this loop, and the caller
+    // should still see its 200.
+    evhttp_request_set_on_complete_cb(request, &AdminServer::onQuitReplySent, this);
+    evtimer_add(quit_timer_, &kQuitFallbackDelay);
+    return reply(request, HTTP_OK, "OK", kTextPlain, "OK\n");
+  }
+  reply(request, HTTP_NOTFOUND, "Not Found", kTextPlain,
+        fmt::format("no such endpoint: {}\n{}", path, kEndpointList));
+}
+
+void AdminServer::onQuitReplySent(evhttp_request*, void* arg) {
+  // Still inside libevent's connection code here: leave before calling out, since quit() may
+  // tear down this server.
+  auto* self = static_cast<AdminServer*>(arg);
+  evtimer_add(self->quit_timer_, &kQuitNow);
+}
+
+void AdminServer::onQuitTimer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<AdminServer*>(arg);
+  if (self->handlers_.quit) self->handlers_.quit();
+}
+
+}  // namespace rdmesh::proxy

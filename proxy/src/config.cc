@@ -1,0 +1,840 @@
+// Parses and validates rdmesh.yaml. Every problem is reported as
+// "<source>:<line>:<column>: <field path>: <what is wrong>" so a user can jump straight to it.
+// yaml-cpp throws; nothing here lets an exception out of the public functions.
+#include "config.h"
+
+#include <fcntl.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+
+#include "fmt/format.h"
+
+namespace rdmesh::proxy {
+namespace {
+
+#define RETURN_IF_ERROR(expr)                              \
+  do {                                                     \
+    if (Status status_ = (expr); !status_) return status_; \
+  } while (0)
+
+// A config is a few kilobytes; the cap keeps a wrong path (/dev/zero, a core file) from eating
+// memory.
+constexpr size_t kMaxConfigBytes = 4u << 20;
+// Longer durations are certainly typos, and the cap keeps chrono arithmetic far from overflow.
+constexpr uint64_t kMaxDurationMs = 24ull * 60 * 60 * 1000;
+// sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
+constexpr size_t kMaxUnixPathBytes = sizeof(sockaddr_un{}.sun_path) - 1;
+constexpr std::string_view kDefaultAdminAddress = "127.0.0.1:15000";
+constexpr std::string_view kDefaultTcpListen = "0.0.0.0:15008";
+constexpr std::string_view kDefaultShmDirectory = "/var/run/rdmesh/";
+
+const char* toString(ListenerDirection direction) {
+  return direction == ListenerDirection::kInbound ? "inbound" : "outbound";
+}
+
+// 1-based, as editors count.
+struct Position {
+  int line = 1;
+  int column = 1;
+};
+
+Position positionOf(const YAML::Node& node, Position fallback) {
+  YAML::Mark mark = node.Mark();
+  if (mark.is_null() || mark.line < 0 || mark.column < 0) return fallback;
+  return {mark.line + 1, mark.column + 1};
+}
+
+const char* describeType(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a single value";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "an undefined node";
+}
+
+std::optional<uint64_t> parseDecimal(std::string_view text) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+bool isNodeName(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+  });
+}
+
+// Listener and cluster names end up in stats names and log lines, so keep them plain.
+bool isResourceName(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+bool isPrintableAscii(std::string_view text, bool allow_space) {
+  return std::all_of(text.begin(), text.end(), [allow_space](char c) {
+    return (c > ' ' && c < 0x7f) || (allow_space && c == ' ');
+  });
+}
+
+// Levenshtein distance, to suggest the intended key for a typo.
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+using KeyList = std::initializer_list<std::string_view>;
+
+// One key/value pair of a mapping.
+struct Entry {
+  std::string key;
+  Position key_position;
+  YAML::Node value;
+
+  // An empty value ("key:") carries the mark of the next token, so point at the key instead.
+  Position valuePosition() const {
+    return value.IsNull() ? key_position : positionOf(value, key_position);
+  }
+};
+
+// A mapping of the schema whose keys were checked (known, unique) when it was opened.
+struct Mapping {
+  std::string path;  // "" for the document, else e.g. "listeners[0]"
+  Position position;
+  std::vector<Entry> entries;
+
+  const Entry* find(std::string_view key) const {
+    for (const Entry& entry : entries) {
+      if (entry.key == key) return &entry;
+    }
+    return nullptr;
+  }
+  std::string fieldPath(std::string_view key) const {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+  }
+};
+
+enum class Need { kRequired, kOptional };
+// Listening may use port 0 (the kernel picks one, handy in tests); a destination may not.
+enum class PortZero { kAllowed, kRejected };
+
+class ConfigReader {
+ public:
+  explicit ConfigReader(std::string source_name) : source_name_(std::move(source_name)) {}
+
+  Status read(const YAML::Node& root, ProxyConfig* config) {
+    if (!root.IsMap()) {
+      return fail(positionOf(root, {}), "(document)",
+                  fmt::format("expected a mapping with node, transport and listeners, got {}",
+                              describeType(root)));
+    }
+    Mapping document;
+    RETURN_IF_ERROR(openMapping(
+        root, "", {}, {"node", "admin", "transport", "listeners", "clusters", "drain_timeout_ms"},
+        &document));
+    RETURN_IF_ERROR(readNode(document, &config->node));
+    RETURN_IF_ERROR(readAdmin(document, &config->admin));
+    RETURN_IF_ERROR(readTransport(document, config->node, &config->transport));
+    RETURN_IF_ERROR(readClusters(document, *config, &config->clusters));
+    RETURN_IF_ERROR(readListeners(document, config->clusters, &config->listeners));
+    uint64_t drain_ms = config->drain_timeout.count();
+    RETURN_IF_ERROR(readInteger(document, "drain_timeout_ms", 0, kMaxDurationMs, &drain_ms));
+    config->drain_timeout = std::chrono::milliseconds(drain_ms);
+    return Status::ok();
+  }
+
+  Status fail(Position at, std::string_view path, std::string_view what) const {
+    return invalidArgument(
+        fmt::format("{}:{}:{}: {}: {}", source_name_, at.line, at.column, path, what));
+  }
+
+ private:
+  // Opens `node` as a mapping that may only hold `known_keys`. Null reads as an empty mapping
+  // (e.g. "admin:" with nothing under it) placed at `where`.
+  Status openMapping(const YAML::Node& node, std::string path, Position where, KeyList known_keys,
+                     Mapping* out) {
+    out->path = std::move(path);
+    out->position = node.IsNull() ? where : positionOf(node, where);
+    out->entries.clear();
+    if (node.IsNull()) return Status::ok();
+    if (!node.IsMap()) {
+      return fail(out->position, out->path.empty() ? "(document)" : out->path,
+                  fmt::format("expected a mapping, got {}", describeType(node)));
+    }
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const YAML::Node& key = it->first;
+      Position key_position = positionOf(key, out->position);
+      if (!key.IsScalar()) {
+        return fail(key_position, out->path.empty() ? "(document)" : out->path,
+                    fmt::format("keys must be plain names, got {}", describeType(key)));
+      }
+      std::string name = key.Scalar();
+      std::string field = out->fieldPath(name);
+      if (std::find(known_keys.begin(), known_keys.end(), name) == known_keys.end()) {
+        return fail(key_position, field, unknownFieldMessage(name, known_keys));
+      }
+      if (const Entry* first = out->find(name)) {
+        return fail(
+            key_position, field,
+            fmt::format("duplicate field (first set on line {})", first->key_position.line));
+      }
+      out->entries.push_back({std::move(name), key_position, it->second});
+    }
+    return Status::ok();
+  }
+
+  static std::string unknownFieldMessage(std::string_view name, KeyList known_keys) {
+    std::string_view closest;
+    size_t best = 3;  // suggest only near misses: one or two edits
+    for (std::string_view known : known_keys) {
+      size_t distance = editDistance(name, known);
+      if (distance < best) {
+        best = distance;
+        closest = known;
+      }
+    }
+    if (closest.empty()) return "unknown field";
+    return fmt::format("unknown field (did you mean '{}'?)", closest);
+  }
+
+  Status requireEntry(const Mapping& mapping, std::string_view key, const Entry** out) {
+    *out = mapping.find(key);
+    if (*out == nullptr)
+      return fail(mapping.position, mapping.fieldPath(key), "missing required field");
+    return Status::ok();
+  }
+
+  // Finds a single-valued key; *out stays null when the key is absent.
+  Status findScalar(const Mapping& mapping, std::string_view key, Need need, const Entry** out) {
+    *out = mapping.find(key);
+    if (*out == nullptr) {
+      if (need == Need::kOptional) return Status::ok();
+      return fail(mapping.position, mapping.fieldPath(key), "missing required field");
+    }
+    const YAML::Node& value = (*out)->value;
+    if (value.IsNull())
+      return fail((*out)->valuePosition(), mapping.fieldPath(key), "no value given");
+    if (!value.IsScalar()) {
+      return fail((*out)->valuePosition(), mapping.fieldPath(key),
+                  fmt::format("expected a single value, got {}", describeType(value)));
+    }
+    return Status::ok();
+  }
+
+  Status readString(const Mapping& mapping, std::string_view key, Need need, std::string* out,
+                    const Entry** found = nullptr) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(findScalar(mapping, key, need, &entry));
+    if (found != nullptr) *found = entry;
+    if (entry != nullptr) *out = entry->value.Scalar();
+    return Status::ok();
+  }
+
+  // Leaves *out (the default) alone when the key is absent.
+  Status readInteger(const Mapping& mapping, std::string_view key, uint64_t min, uint64_t max,
+                     uint64_t* out, const Entry** found = nullptr) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(findScalar(mapping, key, Need::kOptional, &entry));
+    if (found != nullptr) *found = entry;
+    if (entry == nullptr) return Status::ok();
+    std::optional<uint64_t> value = parseDecimal(entry->value.Scalar());
+    if (!value || *value < min || *value > max) {
+      return fail(
+          entry->valuePosition(), mapping.fieldPath(key),
+          fmt::format("'{}' is not an integer from {} to {}", entry->value.Scalar(), min, max));
+    }
+    *out = *value;
+    return Status::ok();
+  }
+
+  Status readDurationMs(const Mapping& mapping, std::string_view key, uint64_t min,
+                        std::chrono::milliseconds* out, const Entry** found = nullptr) {
+    uint64_t ms = out->count();
+    RETURN_IF_ERROR(readInteger(mapping, key, min, kMaxDurationMs, &ms, found));
+    *out = std::chrono::milliseconds(ms);
+    return Status::ok();
+  }
+
+  Status checkAddress(const Entry& entry, const std::string& path, PortZero port_zero,
+                      InetAddress* out) {
+    Result<InetAddress> address = InetAddress::parse(entry.value.Scalar());
+    if (!address) return fail(entry.valuePosition(), path, address.status().message());
+    if (port_zero == PortZero::kRejected && address->port() == 0) {
+      return fail(
+          entry.valuePosition(), path,
+          fmt::format("'{}' has port 0; a destination needs a real port", entry.value.Scalar()));
+    }
+    *out = address.value();
+    return Status::ok();
+  }
+
+  Status readAddress(const Mapping& mapping, std::string_view key, Need need, PortZero port_zero,
+                     InetAddress* out, const Entry** found = nullptr) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(findScalar(mapping, key, need, &entry));
+    if (found != nullptr) *found = entry;
+    if (entry == nullptr) return Status::ok();
+    return checkAddress(*entry, mapping.fieldPath(key), port_zero, out);
+  }
+
+  Status checkUnixPath(const Entry& entry, const std::string& path) {
+    const std::string& text = entry.value.Scalar();
+    if (text.empty() || text.front() != '/') {
+      return fail(entry.valuePosition(), path,
+                  fmt::format("'{}' is not an absolute unix socket path", text));
+    }
+    if (text.size() > kMaxUnixPathBytes) {
+      return fail(entry.valuePosition(), path,
+                  fmt::format("unix socket path is {} bytes; the limit is {}", text.size(),
+                              kMaxUnixPathBytes));
+    }
+    if (!isPrintableAscii(text, /*allow_space=*/true)) {
+      return fail(entry.valuePosition(), path,
+                  "unix socket path may only hold printable ASCII characters");
+    }
+    return Status::ok();
+  }
+
+  // A list under `entry` (absent or empty reads as no items); calls `visit` for each item.
+  template <typename Visit>
+  Status forEachItem(const Entry* entry, const std::string& path, Visit visit) {
+    if (entry == nullptr || entry->value.IsNull()) return Status::ok();
+    if (!entry->value.IsSequence()) {
+      return fail(entry->valuePosition(), path,
+                  fmt::format("expected a list, got {}", describeType(entry->value)));
+    }
+    size_t index = 0;
+    for (auto it = entry->value.begin(); it != entry->value.end(); ++it, ++index) {
+      RETURN_IF_ERROR(visit(*it, fmt::format("{}[{}]", path, index), entry->valuePosition()));
+    }
+    return Status::ok();
+  }
+
+  Status readNode(const Mapping& document, NodeConfig* node) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(requireEntry(document, "node", &entry));
+    Mapping section;
+    RETURN_IF_ERROR(openMapping(entry->value, "node", entry->valuePosition(),
+                                {"name", "identity", "workers"}, &section));
+
+    const Entry* name = nullptr;
+    RETURN_IF_ERROR(readString(section, "name", Need::kRequired, &node->name, &name));
+    if (!isNodeName(node->name)) {
+      return fail(
+          name->valuePosition(), "node.name",
+          fmt::format("'{}' is not a valid node name (1-63 characters of a-z, 0-9, '.', '-')",
+                      node->name));
+    }
+
+    const Entry* identity = nullptr;
+    RETURN_IF_ERROR(readString(section, "identity", Need::kOptional, &node->identity, &identity));
+    constexpr std::string_view kSpiffePrefix = "spiffe://";
+    // "" means no identity, as when the key is absent (and as /config_dump prints it).
+    if (identity != nullptr && !node->identity.empty() &&
+        (node->identity.size() <= kSpiffePrefix.size() ||
+         node->identity.compare(0, kSpiffePrefix.size(), kSpiffePrefix) != 0 ||
+         !isPrintableAscii(node->identity, /*allow_space=*/false))) {
+      return fail(identity->valuePosition(), "node.identity",
+                  fmt::format("'{}' is not a SPIFFE id (expected spiffe://<trust-domain>/...)",
+                              node->identity));
+    }
+
+    uint64_t workers = node->workers;
+    RETURN_IF_ERROR(readInteger(section, "workers", 1, 64, &workers));
+    node->workers = static_cast<uint32_t>(workers);
+    return Status::ok();
+  }
+
+  Status readAdmin(const Mapping& document, AdminConfig* admin) {
+    admin->address = InetAddress::parse(kDefaultAdminAddress).value();
+    const Entry* entry = document.find("admin");
+    if (entry == nullptr) return Status::ok();
+    Mapping section;
+    RETURN_IF_ERROR(
+        openMapping(entry->value, "admin", entry->valuePosition(), {"address"}, &section));
+    return readAddress(section, "address", Need::kOptional, PortZero::kAllowed, &admin->address);
+  }
+
+  Status readTransport(const Mapping& document, const NodeConfig& node,
+                       TransportConfig* transport) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(requireEntry(document, "transport", &entry));
+    Mapping section;
+    RETURN_IF_ERROR(
+        openMapping(entry->value, "transport", entry->valuePosition(),
+                    {"backend", "listen", "ring_bytes", "max_streams", "keepalive_interval_ms",
+                     "keepalive_timeout_ms", "connect_timeout_ms", "poll_budget_us", "peers"},
+                    &section));
+
+    std::string backend;
+    const Entry* backend_entry = nullptr;
+    RETURN_IF_ERROR(readString(section, "backend", Need::kRequired, &backend, &backend_entry));
+    if (backend == "tcp") {
+      transport->backend = FabricBackend::kTcp;
+    } else if (backend == "shm") {
+      transport->backend = FabricBackend::kShm;
+    } else {
+      return fail(backend_entry->valuePosition(), "transport.backend",
+                  fmt::format("unknown value '{}' (expected tcp or shm)", backend));
+    }
+    const bool tcp = transport->backend == FabricBackend::kTcp;
+
+    const Entry* listen = nullptr;
+    RETURN_IF_ERROR(findScalar(section, "listen", Need::kOptional, &listen));
+    if (listen == nullptr) {
+      transport->listen = tcp ? std::string(kDefaultTcpListen)
+                              : fmt::format("{}{}.sock", kDefaultShmDirectory, node.name);
+    } else if (tcp) {
+      InetAddress address;
+      RETURN_IF_ERROR(checkAddress(*listen, "transport.listen", PortZero::kAllowed, &address));
+      transport->listen = address.toString();
+    } else {
+      RETURN_IF_ERROR(checkUnixPath(*listen, "transport.listen"));
+      transport->listen = listen->value.Scalar();
+    }
+
+    const Entry* ring_entry = nullptr;
+    uint64_t ring_bytes = transport->ring_bytes;
+    RETURN_IF_ERROR(readInteger(section, "ring_bytes", 4096, 16u << 20, &ring_bytes, &ring_entry));
+    if (ring_entry != nullptr && (ring_bytes & (ring_bytes - 1)) != 0) {
+      return fail(ring_entry->valuePosition(), "transport.ring_bytes",
+                  fmt::format("{} is not a power of two", ring_bytes));
+    }
+    transport->ring_bytes = static_cast<uint32_t>(ring_bytes);
+
+    uint64_t max_streams = transport->max_streams;
+    RETURN_IF_ERROR(readInteger(section, "max_streams", 1, 4096, &max_streams));
+    transport->max_streams = static_cast<uint32_t>(max_streams);
+
+    const Entry* interval = nullptr;
+    const Entry* timeout = nullptr;
+    RETURN_IF_ERROR(readDurationMs(section, "keepalive_interval_ms", 1,
+                                   &transport->keepalive_interval, &interval));
+    RETURN_IF_ERROR(readDurationMs(section, "keepalive_timeout_ms", 1,
+                                   &transport->keepalive_timeout, &timeout));
+    if (transport->keepalive_timeout <= transport->keepalive_interval) {
+      // Blame the key the user wrote; if both were written, the timeout.
+      if (timeout != nullptr) {
+        return fail(timeout->valuePosition(), "transport.keepalive_timeout_ms",
+                    fmt::format("must be greater than keepalive_interval_ms ({})",
+                                transport->keepalive_interval.count()));
+      }
+      return fail(interval->valuePosition(), "transport.keepalive_interval_ms",
+                  fmt::format("must be less than keepalive_timeout_ms ({}, the default)",
+                              transport->keepalive_timeout.count()));
+    }
+    RETURN_IF_ERROR(readDurationMs(section, "connect_timeout_ms", 1, &transport->connect_timeout));
+
+    uint64_t poll_budget_us = transport->poll_budget.count();
+    RETURN_IF_ERROR(readInteger(section, "poll_budget_us", 0, 10000, &poll_budget_us));
+    transport->poll_budget = std::chrono::microseconds(poll_budget_us);
+
+    transport->peers.clear();
+    return forEachItem(
+        section.find("peers"), "transport.peers",
+        [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
+          Mapping peer_section;
+          RETURN_IF_ERROR(
+              openMapping(item, path, list_position, {"name", "address"}, &peer_section));
+          PeerConfig peer;
+          peer.line = peer_section.position.line;
+          const Entry* name = nullptr;
+          RETURN_IF_ERROR(readString(peer_section, "name", Need::kRequired, &peer.name, &name));
+          if (!isNodeName(peer.name)) {
+            return fail(name->valuePosition(), path + ".name",
+                        fmt::format("'{}' is not a valid node name (1-63 characters of a-z, 0-9, "
+                                    "'.', '-')",
+                                    peer.name));
+          }
+          if (peer.name == node.name) {
+            return fail(name->valuePosition(), path + ".name",
+                        fmt::format("'{}' is this node (node.name); a node is not its own peer",
+                                    peer.name));
+          }
+          for (const PeerConfig& other : transport->peers) {
+            if (other.name == peer.name) {
+              return fail(name->valuePosition(), path + ".name",
+                          fmt::format("duplicate peer '{}' (first defined on line {})", peer.name,
+                                      other.line));
+            }
+          }
+          const Entry* address = nullptr;
+          RETURN_IF_ERROR(findScalar(peer_section, "address", Need::kRequired, &address));
+          if (tcp) {
+            InetAddress parsed;
+            RETURN_IF_ERROR(
+                checkAddress(*address, path + ".address", PortZero::kRejected, &parsed));
+            peer.address = parsed.toString();
+          } else {
+            RETURN_IF_ERROR(checkUnixPath(*address, path + ".address"));
+            peer.address = address->value.Scalar();
+          }
+          transport->peers.push_back(std::move(peer));
+          return Status::ok();
+        });
+  }
+
+  Status readClusters(const Mapping& document, const ProxyConfig& config,
+                      std::vector<ClusterConfig>* clusters) {
+    clusters->clear();
+    return forEachItem(
+        document.find("clusters"), "clusters",
+        [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
+          Mapping section;
+          RETURN_IF_ERROR(openMapping(item, path, list_position,
+                                      {"name", "lb_policy", "connect_timeout_ms", "endpoints"},
+                                      &section));
+          ClusterConfig cluster;
+          cluster.line = section.position.line;
+          const Entry* name = nullptr;
+          RETURN_IF_ERROR(readString(section, "name", Need::kRequired, &cluster.name, &name));
+          if (!isResourceName(cluster.name)) {
+            return fail(name->valuePosition(), path + ".name",
+                        fmt::format("'{}' is not a valid name (1-63 characters of A-Z, a-z, 0-9, "
+                                    "'.', '_', '-')",
+                                    cluster.name));
+          }
+          for (const ClusterConfig& other : *clusters) {
+            if (other.name == cluster.name) {
+              return fail(name->valuePosition(), path + ".name",
+                          fmt::format("duplicate cluster '{}' (first defined on line {})",
+                                      cluster.name, other.line));
+            }
+          }
+
+          std::string policy;
+          const Entry* policy_entry = nullptr;
+          RETURN_IF_ERROR(
+              readString(section, "lb_policy", Need::kOptional, &policy, &policy_entry));
+          if (policy_entry == nullptr || policy == "round_robin") {
+            cluster.lb_policy = LbPolicy::kRoundRobin;
+          } else if (policy == "least_request") {
+            cluster.lb_policy = LbPolicy::kLeastRequest;
+          } else {
+            return fail(
+                policy_entry->valuePosition(), path + ".lb_policy",
+                fmt::format("unknown value '{}' (expected round_robin or least_request)", policy));
+          }
+
+          RETURN_IF_ERROR(
+              readDurationMs(section, "connect_timeout_ms", 1, &cluster.connect_timeout));
+
+          const Entry* endpoints = nullptr;
+          RETURN_IF_ERROR(requireEntry(section, "endpoints", &endpoints));
+          RETURN_IF_ERROR(
+              forEachItem(endpoints, path + ".endpoints",
+                          [&](const YAML::Node& endpoint_item, const std::string& endpoint_path,
+                              Position endpoints_position) -> Status {
+                            return readEndpoint(endpoint_item, endpoint_path, endpoints_position,
+                                                config, &cluster.endpoints);
+                          }));
+          if (cluster.endpoints.empty()) {
+            return fail(endpoints->valuePosition(), path + ".endpoints",
+                        "must list at least one endpoint");
+          }
+          clusters->push_back(std::move(cluster));
+          return Status::ok();
+        });
+  }
+
+  Status readEndpoint(const YAML::Node& item, const std::string& path, Position list_position,
+                      const ProxyConfig& config, std::vector<EndpointConfig>* endpoints) {
+    Mapping section;
+    RETURN_IF_ERROR(openMapping(item, path, list_position, {"node", "address"}, &section));
+    EndpointConfig endpoint;
+    const Entry* node = nullptr;
+    RETURN_IF_ERROR(readString(section, "node", Need::kRequired, &endpoint.node, &node));
+    const auto& peers = config.transport.peers;
+    bool known = endpoint.node == config.node.name ||
+                 std::any_of(peers.begin(), peers.end(),
+                             [&](const PeerConfig& peer) { return peer.name == endpoint.node; });
+    if (!known) {
+      return fail(node->valuePosition(), path + ".node",
+                  fmt::format("unknown node '{}' (expected node.name '{}' or a name in "
+                              "transport.peers)",
+                              endpoint.node, config.node.name));
+    }
+    RETURN_IF_ERROR(
+        readAddress(section, "address", Need::kRequired, PortZero::kRejected, &endpoint.address));
+    endpoints->push_back(std::move(endpoint));
+    return Status::ok();
+  }
+
+  Status readListeners(const Mapping& document, const std::vector<ClusterConfig>& clusters,
+                       std::vector<ListenerConfig>* listeners) {
+    listeners->clear();
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(requireEntry(document, "listeners", &entry));
+    RETURN_IF_ERROR(forEachItem(
+        entry, "listeners",
+        [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
+          return readListener(item, path, list_position, clusters, listeners);
+        }));
+    if (listeners->empty()) {
+      return fail(entry->valuePosition(), "listeners", "must list at least one listener");
+    }
+    return Status::ok();
+  }
+
+  Status readListener(const YAML::Node& item, const std::string& path, Position list_position,
+                      const std::vector<ClusterConfig>& clusters,
+                      std::vector<ListenerConfig>* listeners) {
+    Mapping section;
+    RETURN_IF_ERROR(openMapping(item, path, list_position,
+                                {"name", "direction", "address", "cluster", "port", "target"},
+                                &section));
+    ListenerConfig listener;
+    listener.line = section.position.line;
+    const Entry* name = nullptr;
+    RETURN_IF_ERROR(readString(section, "name", Need::kRequired, &listener.name, &name));
+    if (!isResourceName(listener.name)) {
+      return fail(name->valuePosition(), path + ".name",
+                  fmt::format("'{}' is not a valid name (1-63 characters of A-Z, a-z, 0-9, '.', "
+                              "'_', '-')",
+                              listener.name));
+    }
+    for (const ListenerConfig& other : *listeners) {
+      if (other.name == listener.name) {
+        return fail(name->valuePosition(), path + ".name",
+                    fmt::format("duplicate listener '{}' (first defined on line {})", listener.name,
+                                other.line));
+      }
+    }
+
+    std::string direction;
+    const Entry* direction_entry = nullptr;
+    RETURN_IF_ERROR(
+        readString(section, "direction", Need::kRequired, &direction, &direction_entry));
+    if (direction == "outbound") {
+      listener.direction = ListenerDirection::kOutbound;
+    } else if (direction == "inbound") {
+      listener.direction = ListenerDirection::kInbound;
+    } else {
+      return fail(direction_entry->valuePosition(), path + ".direction",
+                  fmt::format("unknown value '{}' (expected outbound or inbound)", direction));
+    }
+
+    // A key of the other direction means the user misunderstood; ignoring it would hide that.
+    const bool outbound = listener.direction == ListenerDirection::kOutbound;
+    static constexpr std::array<std::string_view, 2> kInboundOnly = {"port", "target"};
+    static constexpr std::array<std::string_view, 2> kOutboundOnly = {"address", "cluster"};
+    for (std::string_view key : outbound ? kInboundOnly : kOutboundOnly) {
+      if (const Entry* wrong = section.find(key)) {
+        return fail(wrong->key_position, section.fieldPath(key),
+                    fmt::format("only valid for {} listeners", outbound ? "inbound" : "outbound"));
+      }
+    }
+
+    if (outbound) {
+      const Entry* address = nullptr;
+      RETURN_IF_ERROR(readAddress(section, "address", Need::kRequired, PortZero::kAllowed,
+                                  &listener.address, &address));
+      for (const ListenerConfig& other : *listeners) {
+        if (other.direction == ListenerDirection::kOutbound && listener.address.port() != 0 &&
+            other.address == listener.address) {
+          return fail(address->valuePosition(), path + ".address",
+                      fmt::format("{} is already used by listener '{}' (line {})",
+                                  listener.address.toString(), other.name, other.line));
+        }
+      }
+      const Entry* cluster = nullptr;
+      RETURN_IF_ERROR(readString(section, "cluster", Need::kRequired, &listener.cluster, &cluster));
+      bool defined = std::any_of(clusters.begin(), clusters.end(), [&](const ClusterConfig& c) {
+        return c.name == listener.cluster;
+      });
+      if (!defined) {
+        return fail(cluster->valuePosition(), path + ".cluster",
+                    fmt::format("no cluster named '{}' is defined", listener.cluster));
+      }
+    } else {
+      uint64_t port = 0;
+      const Entry* port_entry = nullptr;
+      RETURN_IF_ERROR(findScalar(section, "port", Need::kRequired, &port_entry));
+      RETURN_IF_ERROR(readInteger(section, "port", 1, 65535, &port));
+      listener.port = static_cast<uint16_t>(port);
+      for (const ListenerConfig& other : *listeners) {
+        if (other.direction == ListenerDirection::kInbound && other.port == listener.port) {
+          return fail(port_entry->valuePosition(), path + ".port",
+                      fmt::format("port {} is already used by inbound listener '{}' (line {})",
+                                  listener.port, other.name, other.line));
+        }
+      }
+      listener.target = InetAddress::fromIp("127.0.0.1", listener.port).value();
+      RETURN_IF_ERROR(
+          readAddress(section, "target", Need::kOptional, PortZero::kRejected, &listener.target));
+    }
+    listeners->push_back(std::move(listener));
+    return Status::ok();
+  }
+
+  std::string source_name_;
+};
+
+#undef RETURN_IF_ERROR
+
+}  // namespace
+
+const char* toString(FabricBackend b) {
+  return b == FabricBackend::kShm ? "shm" : "tcp";
+}
+
+const char* toString(LbPolicy p) {
+  return p == LbPolicy::kLeastRequest ? "least_request" : "round_robin";
+}
+
+Result<ProxyConfig> parseConfig(const std::string& yaml_text, const std::string& source_name) {
+  ConfigReader reader(source_name);
+  if (yaml_text.size() > kMaxConfigBytes) {
+    return reader.fail(
+        {}, "(document)",
+        fmt::format("config is {} bytes; the limit is {}", yaml_text.size(), kMaxConfigBytes));
+  }
+  try {
+    std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+    if (documents.empty() || documents.front().IsNull()) {
+      return reader.fail({}, "(document)",
+                         "config is empty (expected a mapping with node, transport and listeners)");
+    }
+    if (documents.size() > 1) {
+      return reader.fail(positionOf(documents[1], {}), "(document)",
+                         "only one YAML document is allowed");
+    }
+    ProxyConfig config;
+    config.source_path = source_name;
+    config.source_text = yaml_text;
+    if (Status status = reader.read(documents.front(), &config); !status) return status;
+    return config;
+  } catch (const YAML::Exception& e) {
+    Position at;
+    if (!e.mark.is_null()) at = {e.mark.line + 1, e.mark.column + 1};
+    return invalidArgument(
+        fmt::format("{}:{}:{}: invalid YAML: {}", source_name, at.line, at.column, e.msg));
+  } catch (const std::exception& e) {
+    return internalError(fmt::format("{}: cannot parse config: {}", source_name, e.what()));
+  }
+}
+
+Result<ProxyConfig> loadConfigFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return invalidArgument(
+        fmt::format("cannot open config file '{}': {}", path, std::strerror(errno)));
+  }
+  std::string text;
+  char buffer[64 * 1024];
+  Status error;
+  while (true) {
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error = invalidArgument(
+          fmt::format("cannot read config file '{}': {}", path, std::strerror(errno)));
+      break;
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxConfigBytes) {
+      error = invalidArgument(
+          fmt::format("config file '{}' is larger than the {} byte limit", path, kMaxConfigBytes));
+      break;
+    }
+  }
+  ::close(fd);
+  if (!error) return error;
+  return parseConfig(text, path);
+}
+
+std::string configToJson(const ProxyConfig& config) {
+  try {
+    using Json = nlohmann::ordered_json;
+    Json peers = Json::array();
+    for (const PeerConfig& peer : config.transport.peers) {
+      peers.push_back({{"name", peer.name}, {"address", peer.address}});
+    }
+    Json listeners = Json::array();
+    for (const ListenerConfig& listener : config.listeners) {
+      Json json = {{"name", listener.name}, {"direction", toString(listener.direction)}};
+      if (listener.direction == ListenerDirection::kOutbound) {
+        json["address"] = listener.address.toString();
+        json["cluster"] = listener.cluster;
+      } else {
+        json["port"] = listener.port;
+        json["target"] = listener.target.toString();
+      }
+      listeners.push_back(std::move(json));
+    }
+    Json clusters = Json::array();
+    for (const ClusterConfig& cluster : config.clusters) {
+      Json endpoints = Json::array();
+      for (const EndpointConfig& endpoint : cluster.endpoints) {
+        endpoints.push_back({{"node", endpoint.node}, {"address", endpoint.address.toString()}});
+      }
+      clusters.push_back({{"name", cluster.name},
+                          {"lb_policy", toString(cluster.lb_policy)},
+                          {"connect_timeout_ms", cluster.connect_timeout.count()},
+                          {"endpoints", std::move(endpoints)}});
+    }
+    const TransportConfig& transport = config.transport;
+    Json json = {
+        {"node",
+         {{"name", config.node.name},
+          {"identity", config.node.identity},
+          {"workers", config.node.workers}}},
+        {"admin", {{"address", config.admin.address.toString()}}},
+        {"transport",
+         {{"backend", toString(transport.backend)},
+          {"listen", transport.listen},
+          {"ring_bytes", transport.ring_bytes},
+          {"max_streams", transport.max_streams},
+          {"keepalive_interval_ms", transport.keepalive_interval.count()},
+          {"keepalive_timeout_ms", transport.keepalive_timeout.count()},
+          {"connect_timeout_ms", transport.connect_timeout.count()},
+          {"poll_budget_us", transport.poll_budget.count()},
+          {"peers", std::move(peers)}}},
+        {"listeners", std::move(listeners)},
+        {"clusters", std::move(clusters)},
+        {"drain_timeout_ms", config.drain_timeout.count()},
+    };
+    // Replace rather than throw on bytes that are not UTF-8: a dump must never fail.
+    return json.dump(2, ' ', false, Json::error_handler_t::replace);
+  } catch (const std::exception& e) {
+    return nlohmann::json{{"error", std::string("cannot render config: ") + e.what()}}.dump(
+        2, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+}
+
+}  // namespace rdmesh::proxy

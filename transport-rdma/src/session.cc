@@ -1,0 +1,430 @@
+// Session control path: stream lifecycle (open, accept, FIN, RESET), control records, keepalive
+// and teardown.
+#include <event2/event.h>
+#include <spdlog/spdlog.h>
+
+#include "session_impl.h"
+
+namespace rdmesh::transport {
+
+using wire::ControlType;
+using wire::ResetReason;
+
+const char* toString(Session::State state) {
+  switch (state) {
+    case Session::State::kConnecting: return "connecting";
+    case Session::State::kEstablished: return "established";
+    case Session::State::kDraining: return "draining";
+  }
+  return "unknown";
+}
+
+namespace {
+SessionImpl::Stats makeStats(StatsStore& store, const std::string& peer) {
+  std::string scope = "session." + peer;
+  return {store.counter(scope, "bytes_sent"),
+          store.counter(scope, "bytes_received"),
+          store.gauge(scope, "streams_active"),
+          store.counter(scope, "streams_opened_total"),
+          store.counter(scope, "streams_accepted_total"),
+          store.counter(scope, "streams_reset_total"),
+          store.counter(scope, "streams_refused_total"),
+          store.counter(scope, "connects_total"),
+          store.counter(scope, "disconnects_total"),
+          store.counter(scope, "protocol_errors_total"),
+          store.counter(scope, "keepalive_timeouts_total"),
+          store.counter(scope, "control_batches_sent"),
+          store.counter(scope, "writes_posted"),
+          store.counter(scope, "credit_stalls_total")};
+}
+}  // namespace
+
+SessionImpl::SessionImpl(event_base* base, std::string peer_name, SessionOptions options,
+                         StatsStore& stats, AcceptHandler& accept_handler)
+    : base_(base),
+      peer_name_(std::move(peer_name)),
+      options_(std::move(options)),
+      accept_handler_(accept_handler),
+      stats_(makeStats(stats, peer_name_)) {
+  uint32_t n = options_.geometry.max_streams;
+  slots_.resize(n);
+  generations_.assign(n, 0);
+  free_slots_.reserve(n);
+  for (uint32_t i = n; i > 0; --i) free_slots_.push_back(i - 1);  // lowest slot first
+  timer_ev_ = event_new(base_, -1, EV_PERSIST, &SessionImpl::onTimer, this);
+  auto ms = options_.keepalive_interval.count();
+  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  event_add(timer_ev_, &tv);
+}
+
+SessionImpl::~SessionImpl() {
+  for (auto& s : slots_) {
+    if (s) s->detached_ = true;  // no callbacks into users that are going away too
+  }
+  if (connection_) teardown(Status{StatusCode::kUnavailable, "session destroyed"});
+  if (timer_ev_) event_free(timer_ev_);
+}
+
+wire::FabricKind SessionImpl::fabricKind() const {
+  return connection_ ? connection_->kind() : wire::FabricKind::kTcp;
+}
+
+// ---------------------------------------------------------------- stream table
+
+StreamImpl* SessionImpl::allocateStream() {
+  if (free_slots_.empty()) return nullptr;
+  uint32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  uint32_t gen = generations_[slot] = (generations_[slot] + 1) & ((1u << wire::kGenerationBits) - 1);
+  slots_[slot] = std::make_unique<StreamImpl>(*this, slot, gen);
+  ++active_streams_;
+  stats_.streams_active.inc();
+  return slots_[slot].get();
+}
+
+StreamImpl* SessionImpl::lookup(uint32_t ref) {
+  uint32_t slot = wire::refSlot(ref);
+  if (slot >= slots_.size() || !slots_[slot]) return nullptr;
+  StreamImpl* s = slots_[slot].get();
+  return s->generation_ == wire::refGeneration(ref) ? s : nullptr;
+}
+
+void SessionImpl::freeStream(StreamImpl& s) {
+  uint32_t slot = s.slot_;
+  slots_[slot].reset();
+  free_slots_.push_back(slot);
+  --active_streams_;
+  stats_.streams_active.dec();
+}
+
+// A slot may be reused once the user let go, we sent our last record to the peer's stream and
+// the peer sent its last write into our ring.
+void SessionImpl::maybeFree(StreamImpl& s) {
+  if (s.detached_ && s.localTerminal() && s.remoteTerminal() && !s.queued_for_notify_) {
+    freeStream(s);
+  }
+}
+
+Stream* SessionImpl::openStream(const InetAddress& destination, std::string_view identity,
+                                StreamCallbacks* callbacks) {
+  if (state_ == State::kDraining || peer_draining_) return nullptr;
+  StreamImpl* s = allocateStream();
+  if (s == nullptr) {
+    stats_.streams_refused_total.inc();
+    return nullptr;
+  }
+  s->destination_ = destination;
+  s->identity_ = std::string(identity);
+  s->callbacks_ = callbacks;
+  s->phase_ = StreamImpl::Phase::kPendingOpen;
+  stats_.streams_opened_total.inc();
+  if (connection_) sendOpen(*s);
+  return s;
+}
+
+void SessionImpl::sendOpen(StreamImpl& s) {
+  normal().open(s.ref(), s.destination_, s.identity_);
+  s.phase_ = StreamImpl::Phase::kOpening;
+}
+
+// ---------------------------------------------------------------- stream API (control side)
+
+void StreamImpl::accept() {
+  if (phase_ != Phase::kAccepting) return;
+  phase_ = Phase::kOpen;
+  ack_posted_ = false;  // data may follow only once the OPEN_ACK is on the fabric
+  session_.normal(ref()).openAck(remote_ref_, ref());
+  session_.flushControl();
+}
+
+void StreamImpl::finish() {
+  if (localTerminal()) return;
+  if (phase_ != Phase::kOpen) {
+    reset(ResetReason::kLocalReset);
+    return;
+  }
+  local_fin_ = true;
+  session_.normal().fin(remote_ref_);
+}
+
+void StreamImpl::reset(ResetReason reason) {
+  detached_ = true;
+  callbacks_ = nullptr;
+  notify_opened_ = notify_data_ = notify_writable_ = notify_reset_ = false;
+  if (!localTerminal()) {
+    session_.stats_.streams_reset_total.inc();
+    switch (phase_) {
+      case Phase::kPendingOpen:
+        // The peer never heard of it.
+        local_reset_ = remote_reset_ = true;
+        break;
+      case Phase::kOpening:
+        // We cannot address the acceptor's stream yet: reset it when its OPEN_ACK arrives.
+        reset_when_acked_ = true;
+        break;
+      case Phase::kAccepting:
+        // The opener never learned our slot, so it cannot write into it: free at once.
+        if (session_.connection_) session_.normal().reset(remote_ref_, reason);
+        local_reset_ = remote_reset_ = true;
+        break;
+      case Phase::kOpen:
+        if (session_.connection_) session_.normal().reset(remote_ref_, reason);
+        local_reset_ = true;
+        break;
+    }
+  }
+  consumed_ = received_;  // discard what the user will never read
+  session_.maybeFree(*this);
+}
+
+void StreamImpl::close() {
+  if (!localTerminal() || !atEof()) {
+    reset(ResetReason::kLocalReset);
+    return;
+  }
+  detached_ = true;
+  callbacks_ = nullptr;
+  session_.maybeFree(*this);
+}
+
+// ---------------------------------------------------------------- records
+
+Status SessionImpl::handleRecord(const ControlRecord& rec) {
+  switch (rec.type) {
+    case ControlType::kOpen:
+      return handleOpen(rec);
+    case ControlType::kOpenAck:
+      return handleOpenAck(rec);
+    case ControlType::kFin: {
+      StreamImpl* s = lookup(rec.stream);
+      if (s == nullptr) return {};  // an earlier stream of a reused slot: harmless
+      if (s->phase_ != StreamImpl::Phase::kOpen || s->remoteTerminal()) {
+        return protocolError("FIN for a stream that is not open");
+      }
+      s->remote_fin_ = true;
+      if (s->detached_) {
+        maybeFree(*s);
+      } else {
+        s->notify_data_ = true;
+        markNotify(*s);
+      }
+      return {};
+    }
+    case ControlType::kReset:
+      return handleReset(rec);
+    case ControlType::kCredit: {
+      StreamImpl* s = lookup(rec.stream);
+      if (s == nullptr) return {};
+      if (rec.value < s->acked_ || rec.value > s->sent_) {
+        return protocolError(fmt::format("CREDIT of {} outside {}..{}", rec.value, s->acked_,
+                                         s->sent_));
+      }
+      s->acked_ = rec.value;
+      if (s->blocked_ && !s->detached_) {
+        s->blocked_ = false;
+        s->notify_writable_ = true;
+        markNotify(*s);
+      }
+      return {};
+    }
+    case ControlType::kSessionCredit:
+      if (rec.value < peer_completions_total_ || rec.value > posted_total_ ||
+          rec.value2 < peer_control_consumed_ || rec.value2 > control_written_) {
+        return protocolError("SESSION_CREDIT outside what was sent");
+      }
+      peer_completions_total_ = rec.value;
+      peer_control_consumed_ = rec.value2;
+      unblockStreams();
+      return {};
+    case ControlType::kPing:
+      priority().pong(rec.value);
+      return {};
+    case ControlType::kPong:
+      return {};
+    case ControlType::kGoAway:
+      peer_draining_ = true;
+      return {};
+  }
+  return protocolError("unknown control record");
+}
+
+Status SessionImpl::handleOpen(const ControlRecord& rec) {
+  StreamImpl* s = state_ == State::kDraining ? nullptr : allocateStream();
+  if (s == nullptr) {
+    stats_.streams_refused_total.inc();
+    normal().reset(rec.stream,
+                   state_ == State::kDraining ? ResetReason::kDraining : ResetReason::kStreamsExhausted);
+    return {};
+  }
+  s->phase_ = StreamImpl::Phase::kAccepting;
+  s->remote_ref_ = rec.stream;
+  s->destination_ = rec.destination;
+  s->identity_ = std::string(rec.identity);
+  stats_.streams_accepted_total.inc();
+  StreamCallbacks* callbacks = accept_handler_ ? accept_handler_(*s) : nullptr;
+  if (callbacks == nullptr) {
+    if (!s->localTerminal()) s->reset(ResetReason::kNoRoute);
+    return {};
+  }
+  s->callbacks_ = callbacks;
+  return {};
+}
+
+Status SessionImpl::handleOpenAck(const ControlRecord& rec) {
+  StreamImpl* s = lookup(rec.stream);
+  if (s == nullptr || s->phase_ != StreamImpl::Phase::kOpening) {
+    return protocolError("OPEN_ACK for a stream that is not opening");
+  }
+  s->phase_ = StreamImpl::Phase::kOpen;
+  s->remote_ref_ = rec.acceptor_stream;
+  if (s->reset_when_acked_) {
+    normal().reset(s->remote_ref_, ResetReason::kLocalReset);
+    s->local_reset_ = true;
+    maybeFree(*s);
+    return {};
+  }
+  s->notify_opened_ = true;
+  markNotify(*s);
+  return {};
+}
+
+Status SessionImpl::handleReset(const ControlRecord& rec) {
+  StreamImpl* s = lookup(rec.stream);
+  if (s == nullptr) return {};
+  if (s->remote_reset_) return protocolError("second RESET for a stream");
+  s->remote_reset_ = true;
+  if (s->phase_ == StreamImpl::Phase::kOpening) {
+    // Refused: the acceptor has no stream for us to reset back.
+    s->local_reset_ = true;
+  } else if (!s->local_reset_) {
+    // Our reply is the terminal record the peer waits for before it frees its slot; a FIN we
+    // sent earlier already was one.
+    if (!s->local_fin_) normal().reset(s->remote_ref_, rec.reason);
+    s->local_reset_ = true;
+  }
+  s->consumed_ = s->received_;
+  if (s->detached_) {
+    maybeFree(*s);
+  } else {
+    s->notify_reset_ = true;
+    s->reset_reason_ = rec.reason;
+    markNotify(*s);
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------- connection lifecycle
+
+void SessionImpl::attach(std::unique_ptr<FabricConnection> connection) {
+  connection_ = std::move(connection);
+  peer_geometry_ = connection_->peerHello().geometry;
+  posted_total_ = peer_completions_total_ = control_written_ = peer_control_consumed_ = 0;
+  completions_total_ = completions_returned_ = control_consumed_ = control_returned_ = 0;
+  priority_batches_.clear();
+  normal_batches_.clear();
+  peer_draining_ = false;
+  if (state_ != State::kDraining) state_ = State::kEstablished;
+  last_rx_ = std::chrono::steady_clock::now();
+  event_fd_ev_ = event_new(base_, connection_->eventFd(), EV_READ | EV_PERSIST,
+                           &SessionImpl::onEventFd, this);
+  event_add(event_fd_ev_, nullptr);
+  if (connection_->livenessFd() >= 0) {
+    liveness_ev_ = event_new(base_, connection_->livenessFd(), EV_READ | EV_PERSIST,
+                             &SessionImpl::onLivenessFd, this);
+    event_add(liveness_ev_, nullptr);
+  }
+  stats_.connects_total.inc();
+  spdlog::info("session to {}: established over {} (protocol v{}, peer rings {}x{} KiB)",
+               peer_name_, toString(connection_->kind()), connection_->version(),
+               peer_geometry_.max_streams, peer_geometry_.ring_bytes / 1024);
+  // Streams opened while we were connecting go out now.
+  for (auto& s : slots_) {
+    if (s && s->phase_ == StreamImpl::Phase::kPendingOpen && !s->detached_) sendOpen(*s);
+  }
+  if (state_ == State::kDraining) normal().goAway();
+  flush();
+}
+
+void SessionImpl::teardown(const Status& why) {
+  if (!connection_) return;
+  spdlog::warn("session to {}: down: {}", peer_name_, why.message());
+  stats_.disconnects_total.inc();
+  if (why.code() == StatusCode::kProtocolError) stats_.protocol_errors_total.inc();
+  for (event** ev : {&event_fd_ev_, &liveness_ev_, &write_ev_}) {
+    if (*ev) event_free(*ev);
+    *ev = nullptr;
+  }
+  connection_.reset();
+  if (state_ != State::kDraining) state_ = State::kConnecting;
+  // Every stream dies with the connection: the peer's rings are gone. Users hear it now.
+  std::vector<StreamCallbacks*> to_notify;
+  for (auto& s : slots_) {
+    if (!s) continue;
+    if (!s->detached_ && s->callbacks_ != nullptr) to_notify.push_back(s->callbacks_);
+    s->detached_ = true;
+    s->queued_for_notify_ = false;
+    freeStream(*s);
+  }
+  notify_queue_.clear();
+  blocked_refs_.clear();
+  for (StreamCallbacks* cb : to_notify) cb->onStreamReset(ResetReason::kSessionLost);
+  if (on_down_) on_down_(why);
+}
+
+void SessionImpl::drain() {
+  if (state_ == State::kDraining) return;
+  state_ = State::kDraining;
+  if (connection_) {
+    normal().goAway();
+    flush();
+  }
+}
+
+void SessionImpl::onKeepaliveTimer() {
+  if (!connection_) return;
+  auto silent = std::chrono::steady_clock::now() - last_rx_;
+  if (silent > options_.keepalive_timeout) {
+    stats_.keepalive_timeouts_total.inc();
+    teardown(unavailable(fmt::format("no word from the peer for {} ms",
+                                     std::chrono::duration_cast<std::chrono::milliseconds>(silent)
+                                         .count())));
+    return;
+  }
+  priority().ping(++ping_nonce_);
+  flush();
+}
+
+void SessionImpl::onLiveness() {
+  if (!connection_) return;
+  char buf[64];
+  ssize_t n = ::recv(connection_->livenessFd(), buf, sizeof(buf), MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    teardown(unavailable("peer process closed the session"));
+  }
+}
+
+void SessionImpl::onEventFd(int /*fd*/, short what, void* arg) {
+  auto* self = static_cast<SessionImpl*>(arg);
+  if (!self->connection_) return;
+  if (what & EV_WRITE) {
+    self->flush();
+    if (!self->connection_) return;
+    self->unblockStreams();
+  }
+  if (what & EV_READ) {
+    self->afterWakeup();
+    // Bounded, so one busy peer cannot starve the other sockets of this loop.
+    for (int i = 0; i < 16 && self->connection_ && self->pollOnce(); ++i) {
+    }
+  }
+}
+
+void SessionImpl::onLivenessFd(int /*fd*/, short /*what*/, void* arg) {
+  static_cast<SessionImpl*>(arg)->onLiveness();
+}
+
+void SessionImpl::onTimer(int /*fd*/, short /*what*/, void* arg) {
+  static_cast<SessionImpl*>(arg)->onKeepaliveTimer();
+}
+
+}  // namespace rdmesh::transport

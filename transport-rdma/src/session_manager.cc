@@ -1,0 +1,316 @@
+#include "rdmesh/transport/session_manager.h"
+
+#include <event2/event.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <thread>
+
+#include "rdmesh/common/task_queue.h"
+#include "session_impl.h"
+#include "unix_fd.h"
+
+namespace rdmesh::transport {
+
+namespace {
+
+constexpr std::chrono::milliseconds kFirstBackoff{100};
+
+using ConnectionResult = Result<std::unique_ptr<FabricConnection>>;
+
+class SessionManagerImpl final : public SessionManager {
+ public:
+  SessionManagerImpl(event_base* base, std::unique_ptr<Fabric> fabric,
+                     SessionManagerOptions options, StatsStore& stats, AcceptHandler on_accept)
+      : base_(base),
+        fabric_(std::move(fabric)),
+        options_(std::move(options)),
+        stats_(stats),
+        on_accept_(std::move(on_accept)),
+        tasks_(base) {
+    session_options_.local_node = options_.node_name;
+    session_options_.geometry = options_.geometry;
+    session_options_.keepalive_interval = options_.keepalive_interval;
+    session_options_.keepalive_timeout =
+        std::chrono::milliseconds(options_.geometry.keepalive_timeout_ms);
+    hello_.fabric = fabric_->kind();
+    hello_.node_name = options_.node_name;
+    hello_.geometry = options_.geometry;
+  }
+
+  ~SessionManagerImpl() override {
+    if (listen_ev_) event_free(listen_ev_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    for (auto& [name, peer] : peers_) {
+      if (peer->retry_ev) event_free(peer->retry_ev);
+    }
+    for (auto& t : threads_) t.thread.join();  // each is bounded by connect_timeout
+  }
+
+  Status start() override {
+    auto fd = fabric_->listen(options_.listen_address);
+    if (!fd) return fd.status();
+    listen_fd_ = *fd;
+    listen_ev_ = event_new(base_, listen_fd_, EV_READ | EV_PERSIST, &onListen, this);
+    event_add(listen_ev_, nullptr);
+    spdlog::info("node {}: {} fabric listening on {}", options_.node_name,
+                 toString(fabric_->kind()), options_.listen_address);
+    for (const PeerSpec& spec : options_.peers) {
+      Peer& p = peerFor(spec.name);
+      p.address = spec.address;
+      // One connection per node pair: the node with the lower name dials.
+      p.dials = options_.node_name < spec.name;
+      if (p.dials) dial(p);
+    }
+    return {};
+  }
+
+  Session* session(std::string_view name) override {
+    auto it = peers_.find(name);
+    return it == peers_.end() ? nullptr : it->second->session.get();
+  }
+
+  void drain() override {
+    draining_ = true;
+    if (listen_ev_) event_del(listen_ev_);
+    for (auto& [name, peer] : peers_) {
+      peer->session->drain();
+      setState(*peer);
+    }
+  }
+
+  size_t activeStreams() const override {
+    size_t n = 0;
+    for (SessionImpl* s : sessions_) n += s->activeStreams();
+    return n;
+  }
+
+  // Pollable
+  bool poll() override {
+    bool work = false;
+    for (SessionImpl* s : sessions_) {
+      if (s->pollsUsefully()) work |= s->pollOnce();
+    }
+    return work;
+  }
+  void flush() override {
+    for (SessionImpl* s : sessions_) s->flush();
+  }
+  bool spinWorthwhile() const override {
+    for (SessionImpl* s : sessions_) {
+      if (s->pollsUsefully()) return true;
+    }
+    return false;
+  }
+  bool prepareToSleep() override {
+    bool ok = true;
+    for (SessionImpl* s : sessions_) ok &= s->prepareToSleep();
+    return ok;
+  }
+  void markAwake() override {
+    for (SessionImpl* s : sessions_) s->markAwake();
+  }
+
+ private:
+  struct Peer {
+    SessionManagerImpl* owner = nullptr;  // for the retry timer's C callback
+    std::string name;
+    std::string address;
+    bool dials = false;
+    bool dialing = false;
+    std::unique_ptr<SessionImpl> session;
+    event* retry_ev = nullptr;
+    std::chrono::milliseconds backoff = kFirstBackoff;
+    std::string last_error;
+  };
+  struct BootstrapThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  Peer& peerFor(const std::string& name) {
+    auto it = peers_.find(name);
+    if (it != peers_.end()) return *it->second;
+    auto peer = std::make_unique<Peer>();
+    peer->owner = this;
+    peer->name = name;
+    peer->session = std::make_unique<SessionImpl>(base_, name, session_options_, stats_,
+                                                  on_accept_);
+    Peer* raw = peer.get();
+    peer->session->setOnDown([this, raw](const Status&) { onSessionDown(*raw); });
+    sessions_.push_back(peer->session.get());
+    stats_.setText("session." + name, "fabric", toString(fabric_->kind()));
+    setState(*peer);
+    return *peers_.emplace(name, std::move(peer)).first->second;
+  }
+
+  void setState(Peer& p) {
+    stats_.setText("session." + p.name, "state", toString(p.session->state()));
+  }
+
+  // Runs `work` on a bootstrap thread and its result on the loop thread.
+  void runBootstrap(std::function<ConnectionResult()> work,
+                    std::function<void(ConnectionResult)> done) {
+    std::erase_if(threads_, [](BootstrapThread& t) {
+      if (!t.done->load()) return false;
+      t.thread.join();
+      return true;
+    });
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back({std::thread([this, work = std::move(work), done = std::move(done),
+                                     finished]() mutable {
+                          auto result = std::make_shared<ConnectionResult>(work());
+                          tasks_.post([done = std::move(done), result]() mutable {
+                            done(std::move(*result));
+                          });
+                          finished->store(true);
+                        }),
+                        finished});
+  }
+
+  Deadline deadline() const { return std::chrono::steady_clock::now() + options_.connect_timeout; }
+
+  void dial(Peer& p) {
+    if (p.dialing || p.session->established() || draining_) return;
+    p.dialing = true;
+    std::string address = p.address;
+    Hello hello = hello_;
+    Fabric* fabric = fabric_.get();
+    uint64_t bytes = options_.geometry.receiveAreaBytes();
+    Deadline until = deadline();
+    std::string name = p.name;
+    runBootstrap(
+        [=]() -> ConnectionResult {
+          auto region = fabric->registerRegion(bytes);
+          if (!region) return region.status();
+          return fabric->connect(address, hello, std::move(region.value()), until);
+        },
+        [this, name](ConnectionResult result) { onDialed(name, std::move(result)); });
+  }
+
+  void onDialed(const std::string& name, ConnectionResult result) {
+    Peer& p = peerFor(name);
+    p.dialing = false;
+    if (!result) {
+      if (result.status().message() != p.last_error) {
+        spdlog::warn("session to {}: cannot connect to {}: {} (retrying with backoff)", name,
+                     p.address, result.status().message());
+        p.last_error = result.status().message();
+      }
+      scheduleRetry(p);
+      return;
+    }
+    if (result.value()->peerHello().node_name != name) {
+      spdlog::error("session to {}: {} answered as '{}'", name, p.address,
+                    result.value()->peerHello().node_name);
+      scheduleRetry(p);
+      return;
+    }
+    if (p.session->established()) return;  // already up through the other direction
+    p.last_error.clear();
+    p.backoff = kFirstBackoff;
+    p.session->attach(std::move(result.value()));
+    setState(p);
+  }
+
+  void scheduleRetry(Peer& p) {
+    if (draining_) return;
+    if (p.retry_ev == nullptr) {
+      p.retry_ev = event_new(base_, -1, 0, &onRetry, &p);
+    }
+    auto ms = p.backoff.count();
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    event_add(p.retry_ev, &tv);
+    p.backoff = std::min(p.backoff * 2, options_.max_backoff);
+  }
+
+  static void onRetry(int, short, void* arg) {
+    auto* p = static_cast<Peer*>(arg);
+    p->owner->dial(*p);
+  }
+
+  void onSessionDown(Peer& p) {
+    setState(p);
+    if (p.dials) {
+      p.backoff = kFirstBackoff;
+      scheduleRetry(p);
+    }
+  }
+
+  static void onListen(int fd, short, void* arg) {
+    auto* self = static_cast<SessionManagerImpl*>(arg);
+    for (;;) {
+      int conn = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0) return;
+      self->acceptBootstrap(conn);
+    }
+  }
+
+  void acceptBootstrap(int fd) {
+    Hello hello = hello_;
+    Fabric* fabric = fabric_.get();
+    uint64_t bytes = options_.geometry.receiveAreaBytes();
+    Deadline until = deadline();
+    runBootstrap(
+        [=]() -> ConnectionResult {
+          auto region = fabric->registerRegion(bytes);
+          if (!region) {
+            ::close(fd);
+            return region.status();
+          }
+          return fabric->accept(fd, hello, std::move(region.value()), until);
+        },
+        [this](ConnectionResult result) { onAccepted(std::move(result)); });
+  }
+
+  void onAccepted(ConnectionResult result) {
+    if (!result) {
+      spdlog::warn("node {}: bootstrap of an incoming session failed: {}", options_.node_name,
+                   result.status().message());
+      return;
+    }
+    std::string name = result.value()->peerHello().node_name;
+    if (name == options_.node_name) {
+      spdlog::error("node {}: a peer claims our own name; refused", name);
+      return;
+    }
+    Peer& p = peerFor(name);
+    if (p.session->established()) {
+      // The peer dialed again: it restarted, and the old connection is dead even if we have
+      // not noticed yet.
+      p.session->disconnect(unavailable("the peer dialed in again (restarted)"));
+    }
+    p.session->attach(std::move(result.value()));
+    setState(p);
+  }
+
+  event_base* base_;
+  std::unique_ptr<Fabric> fabric_;
+  SessionManagerOptions options_;
+  SessionOptions session_options_;
+  StatsStore& stats_;
+  AcceptHandler on_accept_;
+  Hello hello_;
+  TaskQueue tasks_;
+  int listen_fd_ = -1;
+  event* listen_ev_ = nullptr;
+  bool draining_ = false;
+  std::map<std::string, std::unique_ptr<Peer>, std::less<>> peers_;
+  std::vector<SessionImpl*> sessions_;
+  std::list<BootstrapThread> threads_;
+};
+
+}  // namespace
+
+std::unique_ptr<SessionManager> makeSessionManager(event_base* base,
+                                                   std::unique_ptr<Fabric> fabric,
+                                                   SessionManagerOptions options,
+                                                   StatsStore& stats, AcceptHandler on_accept) {
+  return std::make_unique<SessionManagerImpl>(base, std::move(fabric), std::move(options), stats,
+                                              std::move(on_accept));
+}
+
+}  // namespace rdmesh::transport

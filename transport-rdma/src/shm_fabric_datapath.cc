@@ -1,0 +1,125 @@
+// shm backend, data path: completions through a lock-free single-producer ring; the doorbell
+// protocol is Dekker-style (both sides use seq_cst on "sleeping" and the queue index) so a
+// wake-up can never be lost, and a busy receiver is never woken by a syscall.
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "shm_fabric.h"
+
+namespace rdmesh::transport {
+
+ShmConnection::ShmConnection(Parts parts)
+    : p_(std::move(parts)),
+      local_depth_((p_.local_queue->bytes().size() - sizeof(ShmQueueHeader)) / sizeof(uint64_t)),
+      peer_depth_(p_.hello.peer.geometry.recv_depth) {}
+
+ShmQueueHeader& ShmConnection::localQueue() const {
+  return *reinterpret_cast<ShmQueueHeader*>(p_.local_queue->bytes().data());
+}
+ShmQueueHeader& ShmConnection::peerQueue() const {
+  return *reinterpret_cast<ShmQueueHeader*>(p_.peer_queue->bytes().data());
+}
+uint64_t* ShmConnection::peerEntries() const {
+  return reinterpret_cast<uint64_t*>(p_.peer_queue->bytes().data() + sizeof(ShmQueueHeader));
+}
+const uint64_t* ShmConnection::localEntries() const {
+  return reinterpret_cast<const uint64_t*>(p_.local_queue->bytes().data() +
+                                           sizeof(ShmQueueHeader));
+}
+
+std::span<std::byte> ShmConnection::stageWrite(uint64_t remote_offset, size_t max_len) {
+  auto area = p_.peer_area->bytes();
+  if (remote_offset > area.size() || max_len > area.size() - remote_offset) return {};
+  staged_ = true;
+  staged_offset_ = remote_offset;
+  return area.subspan(remote_offset, max_len);
+}
+
+void ShmConnection::postWriteWithImm(size_t len, uint32_t imm) {
+  if (!staged_) return;
+  staged_ = false;
+  if (len == 0) return;
+  ShmQueueHeader& q = peerQueue();
+  uint64_t head = q.head.load(std::memory_order_acquire);
+  if (peer_tail_ - head >= peer_depth_) {
+    // The session's receive-WQE credits make this impossible with an honest peer.
+    broken_ = protocolError("shm: peer completion queue overrun");
+    return;
+  }
+  peerEntries()[peer_tail_ % peer_depth_] = uint64_t{imm} | (uint64_t{len} << 32);
+  ++peer_tail_;
+  // Release: the payload (written before) is visible before the peer sees the new tail.
+  q.tail.store(peer_tail_, std::memory_order_release);
+  posted_since_flush_ = true;
+}
+
+Status ShmConnection::flush() {
+  if (!broken_.isOk()) return broken_;
+  if (!posted_since_flush_) return {};
+  posted_since_flush_ = false;
+  ShmQueueHeader& q = peerQueue();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (q.sleeping.load(std::memory_order_seq_cst) != 0 &&
+      q.sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
+    uint64_t one = 1;
+    if (::write(p_.peer_doorbell.get(), &one, sizeof(one)) < 0 && errno != EAGAIN) {
+      return unavailable(errnoText("shm doorbell"));
+    }
+  }
+  return {};
+}
+
+Result<size_t> ShmConnection::poll(std::span<Completion> out) {
+  ShmQueueHeader& q = localQueue();
+  uint64_t tail = q.tail.load(std::memory_order_acquire);
+  if (tail - local_head_ > local_depth_) {
+    return protocolError(fmt::format("shm: peer published {} completions into a queue of {}",
+                                     tail - local_head_, local_depth_));
+  }
+  size_t n = 0;
+  const uint64_t* entries = localEntries();
+  while (local_head_ != tail && n < out.size()) {
+    uint64_t e = entries[local_head_ % local_depth_];
+    auto imm = static_cast<uint32_t>(e);
+    auto len = static_cast<uint32_t>(e >> 32);
+    if (len != wire::immLength(imm) || len == 0) {
+      return protocolError(fmt::format("shm: completion length {} disagrees with immediate {:#x}",
+                                       len, imm));
+    }
+    out[n++] = {imm, len};
+    ++local_head_;
+  }
+  if (n) q.head.store(local_head_, std::memory_order_release);
+  return n;
+}
+
+bool ShmConnection::prepareToSleep() {
+  ShmQueueHeader& q = localQueue();
+  q.sleeping.store(1, std::memory_order_seq_cst);
+  marked_sleeping_ = true;
+  if (q.tail.load(std::memory_order_seq_cst) != local_head_) {
+    markAwake();
+    return false;
+  }
+  return true;
+}
+
+void ShmConnection::markAwake() {
+  if (marked_sleeping_) {
+    localQueue().sleeping.store(0, std::memory_order_relaxed);
+    marked_sleeping_ = false;
+  }
+}
+
+void ShmConnection::afterWakeup() {
+  uint64_t count;
+  while (::read(p_.local_doorbell.get(), &count, sizeof(count)) > 0) {
+  }
+  marked_sleeping_ = true;  // the peer may have cleared it; make sure it reads 0
+  markAwake();
+}
+
+}  // namespace rdmesh::transport

@@ -1,0 +1,125 @@
+// tcp backend, data path: frames out through one send buffer (one send() per loop iteration for
+// every stream), frames in through one receive buffer (one recv() for many frames).
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "tcp_fabric.h"
+
+namespace rdmesh::transport {
+
+namespace {
+constexpr size_t kInputBufferBytes = 512 * 1024;  // > the largest frame (64 KiB + header)
+constexpr size_t kMaxUnsentBytes = 4 << 20;       // beyond this, stageWrite says "backed up"
+}  // namespace
+
+TcpConnection::TcpConnection(UniqueFd fd, HelloExchange hello, std::unique_ptr<MemoryRegion> area)
+    : fd_(std::move(fd)), hello_(std::move(hello)), area_(std::move(area)), in_(kInputBufferBytes) {
+  out_.grow(1 << 20);
+}
+
+void TcpConnection::SendBuffer::grow(size_t needed) {
+  if (needed <= capacity) return;
+  size_t cap = std::max(needed, capacity * 2);
+  auto bigger = std::make_unique_for_overwrite<std::byte[]>(cap);
+  if (used) std::memcpy(bigger.get(), data.get(), used);
+  data = std::move(bigger);
+  capacity = cap;
+}
+
+std::span<std::byte> TcpConnection::stageWrite(uint64_t remote_offset, size_t max_len) {
+  if (out_.used - out_head_ >= kMaxUnsentBytes) return {};
+  staged_ = true;
+  staged_at_ = out_.used;
+  staged_offset_ = remote_offset;
+  out_.grow(staged_at_ + sizeof(wire::TcpFrameHeader) + max_len);
+  return {out_.data.get() + staged_at_ + sizeof(wire::TcpFrameHeader), max_len};
+}
+
+void TcpConnection::postWriteWithImm(size_t len, uint32_t imm) {
+  if (!staged_) return;
+  staged_ = false;
+  if (len == 0) return;
+  wire::TcpFrameHeader h{imm, static_cast<uint32_t>(len), staged_offset_};
+  std::memcpy(out_.data.get() + staged_at_, &h, sizeof(h));
+  out_.used = staged_at_ + sizeof(h) + len;
+}
+
+Status TcpConnection::flush() {
+  while (out_head_ < out_.used) {
+    ssize_t n = ::send(fd_.get(), out_.data.get() + out_head_, out_.used - out_head_,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_head_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    return unavailable(errnoText("tcp fabric send"));
+  }
+  if (out_head_ == out_.used) {
+    out_.used = 0;
+    out_head_ = 0;
+  } else if (out_head_ > out_.used / 2) {
+    std::memmove(out_.data.get(), out_.data.get() + out_head_, out_.used - out_head_);
+    out_.used -= out_head_;
+    out_head_ = 0;
+  }
+  return {};
+}
+
+Result<bool> TcpConnection::takeFrame(Completion& out) {
+  size_t avail = in_end_ - in_begin_;
+  if (avail < sizeof(wire::TcpFrameHeader)) return false;
+  wire::TcpFrameHeader h;
+  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+  if (h.length != wire::immLength(h.imm) || h.length == 0) {
+    return protocolError(fmt::format("tcp frame: length {} does not match immediate {:#x}",
+                                     h.length, h.imm));
+  }
+  auto area = area_->bytes();
+  if (h.remote_offset > area.size() || h.length > area.size() - h.remote_offset) {
+    return protocolError(fmt::format("tcp frame: write of {} bytes at {} outside the {}-byte area",
+                                     h.length, h.remote_offset, area.size()));
+  }
+  if (avail < sizeof(h) + h.length) return false;
+  std::memcpy(area.data() + h.remote_offset, in_.data() + in_begin_ + sizeof(h), h.length);
+  in_begin_ += sizeof(h) + h.length;
+  out = {h.imm, h.length};
+  return true;
+}
+
+Result<size_t> TcpConnection::poll(std::span<Completion> out) {
+  size_t n = 0;
+  bool read_once = false;
+  while (n < out.size()) {
+    auto frame = takeFrame(out[n]);
+    if (!frame) return frame.status();
+    if (*frame) {
+      ++n;
+      continue;
+    }
+    if (read_once) break;  // one recv() per poll: let the event loop serve others
+    // Make room: move the partial frame to the front.
+    if (in_begin_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    ssize_t got = ::recv(fd_.get(), in_.data() + in_end_, in_.size() - in_end_, MSG_DONTWAIT);
+    read_once = true;
+    if (got > 0) {
+      in_end_ += static_cast<size_t>(got);
+      continue;
+    }
+    if (got == 0) return unavailable("tcp fabric: peer closed the connection");
+    if (errno == EAGAIN || errno == EINTR) break;
+    return unavailable(errnoText("tcp fabric recv"));
+  }
+  return n;
+}
+
+}  // namespace rdmesh::transport

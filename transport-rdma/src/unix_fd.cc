@@ -1,0 +1,163 @@
+#include "unix_fd.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace rdmesh::transport {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+std::string errnoText(const char* what) { return fmt::format("{}: {}", what, strerror(errno)); }
+
+Status setNonBlocking(int fd) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    return internalError(errnoText("fcntl(O_NONBLOCK)"));
+  }
+  return {};
+}
+
+Status waitFd(int fd, short events, Deadline deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return {StatusCode::kTimeout, "bootstrap timed out"};
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return internalError(errnoText("poll"));
+    if (n == 0) continue;
+    if (p.revents & (events | POLLHUP | POLLERR)) return {};
+  }
+}
+
+Status sendAll(int fd, std::span<const std::byte> bytes, Deadline deadline) {
+  return sendWithFds(fd, bytes, {}, deadline);
+}
+
+Status recvAll(int fd, std::span<std::byte> bytes, Deadline deadline) {
+  return recvWithFds(fd, bytes, {}, deadline);
+}
+
+Status sendWithFds(int fd, std::span<const std::byte> bytes, std::span<const int> fds,
+                   Deadline deadline) {
+  size_t sent = 0;
+  bool fds_sent = fds.empty();
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  while (sent < bytes.size()) {
+    iovec iov{const_cast<std::byte*>(bytes.data() + sent), bytes.size() - sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (!fds_sent) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      fds_sent = true;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (Status s = waitFd(fd, POLLOUT, deadline); !s) return s;
+      continue;
+    }
+    return unavailable(errnoText("bootstrap send"));
+  }
+  return {};
+}
+
+Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_out,
+                   Deadline deadline) {
+  size_t got = 0;
+  size_t fds_got = 0;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<size_t>(fds_out.size(), 1)));
+  while (got < bytes.size()) {
+    iovec iov{bytes.data() + got, bytes.size() - got};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int received;
+          std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          if (fds_got < fds_out.size()) {
+            fds_out[fds_got++].reset(received);
+          } else {
+            ::close(received);  // more than we asked for: never leak them
+          }
+        }
+      }
+      if (msg.msg_flags & MSG_CTRUNC) return protocolError("bootstrap: descriptors truncated");
+      continue;
+    }
+    if (n == 0) return unavailable("bootstrap: peer closed the connection");
+    if (errno == EAGAIN || errno == EINTR) {
+      if (Status s = waitFd(fd, POLLIN, deadline); !s) return s;
+      continue;
+    }
+    return unavailable(errnoText("bootstrap recv"));
+  }
+  if (fds_got != fds_out.size()) {
+    return protocolError(
+        fmt::format("bootstrap: expected {} descriptors, got {}", fds_out.size(), fds_got));
+  }
+  return {};
+}
+
+namespace {
+Result<Hello> recvHello(int fd, Deadline deadline) {
+  std::vector<std::byte> buf(sizeof(wire::HelloHeader));
+  if (Status s = recvAll(fd, buf, deadline); !s) return s;
+  auto size = helloSize(buf);
+  if (!size) return size.status();
+  size_t header = buf.size();
+  buf.resize(*size);
+  if (Status s = recvAll(fd, std::span(buf).subspan(header), deadline); !s) return s;
+  return parseHello(buf);
+}
+}  // namespace
+
+Result<HelloExchange> exchangeHello(int fd, const Hello& local, bool dialer, Deadline deadline) {
+  auto encoded = encodeHello(local);
+  if (dialer) {
+    if (Status s = sendAll(fd, encoded, deadline); !s) return s;
+  }
+  auto peer = recvHello(fd, deadline);
+  if (!peer) return peer.status();
+  if (peer->fabric != local.fabric) {
+    return protocolError(fmt::format("peer '{}' runs the {} fabric, we run {}", peer->node_name,
+                                     toString(peer->fabric), toString(local.fabric)));
+  }
+  auto version = negotiateVersion(local, *peer);
+  if (!version) return version.status();
+  if (!dialer) {
+    if (Status s = sendAll(fd, encoded, deadline); !s) return s;
+  }
+  return HelloExchange{std::move(peer.value()), *version};
+}
+
+}  // namespace rdmesh::transport

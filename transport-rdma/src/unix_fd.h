@@ -1,0 +1,60 @@
+// File-descriptor helpers for the bootstrap (control) path: blocking I/O bounded by a deadline.
+#pragma once
+
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rdmesh/common/status.h"
+#include "rdmesh/transport/fabric.h"
+
+namespace rdmesh::transport {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+Status setNonBlocking(int fd);
+std::string errnoText(const char* what);
+
+// Waits until fd is readable (POLLIN) or writable (POLLOUT) or the deadline passes.
+Status waitFd(int fd, short events, Deadline deadline);
+Status sendAll(int fd, std::span<const std::byte> bytes, Deadline deadline);
+Status recvAll(int fd, std::span<std::byte> bytes, Deadline deadline);
+// Sends bytes plus file descriptors (SCM_RIGHTS) in one message.
+Status sendWithFds(int fd, std::span<const std::byte> bytes, std::span<const int> fds,
+                   Deadline deadline);
+// Receives exactly bytes.size() bytes and exactly fds_out.size() descriptors.
+Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_out,
+                   Deadline deadline);
+
+// Sends our Hello and receives the peer's (dialer sends first), validates it and the version.
+struct HelloExchange {
+  Hello peer;
+  uint16_t version = 0;
+};
+Result<HelloExchange> exchangeHello(int fd, const Hello& local, bool dialer, Deadline deadline);
+
+}  // namespace rdmesh::transport

@@ -166,15 +166,34 @@ class ConfigReader {
     RETURN_IF_ERROR(openMapping(
         root, "", {}, {"node", "admin", "transport", "listeners", "clusters", "drain_timeout_ms"},
         &document));
-    RETURN_IF_ERROR(readNode(document, &config->node));
-    RETURN_IF_ERROR(readAdmin(document, &config->admin));
-    RETURN_IF_ERROR(readTransport(document, config->node, &config->transport));
-    RETURN_IF_ERROR(readClusters(document, *config, &config->clusters));
-    RETURN_IF_ERROR(readListeners(document, config->clusters, &config->listeners));
-    uint64_t drain_ms = config->drain_timeout.count();
-    RETURN_IF_ERROR(readInteger(document, "drain_timeout_ms", 0, kMaxDurationMs, &drain_ms));
-    config->drain_timeout = std::chrono::milliseconds(drain_ms);
-    return Status::ok();
+    for (std::string_view required : {"node", "transport", "listeners"}) {
+      const Entry* entry = nullptr;
+      RETURN_IF_ERROR(requireEntry(document, required, &entry));
+    }
+    config->admin.address = InetAddress::parse(kDefaultAdminAddress).value();
+
+    // Sections in the order the file has them, so the error reported is the first in the file;
+    // checks that need another section wait in references_ until all are read.
+    for (const Entry& entry : document.entries) {
+      if (entry.key == "node") {
+        RETURN_IF_ERROR(readNode(&entry, &config->node));
+      } else if (entry.key == "admin") {
+        RETURN_IF_ERROR(readAdmin(&entry, &config->admin));
+      } else if (entry.key == "transport") {
+        RETURN_IF_ERROR(readTransport(&entry, &config->transport));
+      } else if (entry.key == "clusters") {
+        RETURN_IF_ERROR(readClusters(&entry, &config->clusters));
+      } else if (entry.key == "listeners") {
+        RETURN_IF_ERROR(readListeners(&entry, &config->listeners));
+      } else if (entry.key == "drain_timeout_ms") {
+        RETURN_IF_ERROR(readDurationMs(document, "drain_timeout_ms", 0, &config->drain_timeout));
+      }
+    }
+
+    if (config->transport.backend == FabricBackend::kShm && config->transport.listen.empty()) {
+      config->transport.listen = fmt::format("{}{}.sock", kDefaultShmDirectory, config->node.name);
+    }
+    return checkReferences(*config);
   }
 
   Status fail(Position at, std::string_view path, std::string_view what) const {
@@ -196,7 +215,9 @@ class ConfigReader {
                   fmt::format("expected a mapping, got {}", describeType(node)));
     }
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // Copies: it-> returns a temporary proxy, so a reference to it->first would dangle.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       Position key_position = positionOf(key, out->position);
       if (!key.IsScalar()) {
         return fail(key_position, out->path.empty() ? "(document)" : out->path,
@@ -212,7 +233,7 @@ class ConfigReader {
             key_position, field,
             fmt::format("duplicate field (first set on line {})", first->key_position.line));
       }
-      out->entries.push_back({std::move(name), key_position, it->second});
+      out->entries.push_back({std::move(name), key_position, value});
     }
     return Status::ok();
   }
@@ -344,9 +365,7 @@ class ConfigReader {
     return Status::ok();
   }
 
-  Status readNode(const Mapping& document, NodeConfig* node) {
-    const Entry* entry = nullptr;
-    RETURN_IF_ERROR(requireEntry(document, "node", &entry));
+  Status readNode(const Entry* entry, NodeConfig* node) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(entry->value, "node", entry->valuePosition(),
                                 {"name", "identity", "workers"}, &section));
@@ -379,20 +398,14 @@ class ConfigReader {
     return Status::ok();
   }
 
-  Status readAdmin(const Mapping& document, AdminConfig* admin) {
-    admin->address = InetAddress::parse(kDefaultAdminAddress).value();
-    const Entry* entry = document.find("admin");
-    if (entry == nullptr) return Status::ok();
+  Status readAdmin(const Entry* entry, AdminConfig* admin) {
     Mapping section;
     RETURN_IF_ERROR(
         openMapping(entry->value, "admin", entry->valuePosition(), {"address"}, &section));
     return readAddress(section, "address", Need::kOptional, PortZero::kAllowed, &admin->address);
   }
 
-  Status readTransport(const Mapping& document, const NodeConfig& node,
-                       TransportConfig* transport) {
-    const Entry* entry = nullptr;
-    RETURN_IF_ERROR(requireEntry(document, "transport", &entry));
+  Status readTransport(const Entry* entry, TransportConfig* transport) {
     Mapping section;
     RETURN_IF_ERROR(
         openMapping(entry->value, "transport", entry->valuePosition(),
@@ -416,8 +429,8 @@ class ConfigReader {
     const Entry* listen = nullptr;
     RETURN_IF_ERROR(findScalar(section, "listen", Need::kOptional, &listen));
     if (listen == nullptr) {
-      transport->listen = tcp ? std::string(kDefaultTcpListen)
-                              : fmt::format("{}{}.sock", kDefaultShmDirectory, node.name);
+      // The shm default names the node, which may come later in the file: read() fills it in.
+      transport->listen = tcp ? std::string(kDefaultTcpListen) : std::string();
     } else if (tcp) {
       InetAddress address;
       RETURN_IF_ERROR(checkAddress(*listen, "transport.listen", PortZero::kAllowed, &address));
@@ -480,11 +493,8 @@ class ConfigReader {
                                     "'.', '-')",
                                     peer.name));
           }
-          if (peer.name == node.name) {
-            return fail(name->valuePosition(), path + ".name",
-                        fmt::format("'{}' is this node (node.name); a node is not its own peer",
-                                    peer.name));
-          }
+          references_.push_back(
+              {Reference::kPeerIsNotSelf, name->valuePosition(), path + ".name", peer.name});
           for (const PeerConfig& other : transport->peers) {
             if (other.name == peer.name) {
               return fail(name->valuePosition(), path + ".name",
@@ -508,11 +518,10 @@ class ConfigReader {
         });
   }
 
-  Status readClusters(const Mapping& document, const ProxyConfig& config,
-                      std::vector<ClusterConfig>* clusters) {
+  Status readClusters(const Entry* entry, std::vector<ClusterConfig>* clusters) {
     clusters->clear();
     return forEachItem(
-        document.find("clusters"), "clusters",
+        entry, "clusters",
         [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
           Mapping section;
           RETURN_IF_ERROR(openMapping(item, path, list_position,
@@ -560,7 +569,7 @@ class ConfigReader {
                           [&](const YAML::Node& endpoint_item, const std::string& endpoint_path,
                               Position endpoints_position) -> Status {
                             return readEndpoint(endpoint_item, endpoint_path, endpoints_position,
-                                                config, &cluster.endpoints);
+                                                &cluster.endpoints);
                           }));
           if (cluster.endpoints.empty()) {
             return fail(endpoints->valuePosition(), path + ".endpoints",
@@ -572,37 +581,26 @@ class ConfigReader {
   }
 
   Status readEndpoint(const YAML::Node& item, const std::string& path, Position list_position,
-                      const ProxyConfig& config, std::vector<EndpointConfig>* endpoints) {
+                      std::vector<EndpointConfig>* endpoints) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(item, path, list_position, {"node", "address"}, &section));
     EndpointConfig endpoint;
     const Entry* node = nullptr;
     RETURN_IF_ERROR(readString(section, "node", Need::kRequired, &endpoint.node, &node));
-    const auto& peers = config.transport.peers;
-    bool known = endpoint.node == config.node.name ||
-                 std::any_of(peers.begin(), peers.end(),
-                             [&](const PeerConfig& peer) { return peer.name == endpoint.node; });
-    if (!known) {
-      return fail(node->valuePosition(), path + ".node",
-                  fmt::format("unknown node '{}' (expected node.name '{}' or a name in "
-                              "transport.peers)",
-                              endpoint.node, config.node.name));
-    }
+    references_.push_back(
+        {Reference::kEndpointNode, node->valuePosition(), path + ".node", endpoint.node});
     RETURN_IF_ERROR(
         readAddress(section, "address", Need::kRequired, PortZero::kRejected, &endpoint.address));
     endpoints->push_back(std::move(endpoint));
     return Status::ok();
   }
 
-  Status readListeners(const Mapping& document, const std::vector<ClusterConfig>& clusters,
-                       std::vector<ListenerConfig>* listeners) {
+  Status readListeners(const Entry* entry, std::vector<ListenerConfig>* listeners) {
     listeners->clear();
-    const Entry* entry = nullptr;
-    RETURN_IF_ERROR(requireEntry(document, "listeners", &entry));
     RETURN_IF_ERROR(forEachItem(
         entry, "listeners",
         [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
-          return readListener(item, path, list_position, clusters, listeners);
+          return readListener(item, path, list_position, listeners);
         }));
     if (listeners->empty()) {
       return fail(entry->valuePosition(), "listeners", "must list at least one listener");
@@ -611,7 +609,6 @@ class ConfigReader {
   }
 
   Status readListener(const YAML::Node& item, const std::string& path, Position list_position,
-                      const std::vector<ClusterConfig>& clusters,
                       std::vector<ListenerConfig>* listeners) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(item, path, list_position,
@@ -673,13 +670,8 @@ class ConfigReader {
       }
       const Entry* cluster = nullptr;
       RETURN_IF_ERROR(readString(section, "cluster", Need::kRequired, &listener.cluster, &cluster));
-      bool defined = std::any_of(clusters.begin(), clusters.end(), [&](const ClusterConfig& c) {
-        return c.name == listener.cluster;
-      });
-      if (!defined) {
-        return fail(cluster->valuePosition(), path + ".cluster",
-                    fmt::format("no cluster named '{}' is defined", listener.cluster));
-      }
+      references_.push_back({Reference::kListenerCluster, cluster->valuePosition(),
+                             path + ".cluster", listener.cluster});
     } else {
       uint64_t port = 0;
       const Entry* port_entry = nullptr;
@@ -701,7 +693,61 @@ class ConfigReader {
     return Status::ok();
   }
 
+  // Checks the names that point into other sections, in file order.
+  Status checkReferences(const ProxyConfig& config) {
+    std::stable_sort(references_.begin(), references_.end(),
+                     [](const Reference& a, const Reference& b) {
+                       return std::pair(a.position.line, a.position.column) <
+                              std::pair(b.position.line, b.position.column);
+                     });
+    const auto& peers = config.transport.peers;
+    for (const Reference& reference : references_) {
+      const std::string& name = reference.name;
+      switch (reference.kind) {
+        case Reference::kPeerIsNotSelf:
+          if (name == config.node.name) {
+            return fail(
+                reference.position, reference.path,
+                fmt::format("'{}' is this node (node.name); a node is not its own peer", name));
+          }
+          break;
+        case Reference::kEndpointNode: {
+          bool known = name == config.node.name ||
+                       std::any_of(peers.begin(), peers.end(),
+                                   [&](const PeerConfig& peer) { return peer.name == name; });
+          if (!known) {
+            return fail(reference.position, reference.path,
+                        fmt::format("unknown node '{}' (expected node.name '{}' or a name in "
+                                    "transport.peers)",
+                                    name, config.node.name));
+          }
+          break;
+        }
+        case Reference::kListenerCluster: {
+          bool defined =
+              std::any_of(config.clusters.begin(), config.clusters.end(),
+                          [&](const ClusterConfig& cluster) { return cluster.name == name; });
+          if (!defined) {
+            return fail(reference.position, reference.path,
+                        fmt::format("no cluster named '{}' is defined", name));
+          }
+          break;
+        }
+      }
+    }
+    return Status::ok();
+  }
+
+  // A name that must match something in another section, checked once every section is read.
+  struct Reference {
+    enum Kind { kPeerIsNotSelf, kEndpointNode, kListenerCluster } kind;
+    Position position;
+    std::string path;
+    std::string name;
+  };
+
   std::string source_name_;
+  std::vector<Reference> references_;
 };
 
 #undef RETURN_IF_ERROR

@@ -411,6 +411,34 @@ TEST(ConfigTest, RejectsDocumentsThatAreNotOneMapping) {
             "test.yaml:1:1: listeners: missing required field");
 }
 
+TEST(ConfigTest, SectionsMayComeInAnyOrder) {
+  Result<ProxyConfig> parsed = parseConfig(R"(listeners:
+  - {name: out, direction: outbound, address: "127.0.0.1:9000", cluster: c}
+clusters:
+  - {name: c, endpoints: [{node: peer, address: "10.0.0.9:80"}]}
+transport:
+  backend: shm
+  peers: [{name: peer, address: /run/peer.sock}]
+node: {name: late}
+)",
+                                           "reordered.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  // The shm default path uses node.name even though node comes after transport.
+  EXPECT_EQ(parsed->transport.listen, "/var/run/rdmesh/late.sock");
+}
+
+TEST(ConfigTest, ReportsTheFirstErrorInTheFile) {
+  // Clusters are needed to check listeners, yet the listener typo comes first and wins.
+  EXPECT_EQ(errorFor(withLines({{29, "    tarket: 127.0.0.1:7379"}, {32, "    lb_policy: x"}})),
+            "test.yaml:29:5: listeners[1].tarket: unknown field (did you mean 'target'?)");
+  // Names pointing into other sections are checked after every section is read, in file order.
+  EXPECT_EQ(errorFor(withLines({{25, "    cluster: nope"}, {35, "      - node: nobody"}})),
+            "test.yaml:25:14: listeners[0].cluster: no cluster named 'nope' is defined");
+  EXPECT_EQ(errorFor(withLines({{17, "    - name: node-a"}, {25, "    cluster: nope"}})),
+            "test.yaml:17:13: transport.peers[0].name: 'node-a' is this node (node.name); a node "
+            "is not its own peer");
+}
+
 TEST(ConfigTest, NeverThrowsOnHostileYaml) {
   const std::vector<std::string> inputs = {
       "listeners: &a [*a]\nnode: {name: n}\ntransport: {backend: tcp}\n",  // self-referencing

@@ -261,9 +261,12 @@ Status SessionImpl::handleOpen(const ControlRecord& rec) {
   s->destination_ = rec.destination;
   s->identity_ = std::string(rec.identity);
   stats_.streams_accepted_total.inc();
+  uint32_t ref = s->ref();
   StreamCallbacks* callbacks = accept_handler_ ? accept_handler_(*s) : nullptr;
+  s = lookup(ref);  // the handler may have reset it already
+  if (s == nullptr || s->detached_) return {};
   if (callbacks == nullptr) {
-    if (!s->localTerminal()) s->reset(ResetReason::kNoRoute);
+    s->reset(ResetReason::kNoRoute);
     return {};
   }
   s->callbacks_ = callbacks;

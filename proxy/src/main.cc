@@ -1,0 +1,41 @@
+// rdmesh-proxy: the rdmesh sidecar. Standalone: `rdmesh-proxy -c rdmesh.yaml`.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "config.h"
+#include "server.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"rdmesh-proxy: sidecar that tunnels application TCP between nodes over RDMA"};
+  std::string config_path;
+  std::string log_level = "info";
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_option("-l,--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_flag("--check", check_only, "validate the configuration and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+
+  auto config = rdmesh::proxy::loadConfigFile(config_path);
+  if (!config) {
+    std::cerr << "rdmesh-proxy: invalid configuration: " << config.status().message() << "\n";
+    return 1;
+  }
+  if (check_only) {
+    std::cout << config_path << ": configuration is valid\n";
+    return 0;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  rdmesh::proxy::Server server(std::move(config.value()));
+  if (auto s = server.start(); !s) {
+    std::cerr << "rdmesh-proxy: cannot start: " << s.message() << "\n";
+    return 1;
+  }
+  return server.run();
+}

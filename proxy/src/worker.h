@@ -1,0 +1,111 @@
+// A worker: one thread, one event_base, driven by the AdaptivePoller. Accepts on its own
+// SO_REUSEPORT copy of every outbound listener; connections stay on the worker that owns them.
+// Exactly one worker (the session worker) owns the SessionManager, so every stream of a node
+// pair shares ONE connection; other workers hand tunnelled connections to it once, at accept.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "config.h"
+#include "load_balancer.h"
+#include "rdmesh/common/stats.h"
+#include "rdmesh/common/task_queue.h"
+#include "rdmesh/transport/adaptive_poller.h"
+#include "rdmesh/transport/session_manager.h"
+#include "tcp_proxy.h"
+
+struct event;
+struct event_base;
+
+namespace rdmesh::proxy {
+
+class Worker final : public ConnectionHost, public transport::Pollable {
+ public:
+  Worker(unsigned index, const ProxyConfig& config, StatsStore& stats);
+  ~Worker() override;
+
+  // On the main thread, before start(): bind this worker's listening sockets.
+  Status bindListeners();
+  // On the main thread, before start(): make this the session worker.
+  Status startSessions(std::unique_ptr<transport::Fabric> fabric);
+  void setSessionWorker(Worker* worker) { session_worker_ = worker; }
+
+  void start();
+  void join();
+  // Thread-safe: runs `task` on this worker's thread.
+  void post(std::function<void()> task) { tasks_.post(std::move(task)); }
+
+  // On the worker thread (via post):
+  void beginDrain();
+  void stop() { poller_.stop(); }
+
+  size_t activeConnections() const { return active_.load(std::memory_order_relaxed); }
+
+  // ConnectionHost
+  event_base* base() override { return base_; }
+  void onConnectionClosed(ProxyConnection& connection) override;
+
+  // transport::Pollable: the sessions, plus deleting finished connections once per iteration.
+  bool poll() override { return sessions_ && sessions_->poll(); }
+  void flush() override;
+  bool spinWorthwhile() const override { return sessions_ && sessions_->spinWorthwhile(); }
+  bool prepareToSleep() override { return !sessions_ || sessions_->prepareToSleep(); }
+  void markAwake() override {
+    if (sessions_) sessions_->markAwake();
+  }
+
+ private:
+  struct Listener {
+    Worker* worker;
+    const ListenerConfig* config;
+    int fd = -1;
+    event* ev = nullptr;
+    size_t cluster = 0;
+    ConnectionStats stats;
+  };
+  struct Cluster {
+    const ClusterConfig* config;
+    std::unique_ptr<LoadBalancer> lb;
+    ConnectionStats stats;
+  };
+  struct Inbound {
+    const ListenerConfig* config;
+    ConnectionStats stats;
+  };
+
+  static void onAccept(int fd, short what, void* arg);
+  void acceptFrom(Listener& listener);
+  void routeOutbound(int fd, Listener& listener);
+  // Session worker only: open a stream for an accepted app connection.
+  void openTunnel(int fd, const EndpointConfig& endpoint, std::vector<ConnectionStats> stats,
+                  std::function<void()> on_finish, std::chrono::milliseconds timeout);
+  transport::StreamCallbacks* onInboundStream(transport::Stream& stream);
+  ProxyConnection& adopt(std::unique_ptr<ProxyConnection> connection);
+  void run();
+
+  unsigned index_;
+  const ProxyConfig& config_;
+  StatsStore& stats_;
+  event_base* base_;
+  TaskQueue tasks_;
+  transport::AdaptivePoller poller_;
+  std::thread thread_;
+  Worker* session_worker_ = nullptr;
+  std::unique_ptr<transport::SessionManager> sessions_;
+
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<Cluster> clusters_;
+  std::map<uint16_t, Inbound> inbound_by_port_;
+  std::unordered_map<ProxyConnection*, std::unique_ptr<ProxyConnection>> live_;
+  std::vector<std::unique_ptr<ProxyConnection>> finished_;
+  std::atomic<size_t> active_{0};
+  bool draining_ = false;
+};
+
+}  // namespace rdmesh::proxy

@@ -376,7 +376,7 @@ Process::Process(std::string name, std::vector<std::string> argv, std::string lo
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
+    ::signal(SIGPIPE, SIG_DFL);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out, 1);
     dup2(out, 2);

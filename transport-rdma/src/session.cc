@@ -328,7 +328,8 @@ void SessionImpl::attach(std::unique_ptr<FabricConnection> connection) {
   peer_draining_ = false;
   if (state_ != State::kDraining) state_ = State::kEstablished;
   last_rx_ = std::chrono::steady_clock::now();
-  event_fd_ev_ = event_new(base_, connection_->eventFd(), EV_READ | EV_PERSIST,
+  short doorbell_flags = connection_->eventFdIsDoorbell() ? EV_ET : 0;
+  event_fd_ev_ = event_new(base_, connection_->eventFd(), EV_READ | EV_PERSIST | doorbell_flags,
                            &SessionImpl::onEventFd, this);
   event_add(event_fd_ev_, nullptr);
   if (connection_->livenessFd() >= 0) {

@@ -54,6 +54,7 @@ class ShmConnection : public FabricConnection {
 
   int eventFd() const override { return p_.local_doorbell.get(); }
   int livenessFd() const override { return p_.socket.get(); }
+  bool eventFdIsDoorbell() const override { return true; }
   bool pollsUsefully() const override { return true; }
   bool prepareToSleep() override;
   void afterWakeup() override;

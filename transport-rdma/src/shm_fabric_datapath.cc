@@ -115,9 +115,7 @@ void ShmConnection::markAwake() {
 }
 
 void ShmConnection::afterWakeup() {
-  uint64_t count;
-  while (::read(p_.local_doorbell.get(), &count, sizeof(count)) > 0) {
-  }
+  // The doorbell is edge-triggered: its counter is never read back (2^64 rings to overflow).
   marked_sleeping_ = true;  // the peer may have cleared it; make sure it reads 0
   markAwake();
 }

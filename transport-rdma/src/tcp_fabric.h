@@ -29,6 +29,7 @@ class TcpConnection : public FabricConnection {
 
   int eventFd() const override { return fd_.get(); }
   int livenessFd() const override { return -1; }
+  bool eventFdIsDoorbell() const override { return false; }
   bool pollsUsefully() const override { return false; }
   bool prepareToSleep() override { return in_end_ == in_begin_; }
   void afterWakeup() override {}

@@ -65,13 +65,16 @@ class FabricConnection {
 
   // Readable when completions may be pending (doorbell or socket).
   virtual int eventFd() const = 0;
+  // A doorbell (eventfd) is watched edge-triggered: each ring is one event and nothing has to be
+  // read back, saving a syscall per wake-up. A socket is watched level-triggered.
+  virtual bool eventFdIsDoorbell() const = 0;
   // Readable/hang-up when the peer process or connection is gone (-1: same as eventFd()).
   virtual int livenessFd() const = 0;
   // Whether polling briefly before sleeping pays (shared memory: yes; a socket: no).
   virtual bool pollsUsefully() const = 0;
   // Announce that we are about to block on eventFd(); false if completions arrived meanwhile.
   virtual bool prepareToSleep() = 0;
-  // The doorbell fired: drain it and clear the sleeping mark.
+  // The doorbell fired: clear the sleeping mark.
   virtual void afterWakeup() = 0;
   // Back from the event loop for any reason: clear the sleeping mark (cheap, no syscall), so
   // the peer does not ring a doorbell nobody waits on.

@@ -332,9 +332,14 @@ void SessionImpl::deliverNotifications() {
 
 bool SessionImpl::pollsUsefully() const { return connection_ && connection_->pollsUsefully(); }
 
+bool SessionImpl::wantsPoll() const {
+  return connection_ && (connection_->pollsUsefully() || connection_->hasBufferedCompletions());
+}
+
 bool SessionImpl::prepareToSleep() {
   if (!connection_) return true;
-  if (!notify_queue_.empty() || !priority_batches_.empty()) return false;
+  // Batches still waiting are waiting for credit, which arrives as a completion and wakes us.
+  if (!notify_queue_.empty()) return false;
   return connection_->prepareToSleep();
 }
 

@@ -143,6 +143,8 @@ class SessionImpl final : public Session {
   bool pollOnce();                  // completions processed? (true = did work)
   void flush();                     // control batches out, fabric flush, owed callbacks
   bool pollsUsefully() const;
+  // Worth a pollOnce() from the loop: spinning pays, or completions are buffered.
+  bool wantsPoll() const;
   bool prepareToSleep();
   void afterWakeup();
   void markAwake();

@@ -92,7 +92,7 @@ class SessionManagerImpl final : public SessionManager {
   bool poll() override {
     bool work = false;
     for (SessionImpl* s : sessions_) {
-      if (s->pollsUsefully()) work |= s->pollOnce();
+      if (s->wantsPoll()) work |= s->pollOnce();
     }
     return work;
   }

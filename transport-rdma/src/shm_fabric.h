@@ -56,6 +56,7 @@ class ShmConnection : public FabricConnection {
   int livenessFd() const override { return p_.socket.get(); }
   bool eventFdIsDoorbell() const override { return true; }
   bool pollsUsefully() const override { return true; }
+  bool hasBufferedCompletions() const override { return false; }
   bool prepareToSleep() override;
   void afterWakeup() override;
   void markAwake() override;

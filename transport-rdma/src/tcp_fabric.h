@@ -31,13 +31,16 @@ class TcpConnection : public FabricConnection {
   int livenessFd() const override { return -1; }
   bool eventFdIsDoorbell() const override { return false; }
   bool pollsUsefully() const override { return false; }
-  bool prepareToSleep() override { return in_end_ == in_begin_; }
+  // A partial frame needs more bytes from the socket, which will wake us; a whole one does not.
+  bool hasBufferedCompletions() const override { return hasWholeFrame(); }
+  bool prepareToSleep() override { return !hasWholeFrame(); }
   void afterWakeup() override {}
   void markAwake() override {}
 
  private:
   // Parses one complete frame from the input buffer, if there is one.
   Result<bool> takeFrame(Completion& out);
+  bool hasWholeFrame() const;
 
   UniqueFd fd_;
   HelloExchange hello_;

@@ -71,6 +71,14 @@ Status TcpConnection::flush() {
   return {};
 }
 
+bool TcpConnection::hasWholeFrame() const {
+  size_t avail = in_end_ - in_begin_;
+  if (avail < sizeof(wire::TcpFrameHeader)) return false;
+  wire::TcpFrameHeader h;
+  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+  return avail >= sizeof(h) + h.length;  // a bad header counts too: poll() reports it
+}
+
 Result<bool> TcpConnection::takeFrame(Completion& out) {
   size_t avail = in_end_ - in_begin_;
   if (avail < sizeof(wire::TcpFrameHeader)) return false;

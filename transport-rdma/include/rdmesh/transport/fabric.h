@@ -72,6 +72,9 @@ class FabricConnection {
   virtual int livenessFd() const = 0;
   // Whether polling briefly before sleeping pays (shared memory: yes; a socket: no).
   virtual bool pollsUsefully() const = 0;
+  // Completions already received but not yet returned by poll() (tcp: whole frames left in its
+  // buffer after a bounded poll); the event loop must poll again before it may sleep.
+  virtual bool hasBufferedCompletions() const = 0;
   // Announce that we are about to block on eventFd(); false if completions arrived meanwhile.
   virtual bool prepareToSleep() = 0;
   // The doorbell fired: clear the sleeping mark.

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -14,10 +15,11 @@
 #include <charconv>
 #include <cstring>
 #include <initializer_list>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string_view>
+#include <vector>
 
 #include "fmt/format.h"
 
@@ -115,6 +117,39 @@ size_t editDistance(std::string_view a, std::string_view b) {
     }
   }
   return row[b.size()];
+}
+
+// Sees where each document of a stream starts, building nothing.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> starts;
+};
+
+// Where the text stops being one YAML document, or nothing when it is one.
+// Not YAML::LoadAll: yaml-cpp 0.7 can stall on a stray flow token in block context (",\"" is
+// enough), reporting the same empty document forever without consuming input, and LoadAll then
+// loops until memory runs out (jbeder/yaml-cpp#1040). So count documents here, with a bound.
+std::optional<YAML::Mark> findSecondDocument(const std::string& yaml_text) {
+  std::istringstream input(yaml_text);
+  YAML::Parser parser(input);
+  DocumentStarts documents;
+  for (int i = 0; i < 2 && parser.HandleNextDocument(documents); ++i) {
+  }
+  if (documents.starts.size() >= 2) return documents.starts[1];
+  return std::nullopt;
 }
 
 using KeyList = std::initializer_list<std::string_view>;
@@ -770,19 +805,28 @@ Result<ProxyConfig> parseConfig(const std::string& yaml_text, const std::string&
         fmt::format("config is {} bytes; the limit is {}", yaml_text.size(), kMaxConfigBytes));
   }
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
-    if (documents.empty() || documents.front().IsNull()) {
+    if (std::optional<YAML::Mark> second = findSecondDocument(yaml_text)) {
+      Position at{second->line + 1, second->column + 1};
+      size_t pos = second->pos >= 0 ? static_cast<size_t>(second->pos) : yaml_text.size();
+      if (yaml_text.compare(std::min(pos, yaml_text.size()), 3, "---") == 0) {
+        return reader.fail(at, "(document)", "only one YAML document is allowed");
+      }
+      // yaml-cpp ended the document early and could not go on: a syntax error it did not name.
+      char c = pos < yaml_text.size() ? yaml_text[pos] : ' ';
+      std::string what = c > ' ' && c < 0x7f ? fmt::format("unexpected '{}'", c)
+                                             : std::string("cannot parse past this point");
+      return invalidArgument(
+          fmt::format("{}:{}:{}: invalid YAML: {}", source_name, at.line, at.column, what));
+    }
+    YAML::Node document = YAML::Load(yaml_text);
+    if (document.IsNull()) {
       return reader.fail({}, "(document)",
                          "config is empty (expected a mapping with node, transport and listeners)");
-    }
-    if (documents.size() > 1) {
-      return reader.fail(positionOf(documents[1], {}), "(document)",
-                         "only one YAML document is allowed");
     }
     ProxyConfig config;
     config.source_path = source_name;
     config.source_text = yaml_text;
-    if (Status status = reader.read(documents.front(), &config); !status) return status;
+    if (Status status = reader.read(document, &config); !status) return status;
     return config;
   } catch (const YAML::Exception& e) {
     Position at;

@@ -406,7 +406,7 @@ TEST(ConfigTest, RejectsDocumentsThatAreNotOneMapping) {
             "test.yaml:1:1: (document): expected a mapping with node, transport and listeners, "
             "got a list");
   EXPECT_EQ(errorFor(std::string(kFullConfig) + "---\nnode: {name: other}\n"),
-            "test.yaml:41:1: (document): only one YAML document is allowed");
+            "test.yaml:40:1: (document): only one YAML document is allowed");
   EXPECT_EQ(errorFor("node: {name: n1}\ntransport: {backend: tcp}\n"),
             "test.yaml:1:1: listeners: missing required field");
 }
@@ -437,6 +437,18 @@ TEST(ConfigTest, ReportsTheFirstErrorInTheFile) {
   EXPECT_EQ(errorFor(withLines({{17, "    - name: node-a"}, {25, "    cluster: nope"}})),
             "test.yaml:17:13: transport.peers[0].name: 'node-a' is this node (node.name); a node "
             "is not its own peer");
+}
+
+// yaml-cpp 0.7's LoadAll never returns on these (jbeder/yaml-cpp#1040); found by fuzz_config.
+TEST(ConfigTest, StrayFlowTokenIsASyntaxErrorNotAHang) {
+  EXPECT_EQ(errorFor(",\""), "test.yaml:1:1: invalid YAML: unexpected ','");
+  EXPECT_EQ(errorFor(",node:\n  name:\"shm902"), "test.yaml:1:1: invalid YAML: unexpected ','");
+  EXPECT_EQ(errorFor("- a\n,\n"), "test.yaml:2:1: invalid YAML: unexpected ','");
+  // yaml-cpp takes this for two documents; the stray quote on line 3 is the real problem.
+  EXPECT_EQ(errorFor("- a\n- (b in (\n\"c\",\n  )\n"),
+            "test.yaml:3:1: invalid YAML: unexpected '\"'");
+  EXPECT_EQ(errorFor(std::string(kFullConfig) + "---\n,\n"),
+            "test.yaml:40:1: (document): only one YAML document is allowed");
 }
 
 TEST(ConfigTest, NeverThrowsOnHostileYaml) {

@@ -360,18 +360,25 @@ void SessionImpl::teardown(const Status& why) {
   }
   connection_.reset();
   if (state_ != State::kDraining) state_ = State::kConnecting;
-  // Every stream dies with the connection: the peer's rings are gone. Users hear it now.
-  std::vector<StreamCallbacks*> to_notify;
+  // Every stream dies with the connection: the peer's rings are gone. Users hear it now, while
+  // their Stream pointers are still valid; the slots are freed afterwards.
+  std::vector<uint32_t> refs;
   for (auto& s : slots_) {
-    if (!s) continue;
-    if (!s->detached_ && s->callbacks_ != nullptr) to_notify.push_back(s->callbacks_);
-    s->detached_ = true;
-    s->queued_for_notify_ = false;
-    freeStream(*s);
+    if (s) refs.push_back(s->ref());
   }
   notify_queue_.clear();
   blocked_refs_.clear();
-  for (StreamCallbacks* cb : to_notify) cb->onStreamReset(ResetReason::kSessionLost);
+  for (uint32_t ref : refs) {
+    StreamImpl* s = lookup(ref);
+    if (s == nullptr) continue;
+    StreamCallbacks* cb = s->detached_ ? nullptr : s->callbacks_;
+    s->detached_ = true;
+    s->callbacks_ = nullptr;
+    if (cb) cb->onStreamReset(ResetReason::kSessionLost);
+  }
+  for (auto& s : slots_) {
+    if (s) freeStream(*s);
+  }
   if (on_down_) on_down_(why);
 }
 

@@ -311,8 +311,12 @@ void SessionImpl::deliverNotifications() {
         s->notify_reset_ = s->notify_opened_ = s->notify_data_ = s->notify_writable_ = false;
         s->detached_ = true;
         s->callbacks_ = nullptr;
-        maybeFree(*s);
+        s->queued_for_notify_ = true;  // keeps the stream alive through the callback
         cb->onStreamReset(reason);
+        if ((s = lookup(ref)) != nullptr) {
+          s->queued_for_notify_ = false;
+          maybeFree(*s);
+        }
         continue;
       }
       if (std::exchange(s->notify_opened_, false)) {

@@ -77,6 +77,7 @@ EOF
 # GET http://127.0.0.1:15000<path> inside node A or B (bash /dev/tcp: curl is not a harness dependency)
 _rdmesh_admin_get() { # a|b path
   local -n _rdmesh_exec="EXEC_${1^^}"   # the harness's command prefix for that node
+  # shellcheck disable=SC2016  # $0 expands in the inner shell
   timeout -k 1 3 "${_rdmesh_exec[@]}" bash -c 'exec 3<>/dev/tcp/127.0.0.1/15000 || exit 1
     printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$0" >&3
     cat <&3' "$2" 2>/dev/null | tr -d '\r'

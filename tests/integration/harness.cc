@@ -254,6 +254,17 @@ Netns::Netns(const std::string& tag) {
 }
 
 Netns::~Netns() {
+  // Whatever still runs inside a namespace this test made was started by it: kill it, or it would
+  // outlive the test in an unnamed namespace.
+  Quiet pids = runQuiet({"ip", "netns", "pids", name_});
+  std::istringstream in(pids.output);
+  pid_t p;
+  while (in >> p) {
+    if (p > 1 && p != getpid()) {
+      std::cerr << "[harness] killing leftover pid " << p << " in " << name_ << "\n";
+      ::kill(p, SIGKILL);
+    }
+  }
   Quiet q = runQuiet({"ip", "netns", "del", name_});
   if (!(WIFEXITED(q.status) && WEXITSTATUS(q.status) == 0)) {
     std::cerr << "[harness] ip netns del " << name_ << " failed: " << q.output << "\n";
@@ -1224,7 +1235,9 @@ Mesh::Mesh(std::string backend, std::vector<std::string> node_names)
 }
 
 Mesh::~Mesh() {
-  // Sidecars first (they run inside the namespaces), then the namespaces, then the directory.
+  // Sidecars first (they run inside the namespaces), in name order (the dialer first), then the
+  // namespaces, then the directory.
+  for (auto& [node, sc] : sidecars_) sc.reset();
   sidecars_.clear();
   ns_.clear();
 }

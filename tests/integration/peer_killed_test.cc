@@ -156,6 +156,8 @@ TEST_P(PeerKilledTest, KillPeerMidTransferThenRestart) {
     EXPECT_TRUE(pump.outcome == "EOF" || pump.outcome == strerror(ECONNRESET) || pump.outcome == strerror(EPIPE))
         << pump.outcome;
   }
+  ASSERT_TRUE(sca.running()) << "node-a's sidecar died when its peer node-b died: "
+                             << describeWaitStatus(sca.process()->status().value_or(-1));
   // The A->C loop carries on, undisturbed, for a while after the detection.
   auto t_min = Clock::now() + 2s;
   EXPECT_TRUE(waitFor([&] { return steady.failed.load() || (Clock::now() >= t_min && steady.round_trips.load() > rt_at_kill + 20); }, 20s));

@@ -61,6 +61,8 @@ TEST_P(UpstreamRefusedTest, ClosedPromptlyAndCounted) {
   expectPromptClose(a, kRefusedOut, "remote endpoint refused");
   expectPromptClose(a, kNoListenerOut, "no inbound listener for the port");
   expectPromptClose(a, kLocalOut, "local endpoint refused");
+  ASSERT_TRUE(sca.running()) << "node-a's sidecar died: " << describeWaitStatus(sca.process()->status().value_or(-1));
+  ASSERT_TRUE(scb.running()) << "node-b's sidecar died: " << describeWaitStatus(scb.process()->status().value_or(-1));
 
   std::string stats_a = sca.stats(), stats_b = scb.stats();
   EXPECT_GE(statInt(stats_a, "rdmesh.cluster.local.upstream_cx_connect_fail"), 1) << stats_a;

@@ -1,4 +1,6 @@
 // Wire format: immediates, stream references, the bootstrap Hello and control-record batches.
+#include "rdmesh/transport/wire.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -9,7 +11,6 @@
 #include "rdmesh/common/address.h"
 #include "rdmesh/transport/control_codec.h"
 #include "rdmesh/transport/hello.h"
-#include "rdmesh/transport/wire.h"
 
 namespace rdmesh::transport {
 namespace {
@@ -73,8 +74,9 @@ TEST(Geometry, ReceiveAreaLayout) {
   EXPECT_EQ(wire::streamRingOffset(16384, 0, 4096), 16384u);
   EXPECT_EQ(wire::streamRingOffset(16384, 7, 4096), 16384u + 7 * 4096u);
   // The largest geometry a Hello may announce does not overflow.
-  EXPECT_EQ(wire::receiveAreaBytes(wire::kMaxControlRingBytes, wire::kMaxSlots, wire::kMaxRingBytes),
-            uint64_t{wire::kMaxControlRingBytes} + uint64_t{4096} * (16u << 20));
+  EXPECT_EQ(
+      wire::receiveAreaBytes(wire::kMaxControlRingBytes, wire::kMaxSlots, wire::kMaxRingBytes),
+      uint64_t{wire::kMaxControlRingBytes} + uint64_t{4096} * (16u << 20));
   SessionGeometry g;
   g.max_streams = 8;
   g.ring_bytes = 4096;
@@ -221,13 +223,15 @@ TEST(Hello, RejectsUnknownFabricKind) {
 }
 
 TEST(Hello, NodeNameCharactersAndLength) {
-  for (std::string bad : std::vector<std::string>{"Node-a", "node_a", "node a", "node/a", "nöde", std::string("a\0b", 3)}) {
+  for (std::string bad : std::vector<std::string>{"Node-a", "node_a", "node a", "node/a", "nöde",
+                                                  std::string("a\0b", 3)}) {
     Hello h = validHello();
     h.node_name = bad;
     expectRejected(parseHello(encodeHello(h)), "node name");
     EXPECT_FALSE(isValidNodeName(bad)) << bad;
   }
-  for (std::string good : std::vector<std::string>{"a", "0", "a.b-c.9", std::string(wire::kMaxNodeNameBytes, 'z')}) {
+  for (std::string good :
+       std::vector<std::string>{"a", "0", "a.b-c.9", std::string(wire::kMaxNodeNameBytes, 'z')}) {
     Hello h = validHello();
     h.node_name = good;
     auto r = parseHello(encodeHello(h));
@@ -253,19 +257,16 @@ TEST(Hello, NodeNameCharactersAndLength) {
 
 TEST(Hello, MaxStreamsLimits) {
   expectRejected(parseMutated([](wire::HelloHeader& h) { h.max_streams = 0; }), "max_streams");
-  expectRejected(
-      parseMutated([](wire::HelloHeader& h) { h.max_streams = wire::kMaxSlots + 1; }),
-      "max_streams");
+  expectRejected(parseMutated([](wire::HelloHeader& h) { h.max_streams = wire::kMaxSlots + 1; }),
+                 "max_streams");
   EXPECT_TRUE(parseMutated([](wire::HelloHeader& h) { h.max_streams = 1; }).isOk());
-  EXPECT_TRUE(
-      parseMutated([](wire::HelloHeader& h) { h.max_streams = wire::kMaxSlots; }).isOk());
+  EXPECT_TRUE(parseMutated([](wire::HelloHeader& h) { h.max_streams = wire::kMaxSlots; }).isOk());
 }
 
 TEST(Hello, RingBytesMustBeAPowerOfTwoWithinLimits) {
   for (uint32_t bad : {0u, 4095u, 6144u, 4097u, wire::kMinRingBytes / 2, wire::kMaxRingBytes * 2,
                        wire::kMaxRingBytes + 1, 0x80000000u, 0xFFFFFFFFu}) {
-    expectRejected(parseMutated([bad](wire::HelloHeader& h) { h.ring_bytes = bad; }),
-                   "ring_bytes");
+    expectRejected(parseMutated([bad](wire::HelloHeader& h) { h.ring_bytes = bad; }), "ring_bytes");
   }
   for (uint32_t good : {wire::kMinRingBytes, 65536u, wire::kMaxRingBytes}) {
     auto r = parseMutated([good](wire::HelloHeader& h) { h.ring_bytes = good; });
@@ -292,14 +293,14 @@ TEST(Hello, ControlRingLimits) {
 }
 
 TEST(Hello, RecvDepthLimits) {
-  expectRejected(
-      parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMinRecvDepth - 1; }),
-      "recv_depth");
-  expectRejected(
-      parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMaxRecvDepth + 1; }),
-      "recv_depth");
-  EXPECT_TRUE(parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMinRecvDepth; }).isOk());
-  EXPECT_TRUE(parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMaxRecvDepth; }).isOk());
+  expectRejected(parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMinRecvDepth - 1; }),
+                 "recv_depth");
+  expectRejected(parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMaxRecvDepth + 1; }),
+                 "recv_depth");
+  EXPECT_TRUE(
+      parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMinRecvDepth; }).isOk());
+  EXPECT_TRUE(
+      parseMutated([](wire::HelloHeader& h) { h.recv_depth = wire::kMaxRecvDepth; }).isOk());
 }
 
 TEST(Hello, KeepaliveMustBePositive) {
@@ -510,7 +511,8 @@ TEST(ControlCodec, RejectsTruncatedHeader) {
 }
 
 TEST(ControlCodec, RejectsUnknownType) {
-  for (uint8_t type : {uint8_t{0}, uint8_t{wire::kMaxControlType + 1}, uint8_t{0x80}, uint8_t{255}}) {
+  for (uint8_t type :
+       {uint8_t{0}, uint8_t{wire::kMaxControlType + 1}, uint8_t{0x80}, uint8_t{255}}) {
     expectBatchRejected(rawRecord(type, 0, {}), "unknown record type");
   }
 }
@@ -518,7 +520,8 @@ TEST(ControlCodec, RejectsUnknownType) {
 TEST(ControlCodec, RejectsBodyOverrunningTheBatch) {
   auto rec = rawRecord(static_cast<uint8_t>(ControlType::kPing), 8, std::vector<std::byte>(7));
   expectBatchRejected(rec, "overruns");
-  auto big = rawRecord(static_cast<uint8_t>(ControlType::kOpen), 0xFFFF, std::vector<std::byte>(20));
+  auto big =
+      rawRecord(static_cast<uint8_t>(ControlType::kOpen), 0xFFFF, std::vector<std::byte>(20));
   expectBatchRejected(big, "overruns");
 }
 
@@ -547,9 +550,9 @@ TEST(ControlCodec, RejectsBodyLengthMismatchForEveryType) {
         rawRecord(type, static_cast<uint16_t>(c.fixed + 1), std::vector<std::byte>(c.fixed + 1)),
         "with body of");
     if (c.fixed > 0) {
-      expectBatchRejected(rawRecord(type, static_cast<uint16_t>(c.fixed - 1),
-                                    std::vector<std::byte>(c.fixed - 1)),
-                          "with body of");
+      expectBatchRejected(
+          rawRecord(type, static_cast<uint16_t>(c.fixed - 1), std::vector<std::byte>(c.fixed - 1)),
+          "with body of");
     }
   }
   // OPEN: anything shorter than its fixed body.
@@ -584,11 +587,13 @@ TEST(ControlCodec, OpenRejectsUnknownAddressFamily) {
   for (uint8_t family : {uint8_t{0}, uint8_t{2}, uint8_t{5}, uint8_t{10}, uint8_t{255}}) {
     expectBatchRejected(openRecord(family, 0, 0), "unknown address family");
   }
-  auto v4 = parseOk(openRecord(4, 0, 0));
+  auto v4_batch = openRecord(4, 0, 0);  // parsed records point into their batch
+  auto v4 = parseOk(v4_batch);
   ASSERT_EQ(v4.size(), 1u);
   EXPECT_TRUE(v4[0].destination.isV4());
   EXPECT_EQ(v4[0].destination.port(), 80);
-  auto v6 = parseOk(openRecord(6, 3, 3));
+  auto v6_batch = openRecord(6, 3, 3);
+  auto v6 = parseOk(v6_batch);
   ASSERT_EQ(v6.size(), 1u);
   EXPECT_FALSE(v6[0].destination.isV4());
   EXPECT_EQ(v6[0].identity, "iii");

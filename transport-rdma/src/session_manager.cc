@@ -42,6 +42,9 @@ class SessionManagerImpl final : public SessionManager {
   }
 
   ~SessionManagerImpl() override {
+    // The sessions are torn down with peers_ below; their on-down hook must not reach back into
+    // a manager that is going away (a dialer would arm a retry timer on a Peer about to be freed).
+    for (auto& [name, peer] : peers_) peer->session->setOnDown(nullptr);
     if (listen_ev_) event_free(listen_ev_);
     if (listen_fd_ >= 0) ::close(listen_fd_);
     for (auto& [name, peer] : peers_) {

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the transport fuzz targets (fuzz_hello, fuzz_control_records,
+fuzz_tcp_frames) under tests/fuzz/corpus/<target>/. Layouts follow
+transport-rdma/include/rdmesh/transport/wire.h (all little-endian). Re-run after a wire change."""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = 0x534D4452
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- Hello: HelloHeader (32 bytes) + node name
+def hello(name=b"node-a", vmin=1, vmax=1, kind=1, streams=1024, ring=256 << 10,
+          ctrl=256 << 10, depth=4096, keepalive=15000, magic=MAGIC, name_len=None):
+    n = len(name) if name_len is None else name_len
+    return struct.pack("<IHHHHIIIII", magic, vmin, vmax, kind, n, streams, ring, ctrl, depth,
+                       keepalive) + name
+
+
+write("fuzz_hello", "valid-tcp", hello())
+write("fuzz_hello", "valid-shm-minimal", hello(b"a", kind=2, streams=1, ring=4096, ctrl=16 << 10,
+                                               depth=64, keepalive=1))
+write("fuzz_hello", "valid-verbs-limits", hello(b"n" * 253, kind=3, vmin=1, vmax=9, streams=4096,
+                                                ring=16 << 20, ctrl=4 << 20, depth=65536,
+                                                keepalive=0xFFFFFFFF))
+write("fuzz_hello", "invalid-bad-magic", hello(magic=0x50545448))
+write("fuzz_hello", "invalid-truncated", hello()[:20])
+write("fuzz_hello", "invalid-name-length", hello(name_len=7))
+write("fuzz_hello", "invalid-name-chars", hello(b"Node_A"))
+write("fuzz_hello", "invalid-versions", hello(vmin=2, vmax=1))
+write("fuzz_hello", "invalid-ring-not-power-of-two", hello(ring=6144))
+write("fuzz_hello", "invalid-recv-depth", hello(depth=63))
+write("fuzz_hello", "invalid-fabric-kind", hello(kind=4))
+
+
+# ---- control records: ControlRecordHeader {type:8, flags:8, body_bytes:16, stream:32} + body
+def rec(rtype, stream, body=b"", body_len=None):
+    n = len(body) if body_len is None else body_len
+    return struct.pack("<BBHI", rtype, 0, n, stream) + body
+
+
+def open_rec(stream, family, addr, port, identity=b"", id_len=None):
+    n = len(identity) if id_len is None else id_len
+    body = struct.pack("<BBH", family, n, port) + addr.ljust(16, b"\0") + identity
+    return rec(1, stream, body)
+
+
+V4 = bytes([10, 0, 0, 7])
+V6 = bytes([0x20, 0x01, 0x0D, 0xB8] + [0] * 11 + [1])
+every = b"".join([
+    open_rec(0x00001001, 4, V4, 8080, b"spiffe://cluster.local/ns/default/sa/web"),
+    open_rec(0x00002002, 6, V6, 443),
+    rec(2, 0x00001001, struct.pack("<I", 0x00003003)),
+    rec(3, 5),
+    rec(4, 6, struct.pack("<I", 3)),
+    rec(5, 7, struct.pack("<Q", 2048)),
+    rec(6, 0, struct.pack("<QQ", 256, 16384)),
+    rec(7, 0, struct.pack("<Q", 1)),
+    rec(8, 0, struct.pack("<Q", 1)),
+    rec(9, 0),
+])
+write("fuzz_control_records", "valid-every-type", every)
+write("fuzz_control_records", "valid-open-v4", open_rec(1, 4, V4, 80, b"id"))
+write("fuzz_control_records", "valid-credits", rec(5, 9, struct.pack("<Q", 1 << 40)) +
+      rec(6, 0, struct.pack("<QQ", 1, 2)))
+write("fuzz_control_records", "empty", b"")
+write("fuzz_control_records", "invalid-truncated-header", rec(3, 5)[:5])
+write("fuzz_control_records", "invalid-unknown-type", rec(10, 0))
+write("fuzz_control_records", "invalid-body-length", rec(4, 6, struct.pack("<H", 3)))
+write("fuzz_control_records", "invalid-body-overrun", rec(7, 0, b"\1\2\3", body_len=8))
+write("fuzz_control_records", "invalid-open-identity-length",
+      open_rec(1, 4, V4, 80, b"abc", id_len=4))
+write("fuzz_control_records", "invalid-open-family", open_rec(1, 5, V4, 80))
+write("fuzz_control_records", "invalid-bad-record-in-middle",
+      rec(3, 5) + rec(5, 7, struct.pack("<I", 1)) + rec(9, 0))
+
+
+# ---- tcp frames: TcpFrameHeader {imm:32, length:32, remote_offset:64} + payload
+# fuzz_tcp_frames' receive area is 64 KiB (control ring 16 KiB + 12 rings of 4 KiB).
+AREA = 65536
+
+
+def imm(t, slot, length):
+    return (t << 28) | ((slot & 0xFFF) << 16) | (length & 0xFFFF)
+
+
+def frame(t, slot, payload, offset, length=None, imm_length=None):
+    n = len(payload) if length is None else length
+    il = n if imm_length is None else imm_length
+    return struct.pack("<IIQ", imm(t, slot, il), n, offset) + payload
+
+
+write("fuzz_tcp_frames", "valid-one-frame", frame(1, 0, b"hello world", 16384))
+write("fuzz_tcp_frames", "valid-control-and-data",
+      frame(2, 0, every[:64], 0) + frame(1, 3, bytes(range(200)), 16384 + 3 * 4096) +
+      frame(1, 3, b"x" * 100, 16384 + 3 * 4096 + 200))
+write("fuzz_tcp_frames", "valid-up-to-the-end", frame(1, 11, b"\xff" * 16, AREA - 16))
+write("fuzz_tcp_frames", "valid-largest-frame", frame(1, 0, b"\xab" * 65535, 0))
+write("fuzz_tcp_frames", "partial-frame-at-end", frame(1, 0, b"abcdef", 100)[:19])
+write("fuzz_tcp_frames", "partial-header-at-end", frame(1, 0, b"abcdef", 100) + b"\1\2\3")
+write("fuzz_tcp_frames", "empty", b"")
+write("fuzz_tcp_frames", "invalid-offset-beyond-area",
+      frame(1, 0, b"ok", 0) + frame(1, 0, b"z" * 32, AREA - 16))
+write("fuzz_tcp_frames", "invalid-offset-wraps", frame(1, 0, b"z" * 32, 2**64 - 8))
+write("fuzz_tcp_frames", "invalid-length-vs-imm", frame(1, 0, b"z" * 32, 0, imm_length=31))
+write("fuzz_tcp_frames", "invalid-zero-length", frame(1, 0, b"", 0))

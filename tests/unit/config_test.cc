@@ -163,7 +163,7 @@ listeners:
   EXPECT_EQ(config.admin.address.toString(), "127.0.0.1:15000");
   EXPECT_EQ(config.transport.backend, FabricBackend::kShm);
   EXPECT_EQ(config.transport.listen, "/var/run/rdmesh/n1.sock");
-  EXPECT_EQ(config.transport.ring_bytes, 256u * 1024);
+  EXPECT_EQ(config.transport.ring_bytes, 1024u * 1024);
   EXPECT_EQ(config.transport.max_streams, 1024u);
   EXPECT_EQ(config.transport.keepalive_interval, 5000ms);
   EXPECT_EQ(config.transport.keepalive_timeout, 15000ms);

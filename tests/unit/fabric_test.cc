@@ -349,6 +349,29 @@ TEST_P(FabricTest, WriteWithImmLandsAtOffsetWithItsCompletion) {
   }
 }
 
+TEST_P(FabricTest, ReleasedReceiveMemoryReadsZeroAndTakesNewWrites) {
+  connectPair();
+  ASSERT_TRUE(a_ && b_);
+  auto area = b_->receiveArea();
+  const uint64_t offset = 16384;  // page aligned, as stream rings are
+  const size_t len = 8192;
+  auto bytes = pattern(len, 3);
+  write(*a_, offset, bytes, wire::encodeImm(wire::ImmType::kData, 1, len));
+  ASSERT_TRUE(a_->flush().isOk());
+  ASSERT_EQ(pollFor(*b_, 1).size(), 1u);
+  ASSERT_EQ(std::memcmp(area.data() + offset, bytes.data(), len), 0);
+
+  b_->releaseReceiveMemory(offset, len);
+  for (size_t i = 0; i < len; ++i) ASSERT_EQ(area[offset + i], std::byte{0}) << "byte " << i;
+
+  // The released range is usable again: the peer's next write lands there.
+  auto again = pattern(len, 9);
+  write(*a_, offset, again, wire::encodeImm(wire::ImmType::kData, 1, len));
+  ASSERT_TRUE(a_->flush().isOk());
+  ASSERT_EQ(pollFor(*b_, 1).size(), 1u);
+  EXPECT_EQ(std::memcmp(area.data() + offset, again.data(), len), 0);
+}
+
 TEST_P(FabricTest, CancelledStageSendsNothing) {
   connectPair();
   ASSERT_TRUE(a_ && b_);

@@ -20,6 +20,8 @@ const char* toString(Session::State state) {
 }
 
 namespace {
+constexpr uint64_t kReleaseRingAfterBytes = 256 * 1024;
+
 SessionImpl::Stats makeStats(StatsStore& store, const std::string& peer) {
   std::string scope = "session." + peer;
   return {store.counter(scope, "bytes_sent"),
@@ -91,6 +93,14 @@ StreamImpl* SessionImpl::lookup(uint32_t ref) {
 
 void SessionImpl::freeStream(StreamImpl& s) {
   uint32_t slot = s.slot_;
+  const SessionGeometry& g = options_.geometry;
+  // A stream that moved more than a little touched pages that would otherwise stay resident for
+  // as long as the session lives; small request/response streams skip the syscall.
+  if (connection_ && s.received_ > kReleaseRingAfterBytes) {
+    uint64_t touched = std::min<uint64_t>(s.received_, g.ring_bytes);
+    connection_->releaseReceiveMemory(
+        wire::streamRingOffset(g.control_ring_bytes, slot, g.ring_bytes), touched);
+  }
   slots_[slot].reset();
   free_slots_.push_back(slot);
   --active_streams_;

@@ -44,6 +44,7 @@ class ShmConnection : public FabricConnection {
   const Hello& peerHello() const override { return p_.hello.peer; }
   uint16_t version() const override { return p_.hello.version; }
   std::span<std::byte> receiveArea() override { return p_.local_area->bytes(); }
+  void releaseReceiveMemory(uint64_t offset, uint64_t bytes) override;
 
   std::span<std::byte> stageWrite(uint64_t remote_offset, size_t max_len) override;
   void postWriteWithImm(size_t len, uint32_t imm) override;
@@ -62,6 +63,7 @@ class ShmConnection : public FabricConnection {
   void markAwake() override;
 
  private:
+  void ringIfSleeping();
   ShmQueueHeader& localQueue() const;
   ShmQueueHeader& peerQueue() const;
   uint64_t* peerEntries() const;
@@ -74,9 +76,9 @@ class ShmConnection : public FabricConnection {
   uint64_t local_head_ = 0;  // our copy of what we consumed
   uint64_t staged_offset_ = 0;
   bool staged_ = false;
-  bool posted_since_flush_ = false;
   bool marked_sleeping_ = false;
-  Status broken_;  // a violated invariant found while posting, reported by flush()
+  bool posted_ = false;
+  Status broken_;  // an error found while posting, reported by flush()
 };
 
 }  // namespace rdmesh::transport

@@ -19,6 +19,7 @@ class TcpConnection : public FabricConnection {
   const Hello& peerHello() const override { return hello_.peer; }
   uint16_t version() const override { return hello_.version; }
   std::span<std::byte> receiveArea() override { return area_->bytes(); }
+  void releaseReceiveMemory(uint64_t offset, uint64_t bytes) override;
 
   std::span<std::byte> stageWrite(uint64_t remote_offset, size_t max_len) override;
   void postWriteWithImm(size_t len, uint32_t imm) override;

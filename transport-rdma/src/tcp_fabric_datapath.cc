@@ -1,5 +1,6 @@
 // tcp backend, data path: frames out through one send buffer (one send() per loop iteration for
 // every stream), frames in through one receive buffer (one recv() for many frames).
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -98,6 +99,10 @@ Result<bool> TcpConnection::takeFrame(Completion& out) {
   in_begin_ += sizeof(h) + h.length;
   out = {h.imm, h.length};
   return true;
+}
+
+void TcpConnection::releaseReceiveMemory(uint64_t offset, uint64_t bytes) {
+  ::madvise(area_->bytes().data() + offset, bytes, MADV_DONTNEED);
 }
 
 Result<size_t> TcpConnection::poll(std::span<Completion> out) {

@@ -44,6 +44,9 @@ class FabricConnection {
 
   // Our receive area: the peer's writes land here.
   virtual std::span<std::byte> receiveArea() = 0;
+  // Gives the pages of [offset, offset+bytes) of our receive area back to the kernel (they read
+  // as zero afterwards). The caller guarantees the peer no longer writes there.
+  virtual void releaseReceiveMemory(uint64_t offset, uint64_t bytes) = 0;
 
   // Memory to fill with up to `max_len` bytes that will land at `remote_offset` of the peer's
   // receive area. shm returns the peer's memory itself (the only copy is the caller's read());

@@ -14,7 +14,7 @@ namespace rdmesh::transport {
 // Receive-area geometry and liveness settings of one side, as announced in its Hello.
 struct SessionGeometry {
   uint32_t max_streams = 1024;
-  uint32_t ring_bytes = 256 * 1024;
+  uint32_t ring_bytes = 1024 * 1024;
   uint32_t control_ring_bytes = 256 * 1024;
   uint32_t recv_depth = 4096;
   uint32_t keepalive_timeout_ms = 15000;

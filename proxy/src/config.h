@@ -29,16 +29,16 @@ struct PeerConfig {
 
 struct TransportConfig {
   FabricBackend backend = FabricBackend::kTcp;
-  std::string listen;                     // tcp: "ip:port" (default 0.0.0.0:15008); shm: socket path
+  std::string listen;  // tcp: "ip:port" (default 0.0.0.0:15008); shm: socket path
   // Per-stream receive ring (power of two, 4 KiB..16 MiB). 1 MiB keeps one bulk stream from
   // stalling on credit (256 KiB: 4.8 Gbit/s, 1 MiB: 11 Gbit/s on the shm bench); pages are only
   // resident while used and are returned to the kernel when a stream that touched them ends.
   uint32_t ring_bytes = 1024 * 1024;
-  uint32_t max_streams = 1024;            // concurrent streams per session (1..4096)
+  uint32_t max_streams = 1024;  // concurrent streams per session (1..4096)
   std::chrono::milliseconds keepalive_interval{5000};
   std::chrono::milliseconds keepalive_timeout{15000};
-  std::chrono::milliseconds connect_timeout{2000};   // bootstrap of one session
-  std::chrono::microseconds poll_budget{50};         // max adaptive spin before blocking (0 = never spin)
+  std::chrono::milliseconds connect_timeout{2000};  // bootstrap of one session
+  std::chrono::microseconds poll_budget{50};  // max adaptive spin before blocking (0 = never spin)
   std::vector<PeerConfig> peers;
 };
 

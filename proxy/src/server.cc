@@ -46,7 +46,7 @@ Status Server::start() {
     if (Status s = w->bindListeners(); !s) return s;
   }
   auto fabric = config_.transport.backend == FabricBackend::kShm ? transport::makeShmFabric()
-                                                                   : transport::makeTcpFabric();
+                                                                 : transport::makeTcpFabric();
   if (Status s = session_worker->startSessions(std::move(fabric)); !s) return s;
 
   for (int sig : {SIGTERM, SIGINT}) {
@@ -56,8 +56,8 @@ Status Server::start() {
   }
   for (auto& w : workers_) w->start();
   started_ = true;
-  spdlog::info("rdmesh-proxy {}: ready ({} worker(s), {} fabric, admin on {})",
-               config_.node.name, workers_.size(), toString(config_.transport.backend),
+  spdlog::info("rdmesh-proxy {}: ready ({} worker(s), {} fabric, admin on {})", config_.node.name,
+               workers_.size(), toString(config_.transport.backend),
                config_.admin.address.toString());
   return {};
 }
@@ -89,7 +89,9 @@ void Server::beginDrain(const char* why) {
   event_add(drain_timer_, &kDrainTick);
 }
 
-void Server::onDrainTick(int, short, void* arg) { static_cast<Server*>(arg)->checkDrained(); }
+void Server::onDrainTick(int, short, void* arg) {
+  static_cast<Server*>(arg)->checkDrained();
+}
 
 void Server::checkDrained() {
   size_t active = 0;

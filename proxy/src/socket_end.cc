@@ -20,7 +20,9 @@ constexpr int kMaxReadsPerEvent = 8;
 
 SocketEnd::SocketEnd(event_base* base, Owner& owner) : base_(base), owner_(owner) {}
 
-SocketEnd::~SocketEnd() { close(); }
+SocketEnd::~SocketEnd() {
+  close();
+}
 
 void SocketEnd::adopt(int fd) {
   fd_ = fd;

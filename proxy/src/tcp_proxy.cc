@@ -60,8 +60,8 @@ void ProxyConnection::finished() {
 // ---------------------------------------------------------------- TcpRelay
 
 TcpRelay::TcpRelay(ConnectionHost& host, std::vector<ConnectionStats> stats,
-                   std::function<void()> on_finish, int downstream_fd,
-                   const InetAddress& upstream, std::chrono::milliseconds connect_timeout)
+                   std::function<void()> on_finish, int downstream_fd, const InetAddress& upstream,
+                   std::chrono::milliseconds connect_timeout)
     : ProxyConnection(host, std::move(stats), std::move(on_finish)),
       down_(host.base(), *this),
       up_(host.base(), *this) {
@@ -83,7 +83,9 @@ void TcpRelay::onSocketConnectFailed(SocketEnd&, const Status& why) {
   abort();
 }
 
-void TcpRelay::onConnectTimeout() { abort(); }
+void TcpRelay::onConnectTimeout() {
+  abort();
+}
 
 void TcpRelay::onSocketReadable(SocketEnd& end) {
   bool from_down = &end == &down_;
@@ -211,7 +213,9 @@ void StreamBridge::onStreamOpened() {
   onSocketReadable(socket_);  // bytes the app sent while we waited
 }
 
-void StreamBridge::onStreamData() { writeToSocket(); }
+void StreamBridge::onStreamData() {
+  writeToSocket();
+}
 
 void StreamBridge::onStreamWritable() {
   if (!read_done_ && !closed()) {
@@ -250,7 +254,9 @@ void StreamBridge::onSocketReadable(SocketEnd&) {
   }
 }
 
-void StreamBridge::onSocketWritable(SocketEnd&) { writeToSocket(); }
+void StreamBridge::onSocketWritable(SocketEnd&) {
+  writeToSocket();
+}
 
 void StreamBridge::writeToSocket() {
   if (closed() || stream_ == nullptr || socket_.fd() < 0) return;

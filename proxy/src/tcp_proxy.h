@@ -104,9 +104,8 @@ class StreamBridge final : public ProxyConnection,
                std::chrono::milliseconds connect_timeout);
   void attach(transport::Stream* opening_stream);
   // Inbound: `stream` was accepted; connect `target` and accept the stream once connected.
-  StreamBridge(ConnectionHost& host, std::vector<ConnectionStats> stats,
-               transport::Stream* stream, const InetAddress& target,
-               std::chrono::milliseconds connect_timeout);
+  StreamBridge(ConnectionHost& host, std::vector<ConnectionStats> stats, transport::Stream* stream,
+               const InetAddress& target, std::chrono::milliseconds connect_timeout);
 
   // transport::StreamCallbacks
   void onStreamOpened() override;

@@ -174,12 +174,13 @@ void Worker::routeOutbound(int fd, Listener& listener) {
   std::chrono::milliseconds timeout = cluster.config->connect_timeout;
   LoadBalancer* lb = cluster.lb.get();
   if (endpoint.node == config_.node.name) {
-    adopt(std::make_unique<TcpRelay>(*this, std::move(stats), [lb, ep] { lb->onFinish(ep); }, fd,
-                                     endpoint.address, timeout));
+    adopt(std::make_unique<TcpRelay>(
+        *this, std::move(stats), [lb, ep] { lb->onFinish(ep); }, fd, endpoint.address, timeout));
     return;
   }
   if (session_worker_ == this) {
-    openTunnel(fd, endpoint, std::move(stats), [lb, ep] { lb->onFinish(ep); }, timeout);
+    openTunnel(
+        fd, endpoint, std::move(stats), [lb, ep] { lb->onFinish(ep); }, timeout);
     return;
   }
   // Hand over to the session worker once; the load balancer's count comes back here.
@@ -190,9 +191,8 @@ void Worker::routeOutbound(int fd, Listener& listener) {
   });
 }
 
-void Worker::openTunnel(int fd, const EndpointConfig& endpoint,
-                        std::vector<ConnectionStats> stats, std::function<void()> on_finish,
-                        std::chrono::milliseconds timeout) {
+void Worker::openTunnel(int fd, const EndpointConfig& endpoint, std::vector<ConnectionStats> stats,
+                        std::function<void()> on_finish, std::chrono::milliseconds timeout) {
   auto bridge =
       std::make_unique<StreamBridge>(*this, std::move(stats), std::move(on_finish), fd, timeout);
   StreamBridge* raw = bridge.get();
@@ -214,9 +214,9 @@ transport::StreamCallbacks* Worker::onInboundStream(transport::Stream& stream) {
                   stream.destination().toString(), stream.identity());
     return nullptr;
   }
-  auto bridge = std::make_unique<StreamBridge>(*this, std::vector<ConnectionStats>{it->second.stats},
-                                               &stream, it->second.config->target,
-                                               config_.transport.connect_timeout);
+  auto bridge =
+      std::make_unique<StreamBridge>(*this, std::vector<ConnectionStats>{it->second.stats}, &stream,
+                                     it->second.config->target, config_.transport.connect_timeout);
   StreamBridge* raw = bridge.get();
   adopt(std::move(bridge));
   return raw;

@@ -49,13 +49,15 @@ TEST_P(ConcurrentStreamsTest, ThousandStreamsAtOnce) {
     return v;
   });
   ASSERT_EQ(fds.size(), n);
-  std::cout << "[metric] " << backend() << " opened " << n << " connections in " << secondsSince(t0) << " s\n";
+  std::cout << "[metric] " << backend() << " opened " << n << " connections in " << secondsSince(t0)
+            << " s\n";
 
   std::vector<std::string> want(n);
   for (size_t i = 0; i < n; ++i) {
     want[i] = PatternGen(0xc0ffee00 + i).bytes(kMsg);
     memcpy(want[i].data(), &i, sizeof i);  // distinct prefix too
-    ASSERT_TRUE(sendAll(fds[i].get(), want[i])) << "send on connection " << i << ": " << strerror(errno);
+    ASSERT_TRUE(sendAll(fds[i].get(), want[i]))
+        << "send on connection " << i << ": " << strerror(errno);
   }
   std::vector<std::string> got(n);
   std::vector<pollfd> pfds(n);
@@ -72,8 +74,8 @@ TEST_P(ConcurrentStreamsTest, ThousandStreamsAtOnce) {
       if (pfds[i].fd < 0 || !(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       ssize_t r = recv(fds[i].get(), buf.data(), kMsg - got[i].size(), MSG_DONTWAIT);
       if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      ASSERT_GT(r, 0) << "connection " << i << ": " << (r == 0 ? "EOF" : strerror(errno)) << " after "
-                      << got[i].size() << " bytes";
+      ASSERT_GT(r, 0) << "connection " << i << ": " << (r == 0 ? "EOF" : strerror(errno))
+                      << " after " << got[i].size() << " bytes";
       got[i].append(buf.data(), static_cast<size_t>(r));
       if (got[i].size() == kMsg) ++done;
     }
@@ -84,7 +86,8 @@ TEST_P(ConcurrentStreamsTest, ThousandStreamsAtOnce) {
     if (got[i] != want[i]) ++wrong;
   }
   EXPECT_EQ(wrong, 0u) << "connections whose echo differs from what they sent";
-  std::cout << "[metric] " << backend() << " " << n << " echoes of 4 KiB in " << secondsSince(t0) << " s\n";
+  std::cout << "[metric] " << backend() << " " << n << " echoes of 4 KiB in " << secondsSince(t0)
+            << " s\n";
 
   // All of them are open right now, end to end.
   EXPECT_EQ(echo.active(), static_cast<int64_t>(n));
@@ -97,7 +100,8 @@ TEST_P(ConcurrentStreamsTest, ThousandStreamsAtOnce) {
       << sca.stat("rdmesh.session.node-b.streams_active").value_or("(absent)");
   EXPECT_TRUE(scb.waitStat("rdmesh.session.node-a.streams_active", "0", 30s))
       << scb.stat("rdmesh.session.node-a.streams_active").value_or("(absent)");
-  EXPECT_TRUE(waitFor([&] { return echo.active() == 0; }, 30s)) << echo.active() << " upstream connections left";
+  EXPECT_TRUE(waitFor([&] { return echo.active() == 0; }, 30s))
+      << echo.active() << " upstream connections left";
   EXPECT_EQ(echo.accepted(), n);
   EXPECT_EQ(sca.stat("rdmesh.session.node-b.state"), "established");
 

@@ -11,9 +11,9 @@
 namespace rdmesh::it {
 namespace {
 
-constexpr uint16_t kEchoPort = 7000;      // echo server in B (127.0.0.1)
-constexpr uint16_t kEchoOut = 17000;      // A's outbound listener
-constexpr uint16_t kGreeterPort = 7001;   // B server that half-closes first
+constexpr uint16_t kEchoPort = 7000;     // echo server in B (127.0.0.1)
+constexpr uint16_t kEchoOut = 17000;     // A's outbound listener
+constexpr uint16_t kGreeterPort = 7001;  // B server that half-closes first
 constexpr uint16_t kGreeterOut = 17001;
 
 std::string firstDifference(const std::string& got, const std::string& want) {
@@ -62,13 +62,15 @@ TEST_P(EchoTest, Echo64KiB) {
   ASSERT_TRUE(fd) << "connect to A's outbound listener";
   ASSERT_TRUE(sendAll(fd.get(), msg));
   ReadResult r = readExactly(fd.get(), msg.size(), 20s);
-  ASSERT_EQ(r.error, 0) << "echo read failed after " << r.data.size() << " bytes: " << strerror(r.error);
+  ASSERT_EQ(r.error, 0) << "echo read failed after " << r.data.size()
+                        << " bytes: " << strerror(r.error);
   ASSERT_TRUE(r.data == msg) << firstDifference(r.data, msg);
 
   // Small round trips on the same stream (no batching may hold a lone small write back).
   auto t0 = Clock::now();
   for (int i = 0; i < 200; ++i) {
-    std::string ping = "ping-" + std::to_string(i) + "-" + std::string(static_cast<size_t>(i % 97), 'x');
+    std::string ping =
+        "ping-" + std::to_string(i) + "-" + std::string(static_cast<size_t>(i % 97), 'x');
     ASSERT_TRUE(sendAll(fd.get(), ping));
     ReadResult pr = readExactly(fd.get(), ping.size(), 5s);
     ASSERT_EQ(pr.error, 0) << "round trip " << i;
@@ -129,7 +131,8 @@ TEST_P(EchoTest, ServerHalfClose) {
   EXPECT_EQ(r.data, greeting);
   ASSERT_TRUE(sendAll(fd.get(), upload)) << "send after the peer's half-close: " << strerror(errno);
   ASSERT_EQ(shutdown(fd.get(), SHUT_WR), 0);
-  ASSERT_EQ(received.wait_for(30s), std::future_status::ready) << "server never saw the client's EOF";
+  ASSERT_EQ(received.wait_for(30s), std::future_status::ready)
+      << "server never saw the client's EOF";
   std::string got = received.get();
   EXPECT_TRUE(got == upload) << firstDifference(got, upload);
 }
@@ -144,8 +147,10 @@ TEST_P(EchoTest, ConfigCheckAndCleanExit) {
   EXPECT_TRUE(ok.ok()) << ok.describe();
   std::string bad_path = mesh_->dir().file("bad.yaml");
   writeFile(bad_path, readFile(sa.configPath()) + "no_such_key: 1\n");
-  CommandResult bad = runCommand({proxyBinary(), "--check", "-c", bad_path}, mesh_->logPath("check-bad"), "", 30s);
-  EXPECT_TRUE(!bad.timed_out && WIFEXITED(bad.status) && WEXITSTATUS(bad.status) == 1) << bad.describe();
+  CommandResult bad =
+      runCommand({proxyBinary(), "--check", "-c", bad_path}, mesh_->logPath("check-bad"), "", 30s);
+  EXPECT_TRUE(!bad.timed_out && WIFEXITED(bad.status) && WEXITSTATUS(bad.status) == 1)
+      << bad.describe();
 
   {
     EchoServer echo(b_, "127.0.0.1", kEchoPort);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -29,8 +30,6 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include <gtest/gtest.h>
-
 #ifndef RDMESH_PROXY_BIN
 #define RDMESH_PROXY_BIN ""
 #endif
@@ -45,9 +44,13 @@ namespace {
 
 constexpr const char* kNetnsPrefix = "rdmit-";  // rdmit-<pid>-<n>-<tag>
 
-std::string errnoText(int e) { return std::string(strerror(e)) + " (errno " + std::to_string(e) + ")"; }
+std::string errnoText(int e) {
+  return std::string(strerror(e)) + " (errno " + std::to_string(e) + ")";
+}
 
-[[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what);
+}
 
 bool currentTestFailed() {
   return ::testing::UnitTest::GetInstance()->current_test_info() != nullptr &&
@@ -110,7 +113,9 @@ void runOrThrow(const std::vector<std::string>& argv) {
   }
 }
 
-bool pidAlive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+bool pidAlive(pid_t pid) {
+  return kill(pid, 0) == 0 || errno == EPERM;
+}
 
 std::atomic<int> g_name_counter{0};
 
@@ -165,7 +170,7 @@ std::string findExecutable(const std::string& name) {
   while (std::getline(ss, dir, ':')) {
     if (dir.empty()) continue;
     std::string cand = dir + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(cand.c_str(), X_OK) == 0) {
       return cand;
     }
@@ -277,7 +282,8 @@ void Netns::ip(const std::vector<std::string>& args) const {
   runOrThrow(argv);
 }
 
-void linkVeth(const Netns& a, const std::string& cidr_a, const Netns& b, const std::string& cidr_b) {
+void linkVeth(const Netns& a, const std::string& cidr_a, const Netns& b,
+              const std::string& cidr_b) {
   std::string base = uniqueName("rv");  // rv<pid>x<n> + a/b <= 15 chars
   std::string va = base + "a", vb = base + "b";
   runOrThrow({"ip", "link", "add", va, "netns", a.name(), "type", "veth", "peer", "name", vb,
@@ -462,7 +468,9 @@ void Process::printLog(size_t max_bytes) const {
   std::cerr << "----- end of " << name_ << " -----\n";
 }
 
-bool CommandResult::ok() const { return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+bool CommandResult::ok() const {
+  return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 std::string CommandResult::describe() const {
   return (timed_out ? std::string("timed out, ") : std::string()) + describeWaitStatus(status) +
@@ -472,9 +480,7 @@ std::string CommandResult::describe() const {
 CommandResult runCommand(const std::vector<std::string>& argv, const std::string& log_path,
                          const std::string& netns, Millis timeout) {
   CommandResult r;
-  {
-    std::ofstream trunc(log_path, std::ios::trunc);
-  }
+  { std::ofstream trunc(log_path, std::ios::trunc); }
   Process p(argv.at(0), argv, log_path, netns);
   auto st = p.wait(timeout);
   if (!st) {
@@ -577,7 +583,9 @@ bool sendAll(int fd, const void* data, size_t len) {
   return true;
 }
 
-bool sendAll(int fd, const std::string& s) { return sendAll(fd, s.data(), s.size()); }
+bool sendAll(int fd, const std::string& s) {
+  return sendAll(fd, s.data(), s.size());
+}
 
 void setSocketTimeouts(int fd, Millis timeout) {
   timeval tv{};
@@ -631,7 +639,9 @@ ReadResult readLoop(int fd, size_t want, Millis timeout, bool until_eof) {
 
 }  // namespace
 
-ReadResult readExactly(int fd, size_t want, Millis timeout) { return readLoop(fd, want, timeout, false); }
+ReadResult readExactly(int fd, size_t want, Millis timeout) {
+  return readLoop(fd, want, timeout, false);
+}
 
 ReadResult readUntilEof(int fd, Millis timeout, size_t max_bytes) {
   return readLoop(fd, max_bytes, timeout, true);
@@ -649,7 +659,9 @@ HttpResponse httpRequest(const std::string& ns, const std::string& method, const
   std::string path = slash == std::string::npos ? "/" : rest.substr(slash);
   size_t colon = hostport.rfind(':');
   std::string host = hostport.substr(0, colon);
-  uint16_t port = colon == std::string::npos ? 80 : static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1)));
+  uint16_t port = colon == std::string::npos
+                      ? 80
+                      : static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1)));
   int err = 0;
   UniqueFd fd = tcpConnect(ns, host, port, timeout, &err);
   if (!fd) {
@@ -730,8 +742,8 @@ int64_t statInt(const std::string& body, const std::string& name, int64_t fallba
   return (end && *end == '\0') ? x : fallback;
 }
 
-std::vector<std::pair<std::string, std::string>> statsMatching(const std::string& body,
-                                                               const std::vector<std::string>& parts) {
+std::vector<std::pair<std::string, std::string>> statsMatching(
+    const std::string& body, const std::vector<std::string>& parts) {
   std::vector<std::pair<std::string, std::string>> out;
   forEachStat(body, [&](const std::string& k, const std::string& v) {
     bool all = std::all_of(parts.begin(), parts.end(),
@@ -838,7 +850,8 @@ void EchoServer::loop() {
   // Writes what it can; returns false if the connection failed.
   auto flush = [&](int fd, Conn& c) {
     while (c.out_off < c.out.size()) {
-      ssize_t n = send(fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n =
+          send(fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         c.out_off += static_cast<size_t>(n);
       } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1033,7 +1046,8 @@ std::vector<SinkServer::Result> SinkServer::results() const {
   return results_;
 }
 
-SourceServer::SourceServer(const std::string& ns, const std::string& ip, uint16_t port, uint64_t bytes)
+SourceServer::SourceServer(const std::string& ns, const std::string& ip, uint16_t port,
+                           uint64_t bytes)
     : bytes_(bytes) {
   server_ = std::make_unique<ThreadedServer>(ns, ip, port, [this](int fd) {
     Result res;
@@ -1083,7 +1097,8 @@ SidecarSpec& SidecarSpec::outbound(const std::string& name, const std::string& a
   return *this;
 }
 
-SidecarSpec& SidecarSpec::inbound(const std::string& name, uint16_t port, const std::string& target) {
+SidecarSpec& SidecarSpec::inbound(const std::string& name, uint16_t port,
+                                  const std::string& target) {
   ListenerSpec l;
   l.name = name;
   l.direction = "inbound";
@@ -1132,7 +1147,8 @@ std::string SidecarSpec::toYaml() const {
       y << "  - name: " << c.name << "\n    lb_policy: " << c.lb_policy << "\n";
       if (c.connect_timeout_ms > 0) y << "    connect_timeout_ms: " << c.connect_timeout_ms << "\n";
       y << "    endpoints:\n";
-      for (auto& e : c.endpoints) y << "      - {node: " << e.node << ", address: " << q(e.address) << "}\n";
+      for (auto& e : c.endpoints)
+        y << "      - {node: " << e.node << ", address: " << q(e.address) << "}\n";
     }
   }
   if (drain_timeout_ms > 0) y << "drain_timeout_ms: " << drain_timeout_ms << "\n";
@@ -1149,8 +1165,9 @@ Sidecar::~Sidecar() {
   if (proc_ && proc_->running()) {
     int st = proc_->terminate(15s);
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-      ADD_FAILURE() << "rdmesh-proxy " << spec_.node << " did not exit 0 on SIGTERM: "
-                    << describeWaitStatus(st) << " (log " << proc_->logPath() << ")";
+      ADD_FAILURE() << "rdmesh-proxy " << spec_.node
+                    << " did not exit 0 on SIGTERM: " << describeWaitStatus(st) << " (log "
+                    << proc_->logPath() << ")";
     }
   }
   checkLogsClean();
@@ -1161,7 +1178,8 @@ void Sidecar::start() {
     proc_->kill();
     old_.push_back(std::move(proc_));
   }
-  std::string log = dir_ + "/" + spec_.node + (starts_ ? "." + std::to_string(starts_) : "") + ".log";
+  std::string log =
+      dir_ + "/" + spec_.node + (starts_ ? "." + std::to_string(starts_) : "") + ".log";
   ++starts_;
   logs_.push_back(log);
   std::string level = getenv("RDMESH_IT_LOG_LEVEL") ? getenv("RDMESH_IT_LOG_LEVEL") : "info";
@@ -1179,14 +1197,18 @@ bool Sidecar::waitReady(Millis timeout) {
       timeout, 25ms);
 }
 
-std::string Sidecar::adminUrl(const std::string& path) const { return "http://" + spec_.admin + path; }
+std::string Sidecar::adminUrl(const std::string& path) const {
+  return "http://" + spec_.admin + path;
+}
 
 std::string Sidecar::stats() {
   HttpResponse r = httpGet(ns_, adminUrl("/stats"), 3s);
   return r.status == 200 ? r.body : "";
 }
 
-std::optional<std::string> Sidecar::stat(const std::string& name) { return statValue(stats(), name); }
+std::optional<std::string> Sidecar::stat(const std::string& name) {
+  return statValue(stats(), name);
+}
 
 int64_t Sidecar::statInt(const std::string& name, int64_t fallback) {
   return it::statInt(stats(), name, fallback);
@@ -1204,13 +1226,15 @@ void Sidecar::kill() {
   if (proc_) proc_->kill();
 }
 
-int Sidecar::terminate(Millis grace) { return proc_ ? proc_->terminate(grace) : -1; }
+int Sidecar::terminate(Millis grace) {
+  return proc_ ? proc_->terminate(grace) : -1;
+}
 
 void Sidecar::checkLogsClean() {
   for (auto& log : logs_) {
     std::string text = readFile(log);
-    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                               "WARNING: ThreadSanitizer"}) {
+    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                               "runtime error:", "WARNING: ThreadSanitizer"}) {
       if (text.find(marker) != std::string::npos) {
         ADD_FAILURE() << "sanitizer report (" << marker << ") in " << log;
       }
@@ -1249,7 +1273,9 @@ const std::string& Mesh::ns(const std::string& node) const {
   throw std::runtime_error("unknown node " + node);
 }
 
-std::string Mesh::ip(const std::string& node) const { return ip_.at(node); }
+std::string Mesh::ip(const std::string& node) const {
+  return ip_.at(node);
+}
 
 SidecarSpec Mesh::baseSpec(const std::string& node) const {
   SidecarSpec s;
@@ -1295,21 +1321,26 @@ Sidecar& Mesh::add(SidecarSpec spec) {
   return ref;
 }
 
-Sidecar& Mesh::sidecar(const std::string& node) { return *sidecars_.at(node); }
+Sidecar& Mesh::sidecar(const std::string& node) {
+  return *sidecars_.at(node);
+}
 
 void Mesh::startAll(Millis timeout) {
   for (auto it = sidecars_.rbegin(); it != sidecars_.rend(); ++it) it->second->start();
   for (auto& [node, sc] : sidecars_) {
     if (!sc->waitReady(timeout)) {
-      throw std::runtime_error("rdmesh-proxy " + node + " not ready (/ready != 200) within " +
-                               std::to_string(timeout.count()) + " ms" +
-                               (sc->running() ? "" : "; it exited: " +
-                                    describeWaitStatus(sc->process()->status().value_or(-1))));
+      throw std::runtime_error(
+          "rdmesh-proxy " + node + " not ready (/ready != 200) within " +
+          std::to_string(timeout.count()) + " ms" +
+          (sc->running()
+               ? ""
+               : "; it exited: " + describeWaitStatus(sc->process()->status().value_or(-1))));
     }
   }
   const std::string& hub = names_[0];
   for (size_t i = 1; i < names_.size(); ++i) {
-    if (sidecars_.count(hub) && sidecars_.count(names_[i]) && !waitEstablished(hub, names_[i], timeout)) {
+    if (sidecars_.count(hub) && sidecars_.count(names_[i]) &&
+        !waitEstablished(hub, names_[i], timeout)) {
       throw std::runtime_error("session " + hub + " <-> " + names_[i] + " not established within " +
                                std::to_string(timeout.count()) + " ms");
     }
@@ -1318,7 +1349,9 @@ void Mesh::startAll(Millis timeout) {
 
 bool Mesh::waitEstablished(const std::string& a, const std::string& b, Millis timeout) {
   auto deadline = Clock::now() + timeout;
-  auto left = [&] { return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Clock::now())); };
+  auto left = [&] {
+    return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Clock::now()));
+  };
   return sidecar(a).waitSessionState(b, "established", left()) &&
          sidecar(b).waitSessionState(a, "established", left());
 }

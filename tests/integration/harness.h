@@ -175,13 +175,13 @@ class Process {
   const std::string& name() const { return name_; }
   pid_t pid() const { return pid_; }
   const std::string& logPath() const { return log_path_; }
-  bool running();                  // reaps if it exited
-  bool signal(int sig);            // false if already exited
+  bool running();        // reaps if it exited
+  bool signal(int sig);  // false if already exited
   // Waits up to `timeout` for the exit; the raw wait status, or nullopt if still running.
   std::optional<int> wait(Millis timeout);
   // SIGTERM, wait up to `grace`, then SIGKILL; returns the wait status.
   int terminate(Millis grace = 10s);
-  void kill();                     // SIGKILL + reap
+  void kill();  // SIGKILL + reap
   std::optional<int> status() const { return status_; }
   std::string output() const { return readFile(log_path_); }
   void printLog(size_t max_bytes = 48 * 1024) const;
@@ -221,8 +221,8 @@ void setSocketTimeouts(int fd, Millis timeout);
 void setNonBlocking(int fd, bool on = true);
 struct ReadResult {
   std::string data;
-  bool eof = false;        // orderly EOF seen
-  int error = 0;           // errno of a failed read (ECONNRESET, ETIMEDOUT for our deadline, ...)
+  bool eof = false;  // orderly EOF seen
+  int error = 0;     // errno of a failed read (ECONNRESET, ETIMEDOUT for our deadline, ...)
 };
 // Reads until `want` bytes, EOF, an error, or the deadline (error = ETIMEDOUT).
 ReadResult readExactly(int fd, size_t want, Millis timeout);
@@ -231,7 +231,7 @@ ReadResult readUntilEof(int fd, Millis timeout, size_t max_bytes = 64 << 20);
 // ------------------------------------------------------------------------------------ HTTP
 
 struct HttpResponse {
-  int status = 0;     // 0 = no HTTP answer
+  int status = 0;  // 0 = no HTTP answer
   std::string body;
   std::string error;  // transport error, if any
 };
@@ -246,8 +246,8 @@ std::optional<std::string> statValue(const std::string& body, const std::string&
 // Integer value, or `fallback` when absent or not a number.
 int64_t statInt(const std::string& body, const std::string& name, int64_t fallback = -1);
 // All "name: value" lines whose name contains every one of `parts`.
-std::vector<std::pair<std::string, std::string>> statsMatching(const std::string& body,
-                                                               const std::vector<std::string>& parts);
+std::vector<std::pair<std::string, std::string>> statsMatching(
+    const std::string& body, const std::vector<std::string>& parts);
 
 // ------------------------------------------------------------------------------------ data
 
@@ -435,7 +435,7 @@ class Sidecar {
   int64_t statInt(const std::string& name, int64_t fallback = -1);
   bool waitStat(const std::string& name, const std::string& value, Millis timeout);
   bool waitSessionState(const std::string& peer, const std::string& state, Millis timeout);
-  void kill();         // SIGKILL
+  void kill();                        // SIGKILL
   int terminate(Millis grace = 15s);  // SIGTERM; wait status
   // ADD_FAILUREs for sanitizer reports in any log of this sidecar.
   void checkLogsClean();

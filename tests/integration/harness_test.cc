@@ -1,11 +1,10 @@
 // Checks the integration harness itself with direct TCP between two namespaces (no proxy), so a
 // failure in the proxy suites is never a harness problem in disguise.
-#include <sys/socket.h>
-#include <sys/wait.h>
+#include "harness.h"
 
 #include <gtest/gtest.h>
-
-#include "harness.h"
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 namespace rdmesh::it {
 namespace {
@@ -129,7 +128,8 @@ TEST_F(HarnessNetns, HttpClientAndProcess) {
   const std::string a = mesh_->ns("node-a"), b = mesh_->ns("node-b");
   ThreadedServer http(b, mesh_->ip("node-b"), 7004, [](int fd) {
     readExactly(fd, 4, 5s);  // "GET "
-    std::string resp = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nrdmesh.x.state: \"up\"\n";
+    std::string resp =
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nrdmesh.x.state: \"up\"\n";
     sendAll(fd, resp);
   });
   std::string url = "http://" + mesh_->ip("node-b") + ":7004/stats";

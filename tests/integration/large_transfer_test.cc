@@ -99,7 +99,8 @@ TEST_P(LargeTransferTest, OneGiBUpAndQuarterGiBDown) {
       }
     }
     double secs = secondsSince(t0);
-    ASSERT_TRUE(eof) << "download ended without EOF after " << recvd.bytes() << " bytes: " << strerror(err);
+    ASSERT_TRUE(eof) << "download ended without EOF after " << recvd.bytes()
+                     << " bytes: " << strerror(err);
     fd.reset();
     ASSERT_TRUE(waitFor([&] { return !source.results().empty(); }, 30s));
     auto res = source.results().at(0);
@@ -107,15 +108,17 @@ TEST_P(LargeTransferTest, OneGiBUpAndQuarterGiBDown) {
     EXPECT_EQ(recvd.bytes(), down_bytes);
     EXPECT_EQ(recvd.digest(), res.hash) << "hash mismatch: data corrupted on the way B -> A";
     double mbps = static_cast<double>(down_bytes) / 1e6 / secs;
-    std::cout << "[metric] " << backend() << " download " << (down_bytes >> 20) << " MiB in " << secs
-              << " s = " << mbps << " MB/s\n";
+    std::cout << "[metric] " << backend() << " download " << (down_bytes >> 20) << " MiB in "
+              << secs << " s = " << mbps << " MB/s\n";
     RecordProperty("download_MBps", std::to_string(mbps));
   }
 
   Sidecar& a_sc = mesh.sidecar("node-a");
   std::string stats = a_sc.stats();
-  EXPECT_GE(statInt(stats, "rdmesh.session.node-b.bytes_sent"), static_cast<int64_t>(up_bytes)) << stats;
-  EXPECT_GE(statInt(stats, "rdmesh.session.node-b.bytes_received"), static_cast<int64_t>(down_bytes));
+  EXPECT_GE(statInt(stats, "rdmesh.session.node-b.bytes_sent"), static_cast<int64_t>(up_bytes))
+      << stats;
+  EXPECT_GE(statInt(stats, "rdmesh.session.node-b.bytes_received"),
+            static_cast<int64_t>(down_bytes));
   EXPECT_TRUE(a_sc.waitStat("rdmesh.session.node-b.streams_active", "0", 10s));
 }
 

@@ -78,7 +78,8 @@ struct SteadyLoop {
       }
       ReadResult r = readExactly(fd, msg.size(), 5s);
       if (r.error != 0 || r.data != msg) {
-        error = r.error ? std::string("read: ") + strerror(r.error) : (r.eof ? "EOF" : "wrong echo");
+        error =
+            r.error ? std::string("read: ") + strerror(r.error) : (r.eof ? "EOF" : "wrong echo");
         break;
       }
       ++round_trips;
@@ -135,10 +136,12 @@ TEST_P(PeerKilledTest, KillPeerMidTransferThenRestart) {
     }
   } joiner{pump, steady, pump_thread, steady_thread};
 
-  ASSERT_TRUE(waitFor([&] { return pump.received.load() >= (16u << 20) || pump.finished.load(); }, 60s))
+  ASSERT_TRUE(
+      waitFor([&] { return pump.received.load() >= (16u << 20) || pump.finished.load(); }, 60s))
       << "bulk transfer did not get going: " << pump.received.load() << " bytes echoed";
   ASSERT_FALSE(pump.finished.load()) << "bulk transfer ended before the kill: " << pump.outcome;
-  ASSERT_TRUE(waitFor([&] { return steady.round_trips.load() >= 20 || steady.failed.load(); }, 30s));
+  ASSERT_TRUE(
+      waitFor([&] { return steady.round_trips.load() >= 20 || steady.failed.load(); }, 30s));
   ASSERT_FALSE(steady.failed.load()) << steady.error;
 
   // ---- kill B's sidecar
@@ -151,18 +154,25 @@ TEST_P(PeerKilledTest, KillPeerMidTransferThenRestart) {
                        << pump.received.load() - bulk_at_kill << " bytes arrived since the kill";
   if (noticed) {
     double detect = std::chrono::duration<double>(pump.end_time - t_kill).count();
-    std::cout << "[metric] " << backend() << " reset seen by the app " << detect * 1000 << " ms after the kill ("
-              << pump.outcome << ")\n";
-    EXPECT_TRUE(pump.outcome == "EOF" || pump.outcome == strerror(ECONNRESET) || pump.outcome == strerror(EPIPE))
+    std::cout << "[metric] " << backend() << " reset seen by the app " << detect * 1000
+              << " ms after the kill (" << pump.outcome << ")\n";
+    EXPECT_TRUE(pump.outcome == "EOF" || pump.outcome == strerror(ECONNRESET) ||
+                pump.outcome == strerror(EPIPE))
         << pump.outcome;
   }
   ASSERT_TRUE(sca.running()) << "node-a's sidecar died when its peer node-b died: "
                              << describeWaitStatus(sca.process()->status().value_or(-1));
   // The A->C loop carries on, undisturbed, for a while after the detection.
   auto t_min = Clock::now() + 2s;
-  EXPECT_TRUE(waitFor([&] { return steady.failed.load() || (Clock::now() >= t_min && steady.round_trips.load() > rt_at_kill + 20); }, 20s));
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return steady.failed.load() ||
+               (Clock::now() >= t_min && steady.round_trips.load() > rt_at_kill + 20);
+      },
+      20s));
   EXPECT_FALSE(steady.failed.load()) << "A->C echo loop broke when B died: " << steady.error;
-  EXPECT_TRUE(waitFor([&] { return sca.stat("rdmesh.session.node-b.state") != "established"; }, 10s))
+  EXPECT_TRUE(
+      waitFor([&] { return sca.stat("rdmesh.session.node-b.state") != "established"; }, 10s))
       << "A still reports the session to the dead B as established";
   EXPECT_EQ(sca.stat("rdmesh.session.node-c.state"), "established");
 
@@ -182,8 +192,10 @@ TEST_P(PeerKilledTest, KillPeerMidTransferThenRestart) {
   EXPECT_TRUE(r.data == msg) << "echo through the re-established session differs";
 
   EXPECT_FALSE(steady.failed.load()) << steady.error;
-  EXPECT_EQ(sca.statInt("rdmesh.session.node-c.connects_total"), 1) << "the A-C session was disturbed";
-  std::cout << "[metric] " << backend() << " A->C round trips during the test: " << steady.round_trips.load() << "\n";
+  EXPECT_EQ(sca.statInt("rdmesh.session.node-c.connects_total"), 1)
+      << "the A-C session was disturbed";
+  std::cout << "[metric] " << backend()
+            << " A->C round trips during the test: " << steady.round_trips.load() << "\n";
 }
 
 RDMESH_INSTANTIATE_BACKENDS(PeerKilledTest);

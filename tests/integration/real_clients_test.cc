@@ -14,7 +14,8 @@ constexpr uint16_t kHttpPort = 8080, kHttpOut = 18080;
 
 class RealClientsTest : public BackendTest {
  protected:
-  // Two nodes; A's outbound `out` -> cluster `name` -> node-b:`port`, B delivers to 127.0.0.1:`port`.
+  // Two nodes; A's outbound `out` -> cluster `name` -> node-b:`port`, B delivers to
+  // 127.0.0.1:`port`.
   void startMesh(const std::string& name, uint16_t port, uint16_t out) {
     mesh_ = std::make_unique<Mesh>(backend(), std::vector<std::string>{"node-a", "node-b"});
     SidecarSpec sa = mesh_->baseSpec("node-a");
@@ -50,7 +51,8 @@ TEST_P(RealClientsTest, RedisCliAndBenchmark) {
   ASSERT_TRUE(waitForTcp(b, "127.0.0.1", kRedisPort, 20s)) << "redis-server did not start";
 
   auto cli = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(kRedisOut)};
+    std::vector<std::string> argv = {"redis-cli", "-h", "127.0.0.1", "-p",
+                                     std::to_string(kRedisOut)};
     argv.insert(argv.end(), args.begin(), args.end());
     return runCommand(argv, mesh_->logPath("redis-cli"), a, 20s);
   };
@@ -68,14 +70,16 @@ TEST_P(RealClientsTest, RedisCliAndBenchmark) {
   CommandResult getbig = cli({"GETRANGE", "rdmesh:big", "299990", "-1"});
   EXPECT_NE(getbig.output.find("tail"), std::string::npos) << getbig.output;
 
-  CommandResult bench = runCommand({"redis-benchmark", "-h", "127.0.0.1", "-p", std::to_string(kRedisOut),
-                                    "-t", "set,get", "-n", "20000", "-c", "50", "-q"},
-                                   mesh_->logPath("redis-benchmark"), a, 180s);
+  CommandResult bench =
+      runCommand({"redis-benchmark", "-h", "127.0.0.1", "-p", std::to_string(kRedisOut), "-t",
+                  "set,get", "-n", "20000", "-c", "50", "-q"},
+                 mesh_->logPath("redis-benchmark"), a, 180s);
   ASSERT_TRUE(bench.ok()) << bench.describe();
   // -q prints "SET: <rps> requests per second, p50=..." once finished (progress lines use \r).
   std::regex done(R"((SET|GET): ([0-9.]+) requests per second)");
   int finished = 0;
-  for (std::sregex_iterator it(bench.output.begin(), bench.output.end(), done), end; it != end; ++it) {
+  for (std::sregex_iterator it(bench.output.begin(), bench.output.end(), done), end; it != end;
+       ++it) {
     ++finished;
     std::cout << "[metric] " << backend() << " redis-benchmark " << (*it)[1] << " " << (*it)[2]
               << " rps (sanitizer build)\n";
@@ -101,16 +105,25 @@ TEST_P(RealClientsTest, NginxCurlAndWrk) {
   writeFile(www + "/1k.bin", body);
   std::filesystem::permissions(www + "/1k.bin", std::filesystem::perms(0644));
   std::string conf = dir + "/nginx.conf";
-  writeFile(conf,
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid " + dir + "/nginx.pid;\n"
-            "error_log " + dir + "/nginx.err warn;\n"
-            "events { worker_connections 1024; }\n"
-            "http {\n  access_log off;\n  default_type application/octet-stream;\n"
-            "  keepalive_requests 1000000;\n"
-            "  client_body_temp_path " + dir + "/ngx-body;\n  proxy_temp_path " + dir + "/ngx-proxy;\n"
-            "  fastcgi_temp_path " + dir + "/ngx-fcgi;\n  uwsgi_temp_path " + dir + "/ngx-uwsgi;\n"
-            "  scgi_temp_path " + dir + "/ngx-scgi;\n"
-            "  server { listen 127.0.0.1:" + std::to_string(kHttpPort) + "; root " + www + "; }\n}\n");
+  writeFile(conf, "daemon off;\nmaster_process off;\nworker_processes 1;\npid " + dir +
+                      "/nginx.pid;\n"
+                      "error_log " +
+                      dir +
+                      "/nginx.err warn;\n"
+                      "events { worker_connections 1024; }\n"
+                      "http {\n  access_log off;\n  default_type application/octet-stream;\n"
+                      "  keepalive_requests 1000000;\n"
+                      "  client_body_temp_path " +
+                      dir + "/ngx-body;\n  proxy_temp_path " + dir +
+                      "/ngx-proxy;\n"
+                      "  fastcgi_temp_path " +
+                      dir + "/ngx-fcgi;\n  uwsgi_temp_path " + dir +
+                      "/ngx-uwsgi;\n"
+                      "  scgi_temp_path " +
+                      dir +
+                      "/ngx-scgi;\n"
+                      "  server { listen 127.0.0.1:" +
+                      std::to_string(kHttpPort) + "; root " + www + "; }\n}\n");
   Process nginx("nginx", {"nginx", "-p", dir + "/", "-e", dir + "/nginx.err", "-c", conf},
                 mesh_->logPath("nginx"), b);
   ASSERT_TRUE(waitForTcp(b, "127.0.0.1", kHttpPort, 20s))
@@ -118,8 +131,9 @@ TEST_P(RealClientsTest, NginxCurlAndWrk) {
 
   std::string url = "http://127.0.0.1:" + std::to_string(kHttpOut) + "/1k.bin";
   std::string got_path = dir + "/curl-got.bin";
-  CommandResult curl = runCommand({"curl", "-sS", "--max-time", "10", "-o", got_path, "-w", "%{http_code}", url},
-                                  mesh_->logPath("curl"), a, 30s);
+  CommandResult curl =
+      runCommand({"curl", "-sS", "--max-time", "10", "-o", got_path, "-w", "%{http_code}", url},
+                 mesh_->logPath("curl"), a, 30s);
   ASSERT_TRUE(curl.ok()) << curl.describe();
   EXPECT_NE(curl.output.find("200"), std::string::npos) << curl.output;
   EXPECT_TRUE(readFile(got_path) == body) << "curl got a different body";
@@ -128,7 +142,8 @@ TEST_P(RealClientsTest, NginxCurlAndWrk) {
                                  mesh_->logPath("wrk"), a, 60s);
   ASSERT_TRUE(wrk.ok()) << wrk.describe();
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(wrk.output, m, std::regex(R"(([0-9]+) requests in)"))) << wrk.output;
+  ASSERT_TRUE(std::regex_search(wrk.output, m, std::regex(R"(([0-9]+) requests in)")))
+      << wrk.output;
   EXPECT_GT(std::stoll(m[1]), 0) << wrk.output;
   EXPECT_EQ(wrk.output.find("Socket errors"), std::string::npos) << wrk.output;
   EXPECT_EQ(wrk.output.find("Non-2xx"), std::string::npos) << wrk.output;

@@ -24,7 +24,8 @@ class UpstreamRefusedTest : public BackendTest {
     UniqueFd fd = tcpConnect(ns, "127.0.0.1", out, 5s, &err);
     if (!fd) {
       // Refused or reset before connect() returned (a local refusal is that fast): fine too.
-      EXPECT_TRUE(err == ECONNREFUSED || err == ECONNRESET) << what << ": connect: " << strerror(err);
+      EXPECT_TRUE(err == ECONNREFUSED || err == ECONNRESET)
+          << what << ": connect: " << strerror(err);
       return;
     }
     auto t0 = Clock::now();
@@ -35,24 +36,30 @@ class UpstreamRefusedTest : public BackendTest {
         << what << ": connection not closed within 5 s (" << strerror(r.error) << ")";
     EXPECT_TRUE(r.data.empty()) << what << ": unexpected data: " << r.data.substr(0, 64);
     EXPECT_LT(secs, 3.0) << what << ": close took " << secs << " s";
-    std::cout << "[metric] " << backend() << " " << what << ": closed after " << secs * 1000 << " ms ("
-              << (r.eof ? "EOF" : strerror(r.error)) << ")\n";
+    std::cout << "[metric] " << backend() << " " << what << ": closed after " << secs * 1000
+              << " ms (" << (r.eof ? "EOF" : strerror(r.error)) << ")\n";
   }
 };
 
 TEST_P(UpstreamRefusedTest, ClosedPromptlyAndCounted) {
   Mesh mesh(backend(), {"node-a", "node-b"});
   const std::string a = mesh.ns("node-a"), b = mesh.ns("node-b"), ip_b = mesh.ip("node-b");
-  auto ep = [&](uint16_t port) { return std::vector<EndpointSpec>{{"node-b", ip_b + ":" + std::to_string(port)}}; };
+  auto ep = [&](uint16_t port) {
+    return std::vector<EndpointSpec>{{"node-b", ip_b + ":" + std::to_string(port)}};
+  };
   auto local = [](uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
   SidecarSpec sa = mesh.baseSpec("node-a");
-  sa.outbound("refused-out", local(kRefusedOut), "refused").cluster("refused", ep(kRefusedPort))
-      .outbound("nolistener-out", local(kNoListenerOut), "nolistener").cluster("nolistener", ep(kNoListenerPort))
+  sa.outbound("refused-out", local(kRefusedOut), "refused")
+      .cluster("refused", ep(kRefusedPort))
+      .outbound("nolistener-out", local(kNoListenerOut), "nolistener")
+      .cluster("nolistener", ep(kNoListenerPort))
       .outbound("local-out", local(kLocalOut), "local")
       .cluster("local", {{"node-a", local(kLocalPort)}})
-      .outbound("echo-out", local(kEchoOut), "echo").cluster("echo", ep(kEchoPort));
+      .outbound("echo-out", local(kEchoOut), "echo")
+      .cluster("echo", ep(kEchoPort));
   SidecarSpec sb = mesh.baseSpec("node-b");
-  sb.inbound("refused-in", kRefusedPort, local(kRefusedPort)).inbound("echo-in", kEchoPort, local(kEchoPort));
+  sb.inbound("refused-in", kRefusedPort, local(kRefusedPort))
+      .inbound("echo-in", kEchoPort, local(kEchoPort));
   Sidecar& sca = mesh.add(sa);
   Sidecar& scb = mesh.add(sb);
   mesh.startAll();
@@ -61,8 +68,10 @@ TEST_P(UpstreamRefusedTest, ClosedPromptlyAndCounted) {
   expectPromptClose(a, kRefusedOut, "remote endpoint refused");
   expectPromptClose(a, kNoListenerOut, "no inbound listener for the port");
   expectPromptClose(a, kLocalOut, "local endpoint refused");
-  ASSERT_TRUE(sca.running()) << "node-a's sidecar died: " << describeWaitStatus(sca.process()->status().value_or(-1));
-  ASSERT_TRUE(scb.running()) << "node-b's sidecar died: " << describeWaitStatus(scb.process()->status().value_or(-1));
+  ASSERT_TRUE(sca.running()) << "node-a's sidecar died: "
+                             << describeWaitStatus(sca.process()->status().value_or(-1));
+  ASSERT_TRUE(scb.running()) << "node-b's sidecar died: "
+                             << describeWaitStatus(scb.process()->status().value_or(-1));
 
   std::string stats_a = sca.stats(), stats_b = scb.stats();
   EXPECT_GE(statInt(stats_a, "rdmesh.cluster.local.upstream_cx_connect_fail"), 1) << stats_a;
@@ -87,8 +96,9 @@ TEST_P(UpstreamRefusedTest, ClosedPromptlyAndCounted) {
   std::string seen;
   int64_t moved = failures(stats_a, seen) + failures(stats_b, seen);
   std::cout << "[info] " << backend() << " failure counters after the remote refusals:\n" << seen;
-  EXPECT_GE(moved, 1) << "no failure/reset counter moved for the remote refusals\n--- A ---\n" << stats_a
-                      << "--- B ---\n" << stats_b;
+  EXPECT_GE(moved, 1) << "no failure/reset counter moved for the remote refusals\n--- A ---\n"
+                      << stats_a << "--- B ---\n"
+                      << stats_b;
 
   // Repeated refusals leak nothing and leave the session usable.
   for (int i = 0; i < 20; ++i) {

@@ -9,15 +9,16 @@ namespace rdmesh::transport {
 
 using wire::ControlType;
 
-void ControlEncoder::append(ControlType type, uint32_t stream, const void* body,
-                            size_t body_bytes, std::string_view tail) {
+void ControlEncoder::append(ControlType type, uint32_t stream, const void* body, size_t body_bytes,
+                            std::string_view tail) {
   wire::ControlRecordHeader h{static_cast<uint8_t>(type), 0,
                               static_cast<uint16_t>(body_bytes + tail.size()), stream};
   size_t at = buf_.size();
   buf_.resize(at + sizeof(h) + body_bytes + tail.size());
   std::memcpy(buf_.data() + at, &h, sizeof(h));
   if (body_bytes) std::memcpy(buf_.data() + at + sizeof(h), body, body_bytes);
-  if (!tail.empty()) std::memcpy(buf_.data() + at + sizeof(h) + body_bytes, tail.data(), tail.size());
+  if (!tail.empty())
+    std::memcpy(buf_.data() + at + sizeof(h) + body_bytes, tail.data(), tail.size());
 }
 
 void ControlEncoder::open(uint32_t opener_stream, const InetAddress& destination,
@@ -38,7 +39,9 @@ void ControlEncoder::openAck(uint32_t opener_stream, uint32_t acceptor_stream) {
   append(ControlType::kOpenAck, opener_stream, &body, sizeof(body));
 }
 
-void ControlEncoder::fin(uint32_t stream) { append(ControlType::kFin, stream, nullptr, 0); }
+void ControlEncoder::fin(uint32_t stream) {
+  append(ControlType::kFin, stream, nullptr, 0);
+}
 
 void ControlEncoder::reset(uint32_t stream, wire::ResetReason reason) {
   wire::ResetBody body{static_cast<uint32_t>(reason)};
@@ -65,21 +68,31 @@ void ControlEncoder::pong(uint64_t nonce) {
   append(ControlType::kPong, 0, &body, sizeof(body));
 }
 
-void ControlEncoder::goAway() { append(ControlType::kGoAway, 0, nullptr, 0); }
+void ControlEncoder::goAway() {
+  append(ControlType::kGoAway, 0, nullptr, 0);
+}
 
 namespace {
 
 size_t fixedBodyBytes(ControlType type) {
   switch (type) {
-    case ControlType::kOpen: return sizeof(wire::OpenBody);
-    case ControlType::kOpenAck: return sizeof(wire::OpenAckBody);
-    case ControlType::kFin: return 0;
-    case ControlType::kReset: return sizeof(wire::ResetBody);
-    case ControlType::kCredit: return sizeof(wire::CreditBody);
-    case ControlType::kSessionCredit: return sizeof(wire::SessionCreditBody);
+    case ControlType::kOpen:
+      return sizeof(wire::OpenBody);
+    case ControlType::kOpenAck:
+      return sizeof(wire::OpenAckBody);
+    case ControlType::kFin:
+      return 0;
+    case ControlType::kReset:
+      return sizeof(wire::ResetBody);
+    case ControlType::kCredit:
+      return sizeof(wire::CreditBody);
+    case ControlType::kSessionCredit:
+      return sizeof(wire::SessionCreditBody);
     case ControlType::kPing:
-    case ControlType::kPong: return sizeof(wire::PingBody);
-    case ControlType::kGoAway: return 0;
+    case ControlType::kPong:
+      return sizeof(wire::PingBody);
+    case ControlType::kGoAway:
+      return 0;
   }
   return 0;
 }
@@ -125,8 +138,8 @@ Status parseControlBatch(std::span<const std::byte> batch, std::vector<ControlRe
   while (pos < batch.size()) {
     if (batch.size() - pos < sizeof(wire::ControlRecordHeader)) {
       out.resize(first);
-      return protocolError(fmt::format("control batch: {} trailing bytes at offset {}",
-                                       batch.size() - pos, pos));
+      return protocolError(
+          fmt::format("control batch: {} trailing bytes at offset {}", batch.size() - pos, pos));
     }
     auto h = load<wire::ControlRecordHeader>(batch.data() + pos);
     pos += sizeof(h);
@@ -136,8 +149,8 @@ Status parseControlBatch(std::span<const std::byte> batch, std::vector<ControlRe
     }
     if (h.body_bytes > batch.size() - pos) {
       out.resize(first);
-      return protocolError(fmt::format("control batch: record body of {} bytes overruns batch",
-                                       h.body_bytes));
+      return protocolError(
+          fmt::format("control batch: record body of {} bytes overruns batch", h.body_bytes));
     }
     auto type = static_cast<ControlType>(h.type);
     size_t fixed = fixedBodyBytes(type);
@@ -189,29 +202,46 @@ Status parseControlBatch(std::span<const std::byte> batch, std::vector<ControlRe
 
 const char* toString(ControlType type) {
   switch (type) {
-    case ControlType::kOpen: return "OPEN";
-    case ControlType::kOpenAck: return "OPEN_ACK";
-    case ControlType::kFin: return "FIN";
-    case ControlType::kReset: return "RESET";
-    case ControlType::kCredit: return "CREDIT";
-    case ControlType::kSessionCredit: return "SESSION_CREDIT";
-    case ControlType::kPing: return "PING";
-    case ControlType::kPong: return "PONG";
-    case ControlType::kGoAway: return "GOAWAY";
+    case ControlType::kOpen:
+      return "OPEN";
+    case ControlType::kOpenAck:
+      return "OPEN_ACK";
+    case ControlType::kFin:
+      return "FIN";
+    case ControlType::kReset:
+      return "RESET";
+    case ControlType::kCredit:
+      return "CREDIT";
+    case ControlType::kSessionCredit:
+      return "SESSION_CREDIT";
+    case ControlType::kPing:
+      return "PING";
+    case ControlType::kPong:
+      return "PONG";
+    case ControlType::kGoAway:
+      return "GOAWAY";
   }
   return "UNKNOWN";
 }
 
 const char* toString(wire::ResetReason reason) {
   switch (reason) {
-    case wire::ResetReason::kUnknown: return "unknown";
-    case wire::ResetReason::kLocalReset: return "peer_app_reset";
-    case wire::ResetReason::kUpstreamRefused: return "upstream_refused";
-    case wire::ResetReason::kNoRoute: return "no_route";
-    case wire::ResetReason::kStreamsExhausted: return "streams_exhausted";
-    case wire::ResetReason::kProtocolError: return "protocol_error";
-    case wire::ResetReason::kSessionLost: return "session_lost";
-    case wire::ResetReason::kDraining: return "draining";
+    case wire::ResetReason::kUnknown:
+      return "unknown";
+    case wire::ResetReason::kLocalReset:
+      return "peer_app_reset";
+    case wire::ResetReason::kUpstreamRefused:
+      return "upstream_refused";
+    case wire::ResetReason::kNoRoute:
+      return "no_route";
+    case wire::ResetReason::kStreamsExhausted:
+      return "streams_exhausted";
+    case wire::ResetReason::kProtocolError:
+      return "protocol_error";
+    case wire::ResetReason::kSessionLost:
+      return "session_lost";
+    case wire::ResetReason::kDraining:
+      return "draining";
   }
   return "unknown";
 }

@@ -49,7 +49,9 @@ Result<size_t> helloSize(std::span<const std::byte> header_bytes) {
 }
 
 namespace {
-bool isPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool isPowerOfTwo(uint32_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 }  // namespace
 
 Result<Hello> parseHello(std::span<const std::byte> bytes) {
@@ -83,8 +85,8 @@ Result<Hello> parseHello(std::span<const std::byte> bytes) {
   g.recv_depth = h.recv_depth;
   g.keepalive_timeout_ms = h.keepalive_timeout_ms;
   if (g.max_streams == 0 || g.max_streams > wire::kMaxSlots) {
-    return protocolError(fmt::format("hello: max_streams {} not in 1..{}", g.max_streams,
-                                     wire::kMaxSlots));
+    return protocolError(
+        fmt::format("hello: max_streams {} not in 1..{}", g.max_streams, wire::kMaxSlots));
   }
   if (!isPowerOfTwo(g.ring_bytes) || g.ring_bytes < wire::kMinRingBytes ||
       g.ring_bytes > wire::kMaxRingBytes) {

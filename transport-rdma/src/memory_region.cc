@@ -1,10 +1,9 @@
 #include "memory_region.h"
 
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 namespace rdmesh::transport {
 
@@ -44,8 +43,8 @@ Result<std::unique_ptr<MemfdRegion>> MemfdRegion::map(UniqueFd fd, size_t expect
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return internalError(errnoText("fstat(peer memfd)"));
   if (static_cast<size_t>(st.st_size) != expected_bytes) {
-    return protocolError(fmt::format("peer region is {} bytes, its Hello implies {}",
-                                     st.st_size, expected_bytes));
+    return protocolError(
+        fmt::format("peer region is {} bytes, its Hello implies {}", st.st_size, expected_bytes));
   }
   void* p = ::mmap(nullptr, expected_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return Status{StatusCode::kResourceExhausted, errnoText("mmap(peer)")};
@@ -53,6 +52,8 @@ Result<std::unique_ptr<MemfdRegion>> MemfdRegion::map(UniqueFd fd, size_t expect
       new MemfdRegion(std::move(fd), static_cast<std::byte*>(p), expected_bytes));
 }
 
-MemfdRegion::~MemfdRegion() { ::munmap(base_, size_); }
+MemfdRegion::~MemfdRegion() {
+  ::munmap(base_, size_);
+}
 
 }  // namespace rdmesh::transport

@@ -12,9 +12,12 @@ using wire::ResetReason;
 
 const char* toString(Session::State state) {
   switch (state) {
-    case Session::State::kConnecting: return "connecting";
-    case Session::State::kEstablished: return "established";
-    case Session::State::kDraining: return "draining";
+    case Session::State::kConnecting:
+      return "connecting";
+    case Session::State::kEstablished:
+      return "established";
+    case Session::State::kDraining:
+      return "draining";
   }
   return "unknown";
 }
@@ -77,7 +80,8 @@ StreamImpl* SessionImpl::allocateStream() {
   if (free_slots_.empty()) return nullptr;
   uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
-  uint32_t gen = generations_[slot] = (generations_[slot] + 1) & ((1u << wire::kGenerationBits) - 1);
+  uint32_t gen = generations_[slot] =
+      (generations_[slot] + 1) & ((1u << wire::kGenerationBits) - 1);
   slots_[slot] = std::make_unique<StreamImpl>(*this, slot, gen);
   ++active_streams_;
   stats_.streams_active.inc();
@@ -226,8 +230,8 @@ Status SessionImpl::handleRecord(const ControlRecord& rec) {
       StreamImpl* s = lookup(rec.stream);
       if (s == nullptr) return {};
       if (rec.value < s->acked_ || rec.value > s->sent_) {
-        return protocolError(fmt::format("CREDIT of {} outside {}..{}", rec.value, s->acked_,
-                                         s->sent_));
+        return protocolError(
+            fmt::format("CREDIT of {} outside {}..{}", rec.value, s->acked_, s->sent_));
       }
       s->acked_ = rec.value;
       if (s->blocked_ && !s->detached_) {
@@ -262,8 +266,8 @@ Status SessionImpl::handleOpen(const ControlRecord& rec) {
   StreamImpl* s = state_ == State::kDraining ? nullptr : allocateStream();
   if (s == nullptr) {
     stats_.streams_refused_total.inc();
-    normal().reset(rec.stream,
-                   state_ == State::kDraining ? ResetReason::kDraining : ResetReason::kStreamsExhausted);
+    normal().reset(rec.stream, state_ == State::kDraining ? ResetReason::kDraining
+                                                          : ResetReason::kStreamsExhausted);
     return {};
   }
   s->phase_ = StreamImpl::Phase::kAccepting;
@@ -406,9 +410,9 @@ void SessionImpl::onKeepaliveTimer() {
   auto silent = std::chrono::steady_clock::now() - last_rx_;
   if (silent > options_.keepalive_timeout) {
     stats_.keepalive_timeouts_total.inc();
-    teardown(unavailable(fmt::format("no word from the peer for {} ms",
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(silent)
-                                         .count())));
+    teardown(unavailable(
+        fmt::format("no word from the peer for {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(silent).count())));
     return;
   }
   priority().ping(++ping_nonce_);

@@ -63,7 +63,8 @@ std::span<std::byte> StreamImpl::writable() {
   size_t pos = sent_ & (ring_bytes - 1);
   size_t n = std::min<uint64_t>({room, ring_bytes - pos, kMaxDataWrite});
   uint64_t offset = wire::streamRingOffset(ss.peer_geometry_.control_ring_bytes,
-                                           wire::refSlot(remote_ref_), ring_bytes) + pos;
+                                           wire::refSlot(remote_ref_), ring_bytes) +
+                    pos;
   auto span = ss.connection_->stageWrite(offset, n);
   if (span.empty()) {
     ss.updateWriteEvent();
@@ -75,8 +76,8 @@ std::span<std::byte> StreamImpl::writable() {
 void StreamImpl::commit(size_t bytes) {
   SessionImpl& ss = session_;
   if (!ss.connection_) return;
-  ss.connection_->postWriteWithImm(bytes, wire::encodeImm(wire::ImmType::kData,
-                                                          wire::refSlot(remote_ref_), bytes));
+  ss.connection_->postWriteWithImm(
+      bytes, wire::encodeImm(wire::ImmType::kData, wire::refSlot(remote_ref_), bytes));
   if (bytes == 0) return;
   sent_ += bytes;
   ++ss.posted_total_;
@@ -181,8 +182,7 @@ ControlEncoder& SessionImpl::normal(uint32_t ack_ref) {
 }
 
 ControlEncoder& SessionImpl::priority() {
-  if (priority_batches_.empty() ||
-      priority_batches_.back().records.size() >= kControlBatchTarget) {
+  if (priority_batches_.empty() || priority_batches_.back().records.size() >= kControlBatchTarget) {
     priority_batches_.emplace_back();
   }
   return priority_batches_.back().records;
@@ -334,7 +334,9 @@ void SessionImpl::deliverNotifications() {
 
 // ---------------------------------------------------------------- sleeping
 
-bool SessionImpl::pollsUsefully() const { return connection_ && connection_->pollsUsefully(); }
+bool SessionImpl::pollsUsefully() const {
+  return connection_ && connection_->pollsUsefully();
+}
 
 bool SessionImpl::wantsPoll() const {
   return connection_ && (connection_->pollsUsefully() || connection_->hasBufferedCompletions());

@@ -140,8 +140,8 @@ class SessionImpl final : public Session {
   size_t activeStreams() const { return active_streams_; }
 
   // Event-loop integration (see AdaptivePoller).
-  bool pollOnce();                  // completions processed? (true = did work)
-  void flush();                     // control batches out, fabric flush, owed callbacks
+  bool pollOnce();  // completions processed? (true = did work)
+  void flush();     // control batches out, fabric flush, owed callbacks
   bool pollsUsefully() const;
   // Worth a pollOnce() from the loop: spinning pays, or completions are buffered.
   bool wantsPoll() const;
@@ -210,14 +210,14 @@ class SessionImpl final : public Session {
   std::vector<uint32_t> generations_;
   std::vector<uint32_t> free_slots_;
   size_t active_streams_ = 0;
-  std::vector<uint32_t> notify_queue_;   // refs with owed callbacks
-  std::vector<uint32_t> blocked_refs_;   // refs waiting for session-wide credit
-  std::vector<ControlRecord> parsed_;    // scratch for control batches
+  std::vector<uint32_t> notify_queue_;  // refs with owed callbacks
+  std::vector<uint32_t> blocked_refs_;  // refs waiting for session-wide credit
+  std::vector<ControlRecord> parsed_;   // scratch for control batches
 
   // sender side accounting
-  uint64_t posted_total_ = 0;              // writes we posted
-  uint64_t peer_completions_total_ = 0;    // of those, consumed by the peer
-  uint64_t control_written_ = 0;           // bytes of the peer's control ring, incl. padding
+  uint64_t posted_total_ = 0;            // writes we posted
+  uint64_t peer_completions_total_ = 0;  // of those, consumed by the peer
+  uint64_t control_written_ = 0;         // bytes of the peer's control ring, incl. padding
   uint64_t peer_control_consumed_ = 0;
   std::deque<ControlBatch> priority_batches_;  // credits and pongs: may use the reserve
   std::deque<ControlBatch> normal_batches_;

@@ -140,8 +140,8 @@ class SessionManagerImpl final : public SessionManager {
     auto peer = std::make_unique<Peer>();
     peer->owner = this;
     peer->name = name;
-    peer->session = std::make_unique<SessionImpl>(base_, name, session_options_, stats_,
-                                                  on_accept_);
+    peer->session =
+        std::make_unique<SessionImpl>(base_, name, session_options_, stats_, on_accept_);
     Peer* raw = peer.get();
     peer->session->setOnDown([this, raw](const Status&) { onSessionDown(*raw); });
     sessions_.push_back(peer->session.get());
@@ -163,15 +163,13 @@ class SessionManagerImpl final : public SessionManager {
       return true;
     });
     auto finished = std::make_shared<std::atomic<bool>>(false);
-    threads_.push_back({std::thread([this, work = std::move(work), done = std::move(done),
-                                     finished]() mutable {
-                          auto result = std::make_shared<ConnectionResult>(work());
-                          tasks_.post([done = std::move(done), result]() mutable {
-                            done(std::move(*result));
-                          });
-                          finished->store(true);
-                        }),
-                        finished});
+    threads_.push_back(
+        {std::thread([this, work = std::move(work), done = std::move(done), finished]() mutable {
+           auto result = std::make_shared<ConnectionResult>(work());
+           tasks_.post([done = std::move(done), result]() mutable { done(std::move(*result)); });
+           finished->store(true);
+         }),
+         finished});
   }
 
   Deadline deadline() const { return std::chrono::steady_clock::now() + options_.connect_timeout; }
@@ -308,10 +306,9 @@ class SessionManagerImpl final : public SessionManager {
 
 }  // namespace
 
-std::unique_ptr<SessionManager> makeSessionManager(event_base* base,
-                                                   std::unique_ptr<Fabric> fabric,
-                                                   SessionManagerOptions options,
-                                                   StatsStore& stats, AcceptHandler on_accept) {
+std::unique_ptr<SessionManager> makeSessionManager(event_base* base, std::unique_ptr<Fabric> fabric,
+                                                   SessionManagerOptions options, StatsStore& stats,
+                                                   AcceptHandler on_accept) {
   return std::make_unique<SessionManagerImpl>(base, std::move(fabric), std::move(options), stats,
                                               std::move(on_accept));
 }

@@ -1,5 +1,8 @@
 // shm backend, control path: unix-socket listener, Hello exchange, and the exchange of memfds and
 // doorbells over SCM_RIGHTS.
+#include "shm_fabric.h"
+
+#include <fmt/format.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -8,10 +11,6 @@
 
 #include <cstring>
 #include <filesystem>
-
-#include <fmt/format.h>
-
-#include "shm_fabric.h"
 
 namespace rdmesh::transport {
 
@@ -31,8 +30,8 @@ Result<sockaddr_un> unixAddress(const std::string& path) {
 constexpr size_t kFdsPerSide = 3;
 
 Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd sock, const Hello& local,
-                                                  std::unique_ptr<MemoryRegion> area,
-                                                  bool dialer, Deadline deadline) {
+                                                  std::unique_ptr<MemoryRegion> area, bool dialer,
+                                                  Deadline deadline) {
   auto* local_memfd = dynamic_cast<MemfdRegion*>(area.get());
   if (local_memfd == nullptr) return internalError("shm fabric needs a region it registered");
   auto hello = exchangeHello(sock.get(), local, dialer, deadline);
@@ -106,8 +105,7 @@ class ShmFabric : public Fabric {
     if (!sun) return sun.status();
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return internalError(errnoText("socket(AF_UNIX)"));
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun.value()), sizeof(sockaddr_un)) !=
-        0) {
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun.value()), sizeof(sockaddr_un)) != 0) {
       return unavailable(fmt::format("connect {}: {}", path, strerror(errno)));
     }
     return bringUp(std::move(fd), local, std::move(area), /*dialer=*/true, deadline);
@@ -124,6 +122,8 @@ class ShmFabric : public Fabric {
 
 }  // namespace
 
-std::unique_ptr<Fabric> makeShmFabric() { return std::make_unique<ShmFabric>(); }
+std::unique_ptr<Fabric> makeShmFabric() {
+  return std::make_unique<ShmFabric>();
+}
 
 }  // namespace rdmesh::transport

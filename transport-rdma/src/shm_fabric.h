@@ -15,8 +15,8 @@ namespace rdmesh::transport {
 
 // Lives at the start of each side's queue memfd, followed by `depth` uint64_t entries.
 struct ShmQueueHeader {
-  alignas(64) std::atomic<uint64_t> tail;  // written by the peer (producer)
-  alignas(64) std::atomic<uint64_t> head;  // written by the owner (consumer)
+  alignas(64) std::atomic<uint64_t> tail;      // written by the peer (producer)
+  alignas(64) std::atomic<uint64_t> head;      // written by the owner (consumer)
   alignas(64) std::atomic<uint32_t> sleeping;  // owner is blocked (or about to) on its doorbell
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "queue indexes are shared by processes");

@@ -1,12 +1,11 @@
 // shm backend, data path: completions through a lock-free single-producer ring; the doorbell
 // protocol is Dekker-style (both sides use seq_cst on "sleeping" and the queue index) so a
 // wake-up can never be lost, and a busy receiver is never woken by a syscall.
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <fmt/format.h>
 
 #include "shm_fabric.h"
 
@@ -27,8 +26,7 @@ uint64_t* ShmConnection::peerEntries() const {
   return reinterpret_cast<uint64_t*>(p_.peer_queue->bytes().data() + sizeof(ShmQueueHeader));
 }
 const uint64_t* ShmConnection::localEntries() const {
-  return reinterpret_cast<const uint64_t*>(p_.local_queue->bytes().data() +
-                                           sizeof(ShmQueueHeader));
+  return reinterpret_cast<const uint64_t*>(p_.local_queue->bytes().data() + sizeof(ShmQueueHeader));
 }
 
 void ShmConnection::releaseReceiveMemory(uint64_t offset, uint64_t bytes) {
@@ -97,8 +95,8 @@ Result<size_t> ShmConnection::poll(std::span<Completion> out) {
     auto imm = static_cast<uint32_t>(e);
     auto len = static_cast<uint32_t>(e >> 32);
     if (len != wire::immLength(imm) || len == 0) {
-      return protocolError(fmt::format("shm: completion length {} disagrees with immediate {:#x}",
-                                       len, imm));
+      return protocolError(
+          fmt::format("shm: completion length {} disagrees with immediate {:#x}", len, imm));
     }
     out[n++] = {imm, len};
     ++local_head_;

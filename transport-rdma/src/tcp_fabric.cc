@@ -1,15 +1,15 @@
 // tcp backend, control path: listen, dial, accept, and the Hello exchange.
+#include "tcp_fabric.h"
+
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fmt/format.h>
-
 #include "memory_region.h"
 #include "rdmesh/common/address.h"
-#include "tcp_fabric.h"
 
 namespace rdmesh::transport {
 
@@ -25,8 +25,8 @@ void tuneSocket(int fd) {
 }
 
 Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd fd, const Hello& local,
-                                                  std::unique_ptr<MemoryRegion> area,
-                                                  bool dialer, Deadline deadline) {
+                                                  std::unique_ptr<MemoryRegion> area, bool dialer,
+                                                  Deadline deadline) {
   auto hello = exchangeHello(fd.get(), local, dialer, deadline);
   if (!hello) return hello.status();
   return std::unique_ptr<FabricConnection>(
@@ -55,8 +55,7 @@ class TcpFabric : public Fabric {
     return fd.release();
   }
 
-  Result<std::unique_ptr<FabricConnection>> connect(const std::string& address,
-                                                    const Hello& local,
+  Result<std::unique_ptr<FabricConnection>> connect(const std::string& address, const Hello& local,
                                                     std::unique_ptr<MemoryRegion> area,
                                                     Deadline deadline) override {
     auto addr = InetAddress::parse(address);
@@ -89,6 +88,8 @@ class TcpFabric : public Fabric {
 
 }  // namespace
 
-std::unique_ptr<Fabric> makeTcpFabric() { return std::make_unique<TcpFabric>(); }
+std::unique_ptr<Fabric> makeTcpFabric() {
+  return std::make_unique<TcpFabric>();
+}
 
 }  // namespace rdmesh::transport

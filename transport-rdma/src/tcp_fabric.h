@@ -56,11 +56,11 @@ class TcpConnection : public FabricConnection {
     void grow(size_t needed);
   } out_;
   size_t out_head_ = 0;
-  size_t staged_at_ = 0;        // offset of the staged frame's header in out_
+  size_t staged_at_ = 0;  // offset of the staged frame's header in out_
   bool staged_ = false;
   uint64_t staged_offset_ = 0;
 
-  std::vector<std::byte> in_;   // bytes read from the socket, not yet parsed
+  std::vector<std::byte> in_;  // bytes read from the socket, not yet parsed
   size_t in_begin_ = 0;
   size_t in_end_ = 0;
 };

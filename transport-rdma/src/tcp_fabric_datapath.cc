@@ -1,12 +1,11 @@
 // tcp backend, data path: frames out through one send buffer (one send() per loop iteration for
 // every stream), frames in through one receive buffer (one recv() for many frames).
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "tcp_fabric.h"
 
@@ -86,8 +85,8 @@ Result<bool> TcpConnection::takeFrame(Completion& out) {
   wire::TcpFrameHeader h;
   std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
   if (h.length != wire::immLength(h.imm) || h.length == 0) {
-    return protocolError(fmt::format("tcp frame: length {} does not match immediate {:#x}",
-                                     h.length, h.imm));
+    return protocolError(
+        fmt::format("tcp frame: length {} does not match immediate {:#x}", h.length, h.imm));
   }
   auto area = area_->bytes();
   if (h.remote_offset > area.size() || h.length > area.size() - h.remote_offset) {

@@ -1,14 +1,13 @@
 #include "unix_fd.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace rdmesh::transport {
 
@@ -17,7 +16,9 @@ void UniqueFd::reset(int fd) {
   fd_ = fd;
 }
 
-std::string errnoText(const char* what) { return fmt::format("{}: {}", what, strerror(errno)); }
+std::string errnoText(const char* what) {
+  return fmt::format("{}: {}", what, strerror(errno));
+}
 
 Status setNonBlocking(int fd) {
   int flags = fcntl(fd, F_GETFL, 0);

@@ -15,7 +15,7 @@ namespace rdmesh {
 class InetAddress {
  public:
   InetAddress() = default;
-  static Result<InetAddress> parse(std::string_view text);            // "1.2.3.4:80", "[::1]:80"
+  static Result<InetAddress> parse(std::string_view text);  // "1.2.3.4:80", "[::1]:80"
   static Result<InetAddress> fromIp(std::string_view ip, uint16_t port);  // "1.2.3.4", "::1"
   static InetAddress fromSockaddr(const sockaddr* sa, socklen_t len);
 

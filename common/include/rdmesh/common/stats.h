@@ -50,8 +50,8 @@ class StatsStore {
       StatKind kind;
       uint64_t value;
     };
-    std::vector<Entry> numbers;                    // sorted by name
-    std::map<std::string, std::string> texts;      // sorted by name
+    std::vector<Entry> numbers;                // sorted by name
+    std::map<std::string, std::string> texts;  // sorted by name
   };
   Snapshot snapshot() const;
 

@@ -14,11 +14,11 @@ namespace rdmesh::transport {
 class Pollable {
  public:
   virtual ~Pollable() = default;
-  virtual bool poll() = 0;                    // true if it found work
-  virtual void flush() = 0;                   // once per loop iteration
-  virtual bool spinWorthwhile() const = 0;    // polling can find work without a wake-up
-  virtual bool prepareToSleep() = 0;          // false: work arrived, do not block
-  virtual void markAwake() = 0;               // back from the event loop
+  virtual bool poll() = 0;                  // true if it found work
+  virtual void flush() = 0;                 // once per loop iteration
+  virtual bool spinWorthwhile() const = 0;  // polling can find work without a wake-up
+  virtual bool prepareToSleep() = 0;        // false: work arrived, do not block
+  virtual void markAwake() = 0;             // back from the event loop
 };
 
 class AdaptivePoller {

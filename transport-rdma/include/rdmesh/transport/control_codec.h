@@ -17,13 +17,13 @@ namespace rdmesh::transport {
 struct ControlRecord {
   wire::ControlType type = wire::ControlType::kPing;
   uint32_t stream = 0;
-  InetAddress destination;        // kOpen
-  std::string_view identity;      // kOpen; points into the parsed buffer
-  uint32_t acceptor_stream = 0;   // kOpenAck
+  InetAddress destination;                                 // kOpen
+  std::string_view identity;                               // kOpen; points into the parsed buffer
+  uint32_t acceptor_stream = 0;                            // kOpenAck
   wire::ResetReason reason = wire::ResetReason::kUnknown;  // kReset
-  uint64_t value = 0;             // kCredit consumed_total; kPing/kPong nonce;
-                                  // kSessionCredit completions_total
-  uint64_t value2 = 0;            // kSessionCredit control_bytes_total
+  uint64_t value = 0;   // kCredit consumed_total; kPing/kPong nonce;
+                        // kSessionCredit completions_total
+  uint64_t value2 = 0;  // kSessionCredit control_bytes_total
 };
 
 // Appends records to a byte buffer; the caller ships the buffer as one kControl write.

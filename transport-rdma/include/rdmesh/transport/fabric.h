@@ -99,8 +99,8 @@ class Fabric {
   virtual Result<int> listen(const std::string& address) = 0;
   // Dials `address`, exchanges Hellos, and brings the fabric up with `receive_area` as ours.
   virtual Result<std::unique_ptr<FabricConnection>> connect(
-      const std::string& address, const Hello& local,
-      std::unique_ptr<MemoryRegion> receive_area, Deadline deadline) = 0;
+      const std::string& address, const Hello& local, std::unique_ptr<MemoryRegion> receive_area,
+      Deadline deadline) = 0;
   // The same for a connection accepted on the listener (takes ownership of `fd`).
   virtual Result<std::unique_ptr<FabricConnection>> accept(
       int fd, const Hello& local, std::unique_ptr<MemoryRegion> receive_area,

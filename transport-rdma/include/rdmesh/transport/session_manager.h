@@ -46,9 +46,8 @@ class SessionManager : public Pollable {
   virtual size_t activeStreams() const = 0;
 };
 
-std::unique_ptr<SessionManager> makeSessionManager(event_base* base,
-                                                   std::unique_ptr<Fabric> fabric,
-                                                   SessionManagerOptions options,
-                                                   StatsStore& stats, AcceptHandler on_accept);
+std::unique_ptr<SessionManager> makeSessionManager(event_base* base, std::unique_ptr<Fabric> fabric,
+                                                   SessionManagerOptions options, StatsStore& stats,
+                                                   AcceptHandler on_accept);
 
 }  // namespace rdmesh::transport

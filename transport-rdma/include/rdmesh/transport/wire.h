@@ -21,7 +21,7 @@ inline constexpr unsigned kImmTypeBits = 4;
 inline constexpr unsigned kImmSlotBits = 12;
 inline constexpr unsigned kImmLengthBits = 16;
 static_assert(kImmTypeBits + kImmSlotBits + kImmLengthBits == 32, "immediate is 32 bits");
-inline constexpr uint32_t kMaxSlots = 1u << kImmSlotBits;               // streams per session
+inline constexpr uint32_t kMaxSlots = 1u << kImmSlotBits;                 // streams per session
 inline constexpr uint32_t kMaxMessageBytes = (1u << kImmLengthBits) - 1;  // one write's payload
 
 enum class ImmType : uint8_t {
@@ -37,8 +37,12 @@ constexpr uint32_t encodeImm(ImmType type, uint32_t slot, uint32_t length) {
 constexpr ImmType immType(uint32_t imm) {
   return static_cast<ImmType>(imm >> (kImmSlotBits + kImmLengthBits));
 }
-constexpr uint32_t immSlot(uint32_t imm) { return (imm >> kImmLengthBits) & (kMaxSlots - 1); }
-constexpr uint32_t immLength(uint32_t imm) { return imm & kMaxMessageBytes; }
+constexpr uint32_t immSlot(uint32_t imm) {
+  return (imm >> kImmLengthBits) & (kMaxSlots - 1);
+}
+constexpr uint32_t immLength(uint32_t imm) {
+  return imm & kMaxMessageBytes;
+}
 static_assert(immSlot(encodeImm(ImmType::kData, 4095, 65535)) == 4095);
 static_assert(immLength(encodeImm(ImmType::kData, 4095, 65535)) == 65535);
 static_assert(immType(encodeImm(ImmType::kControl, 7, 9)) == ImmType::kControl);
@@ -50,8 +54,12 @@ static_assert(kGenerationBits + kImmSlotBits == 32, "stream reference is 32 bits
 constexpr uint32_t makeStreamRef(uint32_t slot, uint32_t generation) {
   return (generation << kImmSlotBits) | (slot & (kMaxSlots - 1));
 }
-constexpr uint32_t refSlot(uint32_t ref) { return ref & (kMaxSlots - 1); }
-constexpr uint32_t refGeneration(uint32_t ref) { return ref >> kImmSlotBits; }
+constexpr uint32_t refSlot(uint32_t ref) {
+  return ref & (kMaxSlots - 1);
+}
+constexpr uint32_t refGeneration(uint32_t ref) {
+  return ref >> kImmSlotBits;
+}
 
 // ---- geometry limits (what a Hello may announce) ----
 inline constexpr uint32_t kMinRingBytes = 4096;
@@ -78,7 +86,7 @@ struct HelloHeader {
   uint32_t max_streams;      // slots in the sender's receive area
   uint32_t ring_bytes;       // per-stream ring size in the sender's receive area
   uint32_t control_ring_bytes;
-  uint32_t recv_depth;          // completions the sender can hold unacknowledged
+  uint32_t recv_depth;            // completions the sender can hold unacknowledged
   uint32_t keepalive_timeout_ms;  // the sender declares the session dead after this silence
 };
 static_assert(sizeof(HelloHeader) == 32, "HelloHeader layout is part of the protocol");
@@ -117,7 +125,7 @@ static_assert(sizeof(ControlRecordHeader) == 8);
 
 enum class AddressFamily : uint8_t { kIpv4 = 4, kIpv6 = 6 };
 struct OpenBody {
-  uint8_t family;  // AddressFamily
+  uint8_t family;          // AddressFamily
   uint8_t identity_bytes;  // SPIFFE id of the caller follows the body
   uint16_t port;           // original destination port, host order (little-endian on wire)
   uint8_t address[16];     // original destination address, network order; v4 uses 4 bytes
@@ -136,8 +144,8 @@ enum class ResetReason : uint32_t {
   kNoRoute = 3,           // the peer has no inbound listener for the destination
   kStreamsExhausted = 4,  // the peer has no free slot
   kProtocolError = 5,
-  kSessionLost = 6,       // local only: the session went down
-  kDraining = 7,          // the peer is shutting down
+  kSessionLost = 6,  // local only: the session went down
+  kDraining = 7,     // the peer is shutting down
 };
 struct ResetBody {
   uint32_t reason;  // ResetReason
@@ -168,8 +176,8 @@ static_assert(kMaxControlRecordBytes < kReservedControlBytes);
 // ---- tcp backend: each write travels as a frame header followed by its payload ----
 struct TcpFrameHeader {
   uint32_t imm;
-  uint32_t length;          // payload bytes
-  uint64_t remote_offset;   // where in the receiver's receive area
+  uint32_t length;         // payload bytes
+  uint64_t remote_offset;  // where in the receiver's receive area
 };
 static_assert(sizeof(TcpFrameHeader) == 16);
 

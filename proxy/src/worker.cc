@@ -20,26 +20,23 @@ void closeWithReset(int fd) {
   ::close(fd);
 }
 
-ConnectionStats listenerStats(StatsStore& s, const std::string& name) {
-  std::string scope = "listener." + name;
+// Listeners count downstream connections, clusters upstream ones; both count connect failures.
+ConnectionStats connectionStats(StatsStore& s, const std::string& scope, const char* side) {
   ConnectionStats c;
-  c.cx_total = &s.counter(scope, "downstream_cx_total");
-  c.cx_active = &s.gauge(scope, "downstream_cx_active");
-  c.cx_reset = &s.counter(scope, "downstream_cx_reset");
+  c.cx_total = &s.counter(scope, fmt::format("{}_cx_total", side));
+  c.cx_active = &s.gauge(scope, fmt::format("{}_cx_active", side));
+  c.cx_reset = &s.counter(scope, fmt::format("{}_cx_reset", side));
   c.connect_fail = &s.counter(scope, "upstream_cx_connect_fail");
   c.connect_timeout = &s.counter(scope, "upstream_cx_connect_timeout");
   return c;
 }
 
+ConnectionStats listenerStats(StatsStore& s, const std::string& name) {
+  return connectionStats(s, "listener." + name, "downstream");
+}
+
 ConnectionStats clusterStats(StatsStore& s, const std::string& name) {
-  std::string scope = "cluster." + name;
-  ConnectionStats c;
-  c.cx_total = &s.counter(scope, "upstream_cx_total");
-  c.cx_active = &s.gauge(scope, "upstream_cx_active");
-  c.cx_reset = &s.counter(scope, "upstream_cx_reset");
-  c.connect_fail = &s.counter(scope, "upstream_cx_connect_fail");
-  c.connect_timeout = &s.counter(scope, "upstream_cx_connect_timeout");
-  return c;
+  return connectionStats(s, "cluster." + name, "upstream");
 }
 
 }  // namespace

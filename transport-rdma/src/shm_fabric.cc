@@ -88,14 +88,8 @@ class ShmFabric : public Fabric {
     if (!sun) return sun.status();
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return internalError(errnoText("socket(AF_UNIX)"));
     ::unlink(path.c_str());  // a stale socket from a previous run
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun.value()), sizeof(sockaddr_un)) != 0) {
-      return unavailable(fmt::format("bind {}: {}", path, strerror(errno)));
-    }
-    if (::listen(fd.get(), 128) != 0) return unavailable(errnoText("listen"));
-    return fd.release();
+    return listenOn(reinterpret_cast<sockaddr*>(&sun.value()), sizeof(sockaddr_un), path);
   }
 
   Result<std::unique_ptr<FabricConnection>> connect(const std::string& path, const Hello& local,

@@ -44,15 +44,7 @@ class TcpFabric : public Fabric {
   Result<int> listen(const std::string& address) override {
     auto addr = InetAddress::parse(address);
     if (!addr) return addr.status();
-    UniqueFd fd(::socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return internalError(errnoText("socket"));
-    int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(fd.get(), addr->sockaddrPtr(), addr->sockaddrLen()) != 0) {
-      return unavailable(fmt::format("bind {}: {}", address, strerror(errno)));
-    }
-    if (::listen(fd.get(), 128) != 0) return unavailable(errnoText("listen"));
-    return fd.release();
+    return listenOn(addr->sockaddrPtr(), addr->sockaddrLen(), address);
   }
 
   Result<std::unique_ptr<FabricConnection>> connect(const std::string& address, const Hello& local,

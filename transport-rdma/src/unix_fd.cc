@@ -28,6 +28,20 @@ Status setNonBlocking(int fd) {
   return {};
 }
 
+Result<int> listenOn(const sockaddr* address, socklen_t length, const std::string& what) {
+  UniqueFd fd(::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return internalError(errnoText("socket"));
+  int one = 1;
+  if (address->sa_family != AF_UNIX) {
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  }
+  if (::bind(fd.get(), address, length) != 0) {
+    return unavailable(fmt::format("bind {}: {}", what, strerror(errno)));
+  }
+  if (::listen(fd.get(), 128) != 0) return unavailable(errnoText("listen"));
+  return fd.release();
+}
+
 Status waitFd(int fd, short events, Deadline deadline) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -1,6 +1,8 @@
 // File-descriptor helpers for the bootstrap (control) path: blocking I/O bounded by a deadline.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <span>
 #include <string>
 #include <utility>
@@ -37,6 +39,8 @@ class UniqueFd {
 };
 
 Status setNonBlocking(int fd);
+// A non-blocking, close-on-exec listening socket bound to `address` (`what` names it in errors).
+Result<int> listenOn(const sockaddr* address, socklen_t length, const std::string& what);
 std::string errnoText(const char* what);
 
 // Waits until fd is readable (POLLIN) or writable (POLLOUT) or the deadline passes.

@@ -41,6 +41,8 @@ class TcpConnection : public FabricConnection {
  private:
   // Parses one complete frame from the input buffer, if there is one.
   Result<bool> takeFrame(Completion& out);
+  Result<bool> readDirect(Completion& out);
+  Status checkHeader(const wire::TcpFrameHeader& h);
   bool hasWholeFrame() const;
 
   UniqueFd fd_;
@@ -59,6 +61,12 @@ class TcpConnection : public FabricConnection {
   size_t staged_at_ = 0;  // offset of the staged frame's header in out_
   bool staged_ = false;
   uint64_t staged_offset_ = 0;
+  // A large frame whose payload is being read straight into the receive area.
+  struct DirectRead {
+    bool active = false;
+    wire::TcpFrameHeader header{};
+    uint32_t done = 0;  // payload bytes already in the area
+  } direct_;
 
   std::vector<std::byte> in_;  // bytes read from the socket, not yet parsed
   size_t in_begin_ = 0;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 #include <cstring>
@@ -14,6 +15,8 @@ namespace rdmesh::transport {
 namespace {
 constexpr size_t kInputBufferBytes = 512 * 1024;  // > the largest frame (64 KiB + header)
 constexpr size_t kMaxUnsentBytes = 4 << 20;       // beyond this, stageWrite says "backed up"
+// Payloads at least this large are read straight into the ring when not already buffered.
+constexpr uint32_t kDirectPayloadBytes = 8192;
 }  // namespace
 
 TcpConnection::TcpConnection(UniqueFd fd, HelloExchange hello, std::unique_ptr<MemoryRegion> area)
@@ -73,17 +76,13 @@ Status TcpConnection::flush() {
 
 bool TcpConnection::hasWholeFrame() const {
   size_t avail = in_end_ - in_begin_;
-  if (avail < sizeof(wire::TcpFrameHeader)) return false;
+  if (direct_.active || avail < sizeof(wire::TcpFrameHeader)) return false;
   wire::TcpFrameHeader h;
   std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
   return avail >= sizeof(h) + h.length;  // a bad header counts too: poll() reports it
 }
 
-Result<bool> TcpConnection::takeFrame(Completion& out) {
-  size_t avail = in_end_ - in_begin_;
-  if (avail < sizeof(wire::TcpFrameHeader)) return false;
-  wire::TcpFrameHeader h;
-  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+Status TcpConnection::checkHeader(const wire::TcpFrameHeader& h) {
   if (h.length != wire::immLength(h.imm) || h.length == 0) {
     return protocolError(
         fmt::format("tcp frame: length {} does not match immediate {:#x}", h.length, h.imm));
@@ -93,9 +92,56 @@ Result<bool> TcpConnection::takeFrame(Completion& out) {
     return protocolError(fmt::format("tcp frame: write of {} bytes at {} outside the {}-byte area",
                                      h.length, h.remote_offset, area.size()));
   }
-  if (avail < sizeof(h) + h.length) return false;
-  std::memcpy(area.data() + h.remote_offset, in_.data() + in_begin_ + sizeof(h), h.length);
-  in_begin_ += sizeof(h) + h.length;
+  return {};
+}
+
+Result<bool> TcpConnection::takeFrame(Completion& out) {
+  size_t avail = in_end_ - in_begin_;
+  if (avail < sizeof(wire::TcpFrameHeader)) return false;
+  wire::TcpFrameHeader h;
+  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+  if (Status s = checkHeader(h); !s) return s;
+  std::byte* payload = in_.data() + in_begin_ + sizeof(h);
+  std::byte* dest = area_->bytes().data() + h.remote_offset;
+  if (avail >= sizeof(h) + h.length) {
+    std::memcpy(dest, payload, h.length);
+    in_begin_ += sizeof(h) + h.length;
+    out = {h.imm, h.length};
+    return true;
+  }
+  if (h.length >= kDirectPayloadBytes) {
+    // A large payload still on its way: what arrived goes to the ring now, the rest will be read
+    // straight into it (readDirect), saving a copy of most of the frame.
+    size_t have = avail - sizeof(h);
+    std::memcpy(dest, payload, have);
+    direct_ = {true, h, static_cast<uint32_t>(have)};
+    in_begin_ = in_end_ = 0;
+  }
+  return false;
+}
+
+// One readv(): the rest of the large payload into the ring, and whatever follows into the input
+// buffer (only a header's worth when the stream is bulk, so the next payload can go direct too).
+Result<bool> TcpConnection::readDirect(Completion& out) {
+  const wire::TcpFrameHeader& h = direct_.header;
+  size_t need = h.length - direct_.done;
+  iovec iov[2] = {
+      {area_->bytes().data() + h.remote_offset + direct_.done, need},
+      {in_.data(), h.length >= kDirectPayloadBytes ? sizeof(wire::TcpFrameHeader) : in_.size()}};
+  ssize_t got = ::readv(fd_.get(), iov, 2);
+  if (got == 0) return unavailable("tcp fabric: peer closed the connection");
+  if (got < 0) {
+    if (errno == EAGAIN || errno == EINTR) return false;
+    return unavailable(errnoText("tcp fabric recv"));
+  }
+  auto bytes = static_cast<size_t>(got);
+  if (bytes < need) {
+    direct_.done += static_cast<uint32_t>(bytes);
+    return false;
+  }
+  in_begin_ = 0;
+  in_end_ = bytes - need;
+  direct_.active = false;
   out = {h.imm, h.length};
   return true;
 }
@@ -106,15 +152,25 @@ void TcpConnection::releaseReceiveMemory(uint64_t offset, uint64_t bytes) {
 
 Result<size_t> TcpConnection::poll(std::span<Completion> out) {
   size_t n = 0;
-  bool read_once = false;
+  bool read_once = false;  // one read per poll: let the event loop serve others
   while (n < out.size()) {
+    if (direct_.active) {
+      if (read_once) break;
+      read_once = true;
+      auto done = readDirect(out[n]);
+      if (!done) return done.status();
+      if (!*done) break;
+      ++n;
+      continue;
+    }
     auto frame = takeFrame(out[n]);
     if (!frame) return frame.status();
     if (*frame) {
       ++n;
       continue;
     }
-    if (read_once) break;  // one recv() per poll: let the event loop serve others
+    if (direct_.active) continue;
+    if (read_once) break;
     // Make room: move the partial frame to the front.
     if (in_begin_ > 0) {
       std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);

@@ -72,8 +72,9 @@ InetAddress InetAddress::fromSockaddr(const sockaddr* sa, socklen_t len) {
 
 uint16_t InetAddress::port() const {
   if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
-  if (family() == AF_INET6)
+  if (family() == AF_INET6) {
     return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  }
   return 0;
 }
 

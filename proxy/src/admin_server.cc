@@ -31,8 +31,8 @@ constexpr const char* kJson = "application/json";
 // The admin port serves operators and probes: small requests only, and no idle connection kept
 // open forever.
 constexpr int kIdleTimeoutSeconds = 30;
-constexpr size_t kMaxHeadersBytes = 16 * 1024;
-constexpr size_t kMaxBodyBytes = 64 * 1024;
+constexpr size_t kMaxHeadersBytes = size_t{16} * 1024;
+constexpr size_t kMaxBodyBytes = size_t{64} * 1024;
 // If the client vanishes before the /quitquitquit reply is flushed, quit anyway after this.
 constexpr timeval kQuitFallbackDelay = {1, 0};
 constexpr timeval kQuitNow = {0, 0};

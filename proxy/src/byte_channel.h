@@ -30,7 +30,7 @@ class ByteSource {
 // A fixed ring between two sockets of a plain TCP relay.
 class PipeBuffer final : public ByteSink, public ByteSource {
  public:
-  explicit PipeBuffer(size_t capacity = 64 * 1024)
+  explicit PipeBuffer(size_t capacity = size_t{64} * 1024)
       : data_(std::make_unique_for_overwrite<std::byte[]>(capacity)), capacity_(capacity) {}
 
   std::span<std::byte> writable() override {

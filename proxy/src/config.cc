@@ -289,8 +289,9 @@ class ConfigReader {
 
   Status requireEntry(const Mapping& mapping, std::string_view key, const Entry** out) {
     *out = mapping.find(key);
-    if (*out == nullptr)
+    if (*out == nullptr) {
       return fail(mapping.position, mapping.fieldPath(key), "missing required field");
+    }
     return Status::ok();
   }
 
@@ -302,8 +303,9 @@ class ConfigReader {
       return fail(mapping.position, mapping.fieldPath(key), "missing required field");
     }
     const YAML::Node& value = (*out)->value;
-    if (value.IsNull())
+    if (value.IsNull()) {
       return fail((*out)->valuePosition(), mapping.fieldPath(key), "no value given");
+    }
     if (!value.IsScalar()) {
       return fail((*out)->valuePosition(), mapping.fieldPath(key),
                   fmt::format("expected a single value, got {}", describeType(value)));

@@ -8,7 +8,9 @@
 #include "config.h"
 #include "server.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"rdmesh-proxy: sidecar that tunnels application TCP between nodes over RDMA"};
   std::string config_path;
   std::string log_level = "info";
@@ -17,7 +19,7 @@ int main(int argc, char** argv) {
   app.add_option("-l,--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.add_flag("--check", check_only, "validate the configuration and exit");
-  CLI11_PARSE(app, argc, argv);
+  CLI11_PARSE(app, argc, argv);  // CLI11 reports bad arguments itself and returns its exit code
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
@@ -38,4 +40,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   return server.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing throws across the event loops; this only catches start-up failures of the libraries
+  // (allocation, CLI11/yaml-cpp internals) so that they end in a message, not an abort.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "rdmesh-proxy: fatal: " << e.what() << "\n";
+    return 1;
+  }
 }

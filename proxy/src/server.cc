@@ -10,7 +10,7 @@
 namespace rdmesh::proxy {
 
 namespace {
-constexpr timeval kDrainTick{0, 50 * 1000};
+constexpr timeval kDrainTick{0, suseconds_t{50} * 1000};
 }
 
 Server::Server(ProxyConfig config) : config_(std::move(config)), base_(event_base_new()) {}

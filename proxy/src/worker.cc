@@ -144,7 +144,7 @@ void Worker::beginDrain() {
   if (sessions_) sessions_->drain();
 }
 
-void Worker::onAccept(int fd, short, void* arg) {
+void Worker::onAccept(int /*fd*/, short /*what*/, void* arg) {
   auto* l = static_cast<Listener*>(arg);
   l->worker->acceptFrom(*l);
 }

@@ -62,8 +62,8 @@ class Worker final : public ConnectionHost, public transport::Pollable {
 
  private:
   struct Listener {
-    Worker* worker;
-    const ListenerConfig* config;
+    Worker* worker = nullptr;
+    const ListenerConfig* config = nullptr;
     int fd = -1;
     event* ev = nullptr;
     size_t cluster = 0;
@@ -75,7 +75,7 @@ class Worker final : public ConnectionHost, public transport::Pollable {
     ConnectionStats stats;
   };
   struct Inbound {
-    const ListenerConfig* config;
+    const ListenerConfig* config = nullptr;
     ConnectionStats stats;
   };
 

@@ -17,8 +17,9 @@ void ControlEncoder::append(ControlType type, uint32_t stream, const void* body,
   buf_.resize(at + sizeof(h) + body_bytes + tail.size());
   std::memcpy(buf_.data() + at, &h, sizeof(h));
   if (body_bytes) std::memcpy(buf_.data() + at + sizeof(h), body, body_bytes);
-  if (!tail.empty())
+  if (!tail.empty()) {
     std::memcpy(buf_.data() + at + sizeof(h) + body_bytes, tail.data(), tail.size());
+  }
 }
 
 void ControlEncoder::open(uint32_t opener_stream, const InetAddress& destination,
@@ -99,7 +100,7 @@ size_t fixedBodyBytes(ControlType type) {
 
 template <typename T>
 T load(const std::byte* p) {
-  T v;
+  T v{};
   std::memcpy(&v, p, sizeof(T));
   return v;
 }

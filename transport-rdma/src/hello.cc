@@ -37,7 +37,7 @@ Result<size_t> helloSize(std::span<const std::byte> header_bytes) {
   if (header_bytes.size() < sizeof(wire::HelloHeader)) {
     return protocolError("hello: truncated header");
   }
-  wire::HelloHeader h;
+  wire::HelloHeader h{};
   std::memcpy(&h, header_bytes.data(), sizeof(h));
   if (h.magic != wire::kMagic) {
     return protocolError(fmt::format("hello: bad magic {:#010x} (not an rdmesh peer?)", h.magic));
@@ -60,7 +60,7 @@ Result<Hello> parseHello(std::span<const std::byte> bytes) {
   if (bytes.size() != *size) {
     return protocolError(fmt::format("hello: {} bytes, expected {}", bytes.size(), *size));
   }
-  wire::HelloHeader h;
+  wire::HelloHeader h{};
   std::memcpy(&h, bytes.data(), sizeof(h));
   Hello hello;
   hello.version_min = h.version_min;

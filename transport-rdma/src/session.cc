@@ -23,7 +23,7 @@ const char* toString(Session::State state) {
 }
 
 namespace {
-constexpr uint64_t kReleaseRingAfterBytes = 256 * 1024;
+constexpr uint64_t kReleaseRingAfterBytes = uint64_t{256} * 1024;
 
 SessionImpl::Stats makeStats(StatsStore& store, const std::string& peer) {
   std::string scope = "session." + peer;

@@ -12,10 +12,10 @@ namespace rdmesh::transport {
 
 namespace {
 // Largest data write: below the immediate's 16-bit length, a multiple of the page size.
-constexpr size_t kMaxDataWrite = 60 * 1024;
+constexpr size_t kMaxDataWrite = size_t{60} * 1024;
 static_assert(kMaxDataWrite <= wire::kMaxMessageBytes);
 // A control batch is closed at this size so that it always fits the immediate's length.
-constexpr size_t kControlBatchTarget = 16 * 1024;
+constexpr size_t kControlBatchTarget = size_t{16} * 1024;
 static_assert(kControlBatchTarget + wire::kMaxControlRecordBytes <= wire::kMaxMessageBytes);
 constexpr size_t kCompletionsPerPoll = 64;
 }  // namespace

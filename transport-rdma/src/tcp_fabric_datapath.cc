@@ -13,8 +13,8 @@
 namespace rdmesh::transport {
 
 namespace {
-constexpr size_t kInputBufferBytes = 512 * 1024;  // > the largest frame (64 KiB + header)
-constexpr size_t kMaxUnsentBytes = 4 << 20;       // beyond this, stageWrite says "backed up"
+constexpr size_t kInputBufferBytes = size_t{512} * 1024;  // > the largest frame (64 KiB + header)
+constexpr size_t kMaxUnsentBytes = 4 << 20;  // beyond this, stageWrite says "backed up"
 // Payloads at least this large are read straight into the ring when not already buffered.
 constexpr uint32_t kDirectPayloadBytes = 8192;
 }  // namespace
@@ -77,7 +77,7 @@ Status TcpConnection::flush() {
 bool TcpConnection::hasWholeFrame() const {
   size_t avail = in_end_ - in_begin_;
   if (direct_.active || avail < sizeof(wire::TcpFrameHeader)) return false;
-  wire::TcpFrameHeader h;
+  wire::TcpFrameHeader h{};
   std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
   return avail >= sizeof(h) + h.length;  // a bad header counts too: poll() reports it
 }
@@ -98,7 +98,7 @@ Status TcpConnection::checkHeader(const wire::TcpFrameHeader& h) {
 Result<bool> TcpConnection::takeFrame(Completion& out) {
   size_t avail = in_end_ - in_begin_;
   if (avail < sizeof(wire::TcpFrameHeader)) return false;
-  wire::TcpFrameHeader h;
+  wire::TcpFrameHeader h{};
   std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
   if (Status s = checkHeader(h); !s) return s;
   std::byte* payload = in_.data() + in_begin_ + sizeof(h);

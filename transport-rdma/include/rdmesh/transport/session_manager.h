@@ -37,7 +37,7 @@ struct SessionManagerOptions {
 
 class SessionManager : public Pollable {
  public:
-  virtual ~SessionManager() = default;
+  ~SessionManager() override = default;
   virtual Status start() = 0;
   // The session to `peer` (known from config or from a peer that dialed in), or nullptr.
   virtual Session* session(std::string_view peer) = 0;

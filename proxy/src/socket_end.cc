@@ -81,7 +81,6 @@ SocketEnd::ReadResult SocketEnd::readInto(ByteSink& sink) {
     ssize_t n = ::recv(fd_, room.data(), room.size(), MSG_DONTWAIT);
     if (n > 0) {
       sink.commit(static_cast<size_t>(n));
-      bytes_read_ += static_cast<uint64_t>(n);
       // A short read emptied the socket: skip the recv() that would only say EAGAIN.
       if (static_cast<size_t>(n) < room.size()) return ReadResult::kDrained;
       continue;
@@ -89,7 +88,6 @@ SocketEnd::ReadResult SocketEnd::readInto(ByteSink& sink) {
     sink.commit(0);
     if (n == 0) return ReadResult::kEof;
     if (errno == EAGAIN || errno == EINTR) return ReadResult::kDrained;
-    last_errno_ = errno;
     return ReadResult::kError;
   }
   return ReadResult::kDrained;  // level-triggered: the loop calls again if more is there
@@ -105,7 +103,6 @@ SocketEnd::WriteResult SocketEnd::writeFrom(ByteSource& source) {
     ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       source.consume(static_cast<size_t>(n));
-      bytes_written_ += static_cast<uint64_t>(n);
       if (static_cast<size_t>(n) < data.size()) {
         armWrite(true);
         return WriteResult::kBlocked;
@@ -116,7 +113,6 @@ SocketEnd::WriteResult SocketEnd::writeFrom(ByteSource& source) {
       armWrite(true);
       return WriteResult::kBlocked;
     }
-    last_errno_ = errno;
     return WriteResult::kError;
   }
 }
@@ -152,7 +148,6 @@ void SocketEnd::onEvent(int fd, short what, void* arg) {
     socklen_t len = sizeof(err);
     if (err == 0) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      self->last_errno_ = err;
       self->owner_.onSocketConnectFailed(*self, unavailable(strerror(err)));
     } else {
       int one = 1;

@@ -49,9 +49,6 @@ class SocketEnd {
 
   int fd() const { return fd_; }
   bool writeShut() const { return write_shut_; }
-  uint64_t bytesRead() const { return bytes_read_; }
-  uint64_t bytesWritten() const { return bytes_written_; }
-  int lastErrno() const { return last_errno_; }
 
  private:
   static void onEvent(int fd, short what, void* arg);
@@ -66,9 +63,6 @@ class SocketEnd {
   bool write_armed_ = false;
   bool connecting_ = false;
   bool write_shut_ = false;
-  uint64_t bytes_read_ = 0;
-  uint64_t bytes_written_ = 0;
-  int last_errno_ = 0;
   int connect_errno_ = 0;  // connect() failed at once; reported from the loop
 };
 

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "rdmesh/common/timeval.h"
+
 namespace rdmesh::proxy {
 
 using wire::ResetReason;
@@ -30,8 +32,7 @@ void ProxyConnection::count(Stat* ConnectionStats::*which, uint64_t n) {
 
 void ProxyConnection::startConnectTimer(std::chrono::milliseconds timeout) {
   timer_ = event_new(host_.base(), -1, 0, &ProxyConnection::onTimer, this);
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  timeval tv = toTimeval(timeout);
   event_add(timer_, &tv);
 }
 

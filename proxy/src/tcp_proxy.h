@@ -38,8 +38,6 @@ struct ConnectionStats {
   Stat* connect_fail = nullptr;
   Stat* connect_timeout = nullptr;
   Stat* cx_reset = nullptr;
-  Stat* bytes_in = nullptr;   // from the connection's first socket
-  Stat* bytes_out = nullptr;  // to the connection's first socket
 };
 
 class ProxyConnection {
@@ -50,7 +48,6 @@ class ProxyConnection {
   ProxyConnection(const ProxyConnection&) = delete;
   ProxyConnection& operator=(const ProxyConnection&) = delete;
 
-  // Drain: nothing to do for established connections; they finish on their own.
   bool closed() const { return closed_; }
 
  protected:

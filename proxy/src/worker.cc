@@ -219,15 +219,14 @@ transport::StreamCallbacks* Worker::onInboundStream(transport::Stream& stream) {
   return raw;
 }
 
-ProxyConnection& Worker::adopt(std::unique_ptr<ProxyConnection> connection) {
+void Worker::adopt(std::unique_ptr<ProxyConnection> connection) {
   ProxyConnection* raw = connection.get();
   if (raw->closed()) {  // failed in its constructor
     finished_.push_back(std::move(connection));
-    return *raw;
+    return;
   }
   live_.emplace(raw, std::move(connection));
   active_.fetch_add(1, std::memory_order_relaxed);
-  return *raw;
 }
 
 void Worker::onConnectionClosed(ProxyConnection& connection) {

@@ -86,7 +86,7 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   void openTunnel(int fd, const EndpointConfig& endpoint, std::vector<ConnectionStats> stats,
                   std::function<void()> on_finish, std::chrono::milliseconds timeout);
   transport::StreamCallbacks* onInboundStream(transport::Stream& stream);
-  ProxyConnection& adopt(std::unique_ptr<ProxyConnection> connection);
+  void adopt(std::unique_ptr<ProxyConnection> connection);
   void run();
 
   unsigned index_;

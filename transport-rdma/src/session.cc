@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 
+#include "rdmesh/common/timeval.h"
 #include "session_impl.h"
 
 namespace rdmesh::transport {
@@ -57,8 +58,7 @@ SessionImpl::SessionImpl(event_base* base, std::string peer_name, SessionOptions
   free_slots_.reserve(n);
   for (uint32_t i = n; i > 0; --i) free_slots_.push_back(i - 1);  // lowest slot first
   timer_ev_ = event_new(base_, -1, EV_PERSIST, &SessionImpl::onTimer, this);
-  auto ms = options_.keepalive_interval.count();
-  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  timeval tv = toTimeval(options_.keepalive_interval);
   event_add(timer_ev_, &tv);
 }
 
@@ -68,10 +68,6 @@ SessionImpl::~SessionImpl() {
   }
   if (connection_) teardown(Status{StatusCode::kUnavailable, "session destroyed"});
   if (timer_ev_) event_free(timer_ev_);
-}
-
-wire::FabricKind SessionImpl::fabricKind() const {
-  return connection_ ? connection_->kind() : wire::FabricKind::kTcp;
 }
 
 // ---------------------------------------------------------------- stream table

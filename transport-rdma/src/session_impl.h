@@ -132,7 +132,6 @@ class SessionImpl final : public Session {
   void attach(std::unique_ptr<FabricConnection> connection);
   bool established() const { return connection_ != nullptr; }
   void disconnect(const Status& why) { teardown(why); }
-  wire::FabricKind fabricKind() const;
   // Called with the reason when an established connection is lost.
   void setOnDown(std::function<void(const Status&)> on_down) { on_down_ = std::move(on_down); }
   // Peer-wide drain: tell the peer, refuse new streams, keep the open ones.

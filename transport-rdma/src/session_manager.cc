@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "rdmesh/common/task_queue.h"
+#include "rdmesh/common/timeval.h"
 #include "session_impl.h"
 #include "unix_fd.h"
 
@@ -222,8 +223,7 @@ class SessionManagerImpl final : public SessionManager {
     if (p.retry_ev == nullptr) {
       p.retry_ev = event_new(base_, -1, 0, &onRetry, &p);
     }
-    auto ms = p.backoff.count();
-    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    timeval tv = toTimeval(p.backoff);
     event_add(p.retry_ev, &tv);
     p.backoff = std::min(p.backoff * 2, options_.max_backoff);
   }

@@ -28,7 +28,6 @@ class AdaptivePoller {
   // Runs until stop() (from the loop thread, e.g. in a TaskQueue task).
   void run();
   void stop() { stopped_ = true; }
-  std::chrono::microseconds currentSpin() const { return spin_; }
 
  private:
   bool pollAll();

@@ -6,6 +6,7 @@
 
 #include "fmt/chrono.h"
 #include "rdmesh/xds/messages.h"
+#include "spdlog/spdlog.h"
 
 namespace rdmesh::xds_server {
 

@@ -109,6 +109,8 @@ std::unique_ptr<H2StreamHandler> XdsServer::route(H2Stream& stream) {
   if (path == xds::kStreamPath || path == xds::kDeltaStreamPath) {
     if (request.method != "POST") return reply(errorReply(405, "discovery streams are POST"));
     if (draining_) return reply(errorReply(503, "draining: connect to another replica"));
+    // A (re)connecting client starts from the newest registry, not from the last coalesced one.
+    if (registry_.snapshot()->revision != catalog_->revision) publish();
     stream.respond(200, xds::kNdjsonContentType);
     return std::make_unique<DiscoveryHandler>(
         *this, stream,

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,7 @@ struct ListenerConfig {
 struct EndpointConfig {
   std::string node;     // node name; equal to node.name means local (plain TCP)
   InetAddress address;  // pod address:port
+  bool operator==(const EndpointConfig&) const = default;
 };
 
 struct ClusterConfig {
@@ -81,6 +83,10 @@ struct ProxyConfig {
   std::string source_path;  // file it came from (for /config_dump)
   std::string source_text;  // raw YAML (for /config_dump)
 };
+
+// What workers run on: an immutable snapshot of the whole configuration. A live update (xDS)
+// builds a new one and hands it to every worker; connections already open keep what they copied.
+using ConfigSnapshot = std::shared_ptr<const ProxyConfig>;
 
 // Parses and validates; errors read "<file>:<line>:<col>: <field path>: <what is wrong>".
 Result<ProxyConfig> parseConfig(const std::string& yaml_text, const std::string& source_name);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,21 @@ struct ClusterConfig {
   int line = 0;
 };
 
+// Dynamic configuration from rdmesh-xds (docs/xds.md). With it, listeners, clusters and peers
+// also come from the control plane, alongside (never instead of) the ones in the file.
+struct XdsConfig {
+  std::vector<std::string> servers;   // "host:port", tried in turn
+  bool plaintext = false;             // h2c (tests, trusted networks); otherwise TLS
+  std::string ca_file;                // TLS: CA bundle that signs the server certificate
+  std::string server_name;            // TLS: name the certificate must carry (default: the host)
+  std::string id;                     // unique client id (default: "sidecar~<workload>~<node>")
+  std::string workload;               // "<namespace>/<pod>"
+  std::string namespace_name;         // the workload's namespace
+  std::vector<std::string> clusters;  // clusters wanted beyond the workload's namespace
+  std::chrono::milliseconds connect_timeout{5000};
+  int line = 0;
+};
+
 struct AdminConfig {
   InetAddress address;  // default 127.0.0.1:15000
 };
@@ -79,6 +95,7 @@ struct ProxyConfig {
   TransportConfig transport;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
+  std::optional<XdsConfig> xds;
   std::chrono::milliseconds drain_timeout{5000};
   std::string source_path;  // file it came from (for /config_dump)
   std::string source_text;  // raw YAML (for /config_dump)

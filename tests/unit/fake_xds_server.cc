@@ -62,8 +62,7 @@ int onFrame(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     nghttp2_nv headers[] = {
         {(uint8_t*)":status", (uint8_t*)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t*)"content-type", (uint8_t*)"application/x-ndjson", 12, 20,
-         NGHTTP2_NV_FLAG_NONE}};
+        {(uint8_t*)"content-type", (uint8_t*)"application/x-ndjson", 12, 20, NGHTTP2_NV_FLAG_NONE}};
     nghttp2_data_provider body{};
     body.read_callback = &readOutbox;
     nghttp2_submit_response(session, frame->hd.stream_id, headers, 2, &body);

@@ -37,6 +37,25 @@ Status checkSnapshot(const ProxyConfig& config) {
       return invalidArgument(fmt::format("duplicate cluster '{}'", c.name));
     }
   }
+  // An endpoint on this node that is one of this proxy's own outbound listeners would send every
+  // connection back into the proxy, forever.
+  for (const ClusterConfig& c : config.clusters) {
+    for (const EndpointConfig& e : c.endpoints) {
+      if (e.node != config.node.name) continue;
+      for (const ListenerConfig& l : config.listeners) {
+        if (l.direction != ListenerDirection::kOutbound || l.address.port() != e.address.port() ||
+            l.address.family() != e.address.family()) {
+          continue;
+        }
+        bool wildcard = l.address.rawIp().find_first_not_of('\0') == std::string_view::npos;
+        if (wildcard || l.address.rawIp() == e.address.rawIp()) {
+          return invalidArgument(fmt::format(
+              "cluster {}: endpoint {} on this node is listener {} of this proxy (a routing loop)",
+              c.name, e.address.toString(), l.name));
+        }
+      }
+    }
+  }
   std::set<std::string> peer_names;
   for (const PeerConfig& p : config.transport.peers) {
     if (p.name == config.node.name) {

@@ -10,7 +10,8 @@
 namespace rdmesh::proxy {
 
 // Checks that hold for every snapshot, whatever its source: unique listener and cluster names,
-// one outbound listener per address, one inbound listener per port, valid peers.
+// one outbound listener per address, one inbound listener per port, no cluster endpoint that is
+// one of the proxy's own listeners (a loop), valid peers.
 Status checkSnapshot(const ProxyConfig& config);
 
 // Implemented by the server (main thread). A source builds the whole next configuration from the

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "config.h"
+#include "config_update.h"
 #include "harness.h"
 #include "server.h"
 
@@ -220,6 +221,31 @@ TEST_P(LiveUpdateTest, ManyUpdatesInARowEndOnTheLast) {
 
 INSTANTIATE_TEST_SUITE_P(Workers, LiveUpdateTest, ::testing::Values(1, 3),
                          [](const auto& info) { return std::to_string(info.param) + "_workers"; });
+
+}  // namespace
+}  // namespace rdmesh::proxy
+
+namespace rdmesh::proxy {
+namespace {
+
+TEST(CheckSnapshot, EndpointThatIsOurOwnListenerIsALoop) {
+  ProxyConfig config;
+  config.node.name = "local";
+  config.listeners = {outbound("app", 18080, "backend")};
+  ClusterConfig c;
+  c.name = "backend";
+  c.endpoints.push_back({"local", InetAddress::parse("127.0.0.1:18080").value()});
+  config.clusters = {c};
+  EXPECT_EQ(checkSnapshot(config).message(),
+            "cluster backend: endpoint 127.0.0.1:18080 on this node is listener app of this proxy "
+            "(a routing loop)");
+  config.clusters[0].endpoints[0].node = "remote";  // the same address elsewhere is fine
+  EXPECT_TRUE(checkSnapshot(config));
+  config.clusters[0].endpoints[0] = {"local", InetAddress::parse("10.0.0.1:18080").value()};
+  EXPECT_TRUE(checkSnapshot(config));
+  config.listeners[0].address = InetAddress::parse("0.0.0.0:18080").value();  // wildcard
+  EXPECT_FALSE(checkSnapshot(config));
+}
 
 }  // namespace
 }  // namespace rdmesh::proxy

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <map>
 #include <set>
 
 #include "harness.h"
@@ -254,6 +255,103 @@ TEST_F(XdsTest, WorkloadsComeAndGoLiveBrokenConfigIsNackedXdsOutageIsSurvived) {
       registerWorkload("cart-0", workloadJson("cart-0", "node-b", "10.77.1.2", 9090, "cart")));
   EXPECT_TRUE(waitFor([&] { return connectCart().tag == "cart-0"; }, 20s));
   EXPECT_TRUE(echoes(held, "after the restart"));
+}
+
+// TLS on the xDS port: the sidecar verifies rdmesh-xds against its CA bundle and the expected
+// name; a wrong name or a foreign CA never gets a config (and says why in /config_dump).
+class XdsTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = netnsUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
+    if (xdsBinary().empty() || findExecutable(xdsBinary()).empty()) {
+      GTEST_SKIP() << "rdmesh-xds not built";
+    }
+    if (findExecutable("openssl").empty()) GTEST_SKIP() << "openssl CLI not installed";
+    mesh_ = std::make_unique<Mesh>("tcp", std::vector<std::string>{"node-a"});
+    makeCa("ca");
+    makeCa("other-ca");
+    writeFile(dir("san.cnf"), "subjectAltName=DNS:rdmesh-xds.test,IP:127.0.0.1\n");
+    openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+             dir("server.key"), "-out", dir("server.csr"), "-subj", "/CN=rdmesh-xds"});
+    openssl({"x509", "-req", "-in", dir("server.csr"), "-CA", dir("ca.pem"), "-CAkey",
+             dir("ca.key"), "-CAcreateserial", "-days", "1", "-extfile", dir("san.cnf"), "-out",
+             dir("server.pem")});
+    writeFile(dir("registry.yaml"), kRegistry);
+    xds_ = std::make_unique<Process>(
+        "rdmesh-xds",
+        std::vector<std::string>{xdsBinary(), "--listen-ip", "127.0.0.1", "--port", "15012",
+                                 "--tls-cert", dir("server.pem"), "--tls-key", dir("server.key"),
+                                 "--registry-file", dir("registry.yaml")},
+        mesh_->logPath("rdmesh-xds"), mesh_->ns("node-a"));
+    ASSERT_TRUE(waitForTcp(mesh_->ns("node-a"), "127.0.0.1", 15012, 10s)) << xds_->output();
+  }
+
+  std::string dir(const std::string& name) { return mesh_->dir().file(name); }
+
+  void openssl(std::vector<std::string> args) {
+    args.insert(args.begin(), "openssl");
+    CommandResult r = runCommand(args, mesh_->logPath("openssl"), "", 30s);
+    ASSERT_TRUE(r.ok()) << r.describe() << r.output;
+  }
+
+  void makeCa(const std::string& name) {
+    openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", dir(name + ".key"), "-out", dir(name + ".pem"), "-days", "1", "-subj",
+             "/CN=" + name});
+  }
+
+  // A sidecar of its own (admin and session ports by index) trusting `ca` and expecting `name`.
+  std::unique_ptr<Process> startSidecar(int index, const std::string& ca, const std::string& name) {
+    std::string config = dir("tls-" + std::to_string(index) + ".yaml");
+    writeFile(
+        config,
+        "node: {name: node-a}\nadmin: {address: \"127.0.0.1:" + std::to_string(15100 + index) +
+            "\"}\ntransport: {backend: tcp, listen: \"127.0.0.1:" + std::to_string(15200 + index) +
+            "\"}\nxds:\n  servers: [\"127.0.0.1:15012\"]\n  tls: {ca_file: " + dir(ca + ".pem") +
+            ", server_name: " + name + "}\n  workload: shop/web-0\n");
+    return std::make_unique<Process>("rdmesh-proxy-" + std::to_string(index),
+                                     std::vector<std::string>{proxyBinary(), "-c", config},
+                                     mesh_->logPath("tls-proxy-" + std::to_string(index)),
+                                     mesh_->ns("node-a"));
+  }
+
+  std::string admin(int index, const std::string& path) {
+    return httpGet(mesh_->ns("node-a"), "http://127.0.0.1:" + std::to_string(15100 + index) + path)
+        .body;
+  }
+
+  std::unique_ptr<Mesh> mesh_;
+  std::unique_ptr<Process> xds_;
+};
+
+TEST_F(XdsTlsTest, VerifiesTheServerCertificateAndName) {
+  auto good = startSidecar(0, "ca", "rdmesh-xds.test");
+  auto wrong_name = startSidecar(1, "ca", "rdmesh-xds.elsewhere");
+  auto foreign_ca = startSidecar(2, "other-ca", "rdmesh-xds.test");
+
+  EXPECT_TRUE(waitFor(
+      [&] { return statInt(admin(0, "/stats"), "rdmesh.xds.cluster.update_success", 0) >= 1; },
+      15s))
+      << good->output();
+  EXPECT_EQ(statInt(admin(0, "/stats"), "rdmesh.xds.connected"), 1);
+
+  const std::map<int, std::string> expected_error = {
+      {1, "TLS: certificate: hostname mismatch"},
+      {2, "TLS: certificate: unable to get local issuer certificate"}};
+  for (int index : {1, 2}) {
+    EXPECT_TRUE(waitFor(
+        [&] { return statInt(admin(index, "/stats"), "rdmesh.xds.connect_attempts", 0) >= 2; },
+        15s));
+    std::string stats = admin(index, "/stats");
+    EXPECT_EQ(statInt(stats, "rdmesh.xds.streams_opened"), 0) << stats;
+    EXPECT_EQ(statInt(stats, "rdmesh.xds.cluster.update_attempt"), 0);
+    std::string dump = admin(index, "/config_dump");
+    EXPECT_NE(dump.find(expected_error.at(index)), std::string::npos) << dump;
+  }
+  for (auto* p : {good.get(), wrong_name.get(), foreign_ca.get()}) {
+    int status = p->terminate();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describeWaitStatus(status);
+  }
 }
 
 }  // namespace

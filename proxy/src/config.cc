@@ -739,11 +739,25 @@ class ConfigReader {
     return Status::ok();
   }
 
+  // Leaves *out (the default) alone when the key is absent.
+  Status readBool(const Mapping& mapping, std::string_view key, bool* out) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(findScalar(mapping, key, Need::kOptional, &entry));
+    if (entry == nullptr) return Status::ok();
+    const std::string& text = entry->value.Scalar();
+    if (text != "true" && text != "false") {
+      return fail(entry->valuePosition(), mapping.fieldPath(key),
+                  fmt::format("'{}' is not true or false", text));
+    }
+    *out = text == "true";
+    return Status::ok();
+  }
+
   Status readXds(const Entry* entry, ProxyConfig* config) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(entry->value, "xds", entry->valuePosition(),
-                                {"servers", "plaintext", "tls", "id", "workload", "namespace",
-                                 "clusters", "connect_timeout_ms"},
+                                {"servers", "plaintext", "delta", "tls", "id", "workload",
+                                 "namespace", "clusters", "connect_timeout_ms"},
                                 &section));
     XdsConfig xds;
     xds.line = section.position.line;
@@ -772,16 +786,8 @@ class ConfigReader {
       return fail(servers->valuePosition(), "xds.servers", "must list at least one server");
     }
 
-    const Entry* plaintext = nullptr;
-    RETURN_IF_ERROR(findScalar(section, "plaintext", Need::kOptional, &plaintext));
-    if (plaintext != nullptr) {
-      const std::string& text = plaintext->value.Scalar();
-      if (text != "true" && text != "false") {
-        return fail(plaintext->valuePosition(), "xds.plaintext",
-                    fmt::format("'{}' is not true or false", text));
-      }
-      xds.plaintext = text == "true";
-    }
+    RETURN_IF_ERROR(readBool(section, "plaintext", &xds.plaintext));
+    RETURN_IF_ERROR(readBool(section, "delta", &xds.delta));
     const Entry* tls = section.find("tls");
     if (xds.plaintext && tls != nullptr) {
       return fail(tls->key_position, "xds.tls", "not with plaintext: true (choose one)");
@@ -1033,6 +1039,7 @@ std::string configToJson(const ProxyConfig& config) {
       const XdsConfig& xds = *config.xds;
       json["xds"] = {{"servers", xds.servers},
                      {"plaintext", xds.plaintext},
+                     {"delta", xds.delta},
                      {"ca_file", xds.ca_file},
                      {"server_name", xds.server_name},
                      {"id", xds.id},

@@ -75,6 +75,7 @@ struct ClusterConfig {
 struct XdsConfig {
   std::vector<std::string> servers;   // "host:port", tried in turn
   bool plaintext = false;             // h2c (tests, trusted networks); otherwise TLS
+  bool delta = false;                 // incremental stream instead of state of the world
   std::string ca_file;                // TLS: CA bundle that signs the server certificate
   std::string server_name;            // TLS: name the certificate must carry (default: the host)
   std::string id;                     // unique client id (default: "sidecar~<workload>~<node>")

@@ -130,6 +130,7 @@ Result<std::unique_ptr<XdsConfigSource>> XdsConfigSource::create(event_base* bas
   xds::ClientOptions options;
   options.servers = settings.servers;
   options.plaintext = settings.plaintext;
+  options.delta = settings.delta;
   options.ca_file = settings.ca_file;
   options.server_name = settings.server_name;
   options.connect_timeout = settings.connect_timeout;

@@ -49,7 +49,8 @@ std::string workloadJson(const std::string& pod, const std::string& node, const 
          "],\"labels\":{\"app\":\"" + app + "\"}}";
 }
 
-class XdsTest : public ::testing::Test {
+// Every case runs on both stream variants: state of the world ("sotw") and incremental ("delta").
+class XdsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (auto why = netnsUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
@@ -104,7 +105,8 @@ class XdsTest : public ::testing::Test {
 
   std::string xdsSection(const std::string& ip, const std::string& workload) {
     return "xds:\n  servers: [\"" + ip + ":" + std::to_string(kXdsPort) +
-           "\"]\n  plaintext: true\n  workload: " + workload + "\n  connect_timeout_ms: 1000\n";
+           "\"]\n  plaintext: true\n  delta: " + (GetParam() == "delta" ? "true" : "false") +
+           "\n  workload: " + workload + "\n  connect_timeout_ms: 1000\n";
   }
 
   void startXds() {
@@ -180,7 +182,7 @@ class XdsTest : public ::testing::Test {
   std::unique_ptr<ThreadedServer> cart1_;
 };
 
-TEST_F(XdsTest, WorkloadsComeAndGoLiveBrokenConfigIsNackedXdsOutageIsSurvived) {
+TEST_P(XdsTest, WorkloadsComeAndGoLiveBrokenConfigIsNackedXdsOutageIsSurvived) {
   Sidecar& a = mesh_->sidecar("node-a");
   // The cluster came from xDS: traffic reaches cart-1 (same node) from the start.
   ASSERT_TRUE(waitFor([&] { return connectCart().tag == "cart-1"; }, 15s));
@@ -256,6 +258,10 @@ TEST_F(XdsTest, WorkloadsComeAndGoLiveBrokenConfigIsNackedXdsOutageIsSurvived) {
   EXPECT_TRUE(waitFor([&] { return connectCart().tag == "cart-0"; }, 20s));
   EXPECT_TRUE(echoes(held, "after the restart"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Streams, XdsTest,
+                         ::testing::Values(std::string("sotw"), std::string("delta")),
+                         BackendName());
 
 // TLS on the xDS port: the sidecar verifies rdmesh-xds against its CA bundle and the expected
 // name; a wrong name or a foreign CA never gets a config (and says why in /config_dump).

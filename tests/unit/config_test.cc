@@ -566,6 +566,8 @@ TEST(ConfigTest, ExampleConfigsLoad) {
   int loaded = 0;
   for (const auto& file : std::filesystem::directory_iterator(config_dir)) {
     if (file.path().extension() != ".yaml") continue;
+    // rdmesh-xds's registry example lives here too; it is not a proxy config.
+    if (file.path().filename().string().rfind("xds-registry", 0) == 0) continue;
     Result<ProxyConfig> config = loadConfigFile(file.path().string());
     EXPECT_TRUE(config.isOk()) << config.status().message();
     ++loaded;

@@ -12,6 +12,7 @@
 
 #include "h2_stream.h"
 #include "rdmesh/common/timeval.h"
+#include "rdmesh/xds/delta_state.h"
 #include "rdmesh/xds/ndjson_framer.h"
 #include "tls_context.h"
 
@@ -45,6 +46,109 @@ std::optional<LenientHeader> readLeniently(std::string_view line) {
   return LenientHeader{*type, nonce->get<std::string>()};
 }
 
+// What one response line led to, for the client's stats and logs.
+struct Outcome {
+  enum Kind { kJudged, kUnreadable, kNotSubscribed } kind = kJudged;
+  ResourceType type = ResourceType::kNode;
+  std::string version;
+  size_t resources = 0;
+  Status verdict;     // kJudged: the handler's; kUnreadable: why it could not be read
+  std::string reply;  // the ACK or NACK line to send
+};
+
+// What differs between the two stream variants (docs/xds.md): the path, the requests that open
+// a stream, and how a response becomes a verdict and a reply.
+class StreamProtocol {
+ public:
+  virtual ~StreamProtocol() = default;
+  virtual std::string_view path() const = 0;
+  virtual std::vector<std::string> openingLines() const = 0;
+  // A protocol error (the stream must be reset) when the line is not a response at all.
+  virtual Result<Outcome> onLine(std::string_view line, const ResourceHandler& handler) = 0;
+  virtual const std::vector<TypeStatus>& status() const = 0;
+};
+
+// A response the strict parser refused but whose type and nonce are readable: NACKed.
+template <typename State>
+Result<Outcome> unreadable(State& state, std::string_view line, const Status& why) {
+  std::optional<LenientHeader> header = readLeniently(line);
+  if (!header) return protocolError("unreadable response: " + why.message());
+  Outcome outcome;
+  outcome.kind = state.isSubscribed(header->type) ? Outcome::kUnreadable : Outcome::kNotSubscribed;
+  outcome.type = header->type;
+  outcome.verdict = why;
+  outcome.reply =
+      toLine(serialize(state.onUnreadableResponse(header->type, header->nonce, why.message())));
+  return outcome;
+}
+
+class SotwProtocol final : public StreamProtocol {
+ public:
+  explicit SotwProtocol(const ClientOptions& options)
+      : state_(options.identity, options.subscriptions) {}
+  std::string_view path() const override { return kStreamPath; }
+  std::vector<std::string> openingLines() const override {
+    std::vector<std::string> lines;
+    for (const DiscoveryRequest& r : state_.onStreamOpen()) lines.push_back(toLine(serialize(r)));
+    return lines;
+  }
+  Result<Outcome> onLine(std::string_view line, const ResourceHandler& handler) override {
+    Result<DiscoveryResponse> response = parseDiscoveryResponse(line);
+    if (!response) return unreadable(state_, line, response.status());
+    Outcome outcome;
+    outcome.type = response->type;
+    outcome.version = response->version_info;
+    outcome.resources = response->resources.size();
+    if (!state_.isSubscribed(response->type)) {
+      outcome.kind = Outcome::kNotSubscribed;
+    } else {
+      outcome.verdict = handler(response->type, response->version_info, response->resources);
+    }
+    outcome.reply = toLine(serialize(state_.onResponse(*response, outcome.verdict)));
+    return outcome;
+  }
+  const std::vector<TypeStatus>& status() const override { return state_.status(); }
+
+ private:
+  SotwState state_;
+};
+
+class DeltaProtocol final : public StreamProtocol {
+ public:
+  explicit DeltaProtocol(const ClientOptions& options)
+      : state_(options.identity, options.subscriptions) {}
+  std::string_view path() const override { return kDeltaStreamPath; }
+  std::vector<std::string> openingLines() const override {
+    std::vector<std::string> lines;
+    for (const DeltaDiscoveryRequest& r : state_.onStreamOpen()) {
+      lines.push_back(toLine(serialize(r)));
+    }
+    return lines;
+  }
+  Result<Outcome> onLine(std::string_view line, const ResourceHandler& handler) override {
+    Result<DeltaDiscoveryResponse> response = parseDeltaDiscoveryResponse(line);
+    if (!response) return unreadable(state_, line, response.status());
+    Outcome outcome;
+    outcome.type = response->type;
+    outcome.version = response->system_version_info;
+    if (!state_.isSubscribed(response->type)) {
+      outcome.kind = Outcome::kNotSubscribed;
+    } else {
+      // The handler judges the whole set the response would leave in force.
+      Result<std::vector<Resource>> next = state_.candidate(*response);
+      outcome.resources = next ? next->size() : 0;
+      outcome.verdict =
+          next ? handler(response->type, response->system_version_info, *next) : next.status();
+    }
+    outcome.reply = toLine(serialize(state_.onResponse(*response, outcome.verdict)));
+    return outcome;
+  }
+  const std::vector<TypeStatus>& status() const override { return state_.status(); }
+
+ private:
+  DeltaState state_;
+};
+
 class ClientImpl final : public Client {
  public:
   ClientImpl(event_base* base, ClientOptions options, ResourceHandler handler, StatsStore& stats,
@@ -53,7 +157,8 @@ class ClientImpl final : public Client {
         options_(std::move(options)),
         handler_(std::move(handler)),
         tls_(std::move(tls)),
-        state_(options_.identity, options_.subscriptions),
+        protocol_(options_.delta ? std::unique_ptr<StreamProtocol>(new DeltaProtocol(options_))
+                                 : std::unique_ptr<StreamProtocol>(new SotwProtocol(options_))),
         random_(std::random_device{}()),
         connected_(stats.gauge("xds", "connected")),
         connect_attempts_(stats.counter("xds", "connect_attempts")),
@@ -82,7 +187,7 @@ class ClientImpl final : public Client {
   bool connected() const override { return stream_ && stream_->isOpen(); }
   std::string server() const override { return options_.servers[server_index_]; }
   std::string lastError() const override { return last_error_; }
-  const std::vector<TypeStatus>& status() const override { return state_.status(); }
+  const std::vector<TypeStatus>& status() const override { return protocol_->status(); }
 
  private:
   struct TypeStats {
@@ -98,7 +203,7 @@ class ClientImpl final : public Client {
     H2Target target;
     target.host = host_port->first;
     target.port = host_port->second;
-    target.path = std::string(kStreamPath);
+    target.path = std::string(protocol_->path());
     target.content_type = std::string(kNdjsonContentType);
     target.tls = tls_;
     target.tls_server_name = options_.server_name;
@@ -114,11 +219,10 @@ class ClientImpl final : public Client {
   void onOpen() {
     connected_.set(1);
     streams_opened_.inc();
-    spdlog::info("xds: connected to {} ({})", server(), tls_ ? "TLS" : "plaintext h2c");
-    for (const DiscoveryRequest& request : state_.onStreamOpen()) send(request);
+    spdlog::info("xds: connected to {} ({}, {})", server(), tls_ ? "TLS" : "plaintext h2c",
+                 options_.delta ? "delta" : "state of the world");
+    for (std::string& line : protocol_->openingLines()) stream_->send(std::move(line));
   }
-
-  void send(const DiscoveryRequest& request) { stream_->send(toLine(serialize(request))); }
 
   void onData(std::string_view bytes) {
     Status framed = framer_.feed(bytes, [this](std::string_view line) { return onLine(line); });
@@ -132,49 +236,42 @@ class ClientImpl final : public Client {
     if (std::optional<StreamError> error = parseStreamError(line)) {
       return protocolError(fmt::format("server error {}: {}", error->code, error->message));
     }
-    Result<DiscoveryResponse> response = parseDiscoveryResponse(line);
-    if (!response) {
-      std::optional<LenientHeader> header = readLeniently(line);
-      if (!header) {
-        return protocolError("unreadable response: " + response.status().message());
-      }
-      spdlog::warn("xds: rejected {} response (nonce {}): {}", shortName(header->type),
-                   header->nonce, response.status().message());
-      countRejected(header->type);
-      send(state_.onUnreadableResponse(header->type, header->nonce, response.status().message()));
-      return {};
-    }
-    return onResponse(*response);
-  }
-
-  Status onResponse(const DiscoveryResponse& response) {
     backoff_attempt_ = 0;  // the server answers: the stream is healthy
-    if (!state_.isSubscribed(response.type)) {
-      send(state_.onResponse(response, {}));
-      return {};
+    Result<Outcome> outcome = protocol_->onLine(line, handler_);
+    if (!outcome) return outcome.status();
+    std::string_view type = shortName(outcome->type);
+    switch (outcome->kind) {
+      case Outcome::kNotSubscribed:
+        spdlog::warn("xds: NACKed a {} response: not subscribed", type);
+        break;
+      case Outcome::kUnreadable:
+        countRejected(outcome->type);
+        spdlog::warn("xds: rejected {} response: {}", type, outcome->verdict.message());
+        break;
+      case Outcome::kJudged: {
+        TypeStats& counters = per_type_[typeIndex(outcome->type)];
+        counters.attempts->inc();
+        if (outcome->verdict) {
+          counters.successes->inc();
+          stats_.setText(statScope(outcome->type), "version", outcome->version);
+          spdlog::info("xds: accepted {} version {} ({} resources)", type, outcome->version,
+                       outcome->resources);
+        } else {
+          counters.rejections->inc();
+          spdlog::warn("xds: rejected {} version {}: {}", type, outcome->version,
+                       outcome->verdict.message());
+        }
+        break;
+      }
     }
-    size_t index = typeIndex(response.type);
-    per_type_[index].attempts->inc();
-    Status verdict = handler_(response.type, response.version_info, response.resources);
-    if (verdict) {
-      per_type_[index].successes->inc();
-      stats_.setText(statScope(response.type), "version", response.version_info);
-      spdlog::info("xds: accepted {} version {} ({} resources)", shortName(response.type),
-                   response.version_info, response.resources.size());
-    } else {
-      per_type_[index].rejections->inc();
-      spdlog::warn("xds: rejected {} version {}: {}", shortName(response.type),
-                   response.version_info, verdict.message());
-    }
-    send(state_.onResponse(response, verdict));
+    stream_->send(std::move(outcome->reply));
     return {};
   }
 
   void countRejected(ResourceType type) {
-    if (!state_.isSubscribed(type)) return;
-    size_t index = typeIndex(type);
-    per_type_[index].attempts->inc();
-    per_type_[index].rejections->inc();
+    TypeStats& counters = per_type_[typeIndex(type)];
+    counters.attempts->inc();
+    counters.rejections->inc();
   }
 
   size_t typeIndex(ResourceType type) const {
@@ -213,7 +310,7 @@ class ClientImpl final : public Client {
   ClientOptions options_;
   ResourceHandler handler_;
   std::shared_ptr<const TlsContext> tls_;
-  SotwState state_;
+  std::unique_ptr<StreamProtocol> protocol_;
   std::mt19937_64 random_;
   evdns_base* dns_ = nullptr;
   event* retry_ev_ = nullptr;

@@ -8,6 +8,10 @@ namespace {
 constexpr size_t kMaxNackMessageBytes = 1024;
 }  // namespace
 
+std::string boundedNackMessage(const std::string& why) {
+  return why.size() > kMaxNackMessageBytes ? why.substr(0, kMaxNackMessageBytes - 3) + "..." : why;
+}
+
 SotwState::SotwState(ClientIdentity identity, std::vector<Subscription> subscriptions)
     : identity_(std::move(identity)), subscriptions_(std::move(subscriptions)) {
   for (const Subscription& s : subscriptions_) {
@@ -82,9 +86,7 @@ DiscoveryRequest SotwState::nack(TypeStatus& state, const std::string& version,
                                  const std::string& nonce, const std::string& why) {
   ++state.nacks;
   state.rejected_version = version;
-  // Bounded: the message travels in one string field (kMaxStringBytes).
-  state.rejected_message =
-      why.size() > kMaxNackMessageBytes ? why.substr(0, kMaxNackMessageBytes - 3) + "..." : why;
+  state.rejected_message = boundedNackMessage(why);
   DiscoveryRequest request;
   request.type = state.type;
   request.version_info = state.acked_version;  // the last good one stays in force

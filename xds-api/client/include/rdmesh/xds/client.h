@@ -1,4 +1,5 @@
-// The xDS client: one long-lived stream to rdmesh-xds (docs/xds.md), state of the world.
+// The xDS client: one long-lived stream to rdmesh-xds (docs/xds.md), state of the world or
+// incremental (delta).
 // Subscribes to the types it is given, hands every response to the owner's handler (which
 // validates and applies it, or says why not), ACKs or NACKs accordingly, and reconnects with
 // exponential backoff and jitter, rotating through the configured servers. While disconnected
@@ -28,6 +29,7 @@ struct ClientOptions {
   std::string server_name;           // TLS: expected certificate name (default: the host)
   ClientIdentity identity;
   std::vector<Subscription> subscriptions;  // in the order the requests are sent
+  bool delta = false;  // the incremental stream (DeltaStream) instead of state of the world
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds initial_backoff{250};
   std::chrono::milliseconds max_backoff{15000};

@@ -31,6 +31,8 @@ struct TypeStatus {
 
 // The error code a NACK carries (google.rpc.Code INVALID_ARGUMENT, as Envoy sends).
 inline constexpr int32_t kNackCode = 3;
+// A NACK's message, cut to a size that fits one string field of the contract.
+std::string boundedNackMessage(const std::string& why);
 
 class SotwState {
  public:

@@ -88,7 +88,7 @@ class H2Stream::Impl {
     }
   }
 
-  void send(std::string bytes) {
+  void send(std::string_view bytes) {
     if (closed_) return;
     pending_.append(bytes);
     if (session_ != nullptr && stream_id_ > 0 && deferred_) {
@@ -360,7 +360,7 @@ void H2Stream::open(const H2Target& target) {
   impl_->open(target);
 }
 void H2Stream::send(std::string bytes) {
-  impl_->send(std::move(bytes));
+  impl_->send(bytes);
 }
 void H2Stream::close(const Status& why) {
   impl_->close(why);

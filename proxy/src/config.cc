@@ -199,10 +199,14 @@ class ConfigReader {
     }
     Mapping document;
     RETURN_IF_ERROR(openMapping(
-        root, "", {}, {"node", "admin", "transport", "listeners", "clusters", "drain_timeout_ms"},
+        root, "", {},
+        {"node", "admin", "transport", "listeners", "clusters", "xds", "drain_timeout_ms"},
         &document));
+    // With xds, listeners may all come from the control plane.
+    const bool dynamic = document.find("xds") != nullptr;
     for (std::string_view required : {"node", "transport", "listeners"}) {
       const Entry* entry = nullptr;
+      if (required == "listeners" && dynamic) continue;
       RETURN_IF_ERROR(requireEntry(document, required, &entry));
     }
     config->admin.address = InetAddress::parse(kDefaultAdminAddress).value();
@@ -219,12 +223,17 @@ class ConfigReader {
       } else if (entry.key == "clusters") {
         RETURN_IF_ERROR(readClusters(&entry, &config->clusters));
       } else if (entry.key == "listeners") {
-        RETURN_IF_ERROR(readListeners(&entry, &config->listeners));
+        RETURN_IF_ERROR(readListeners(&entry, &config->listeners, dynamic));
+      } else if (entry.key == "xds") {
+        RETURN_IF_ERROR(readXds(&entry, config));
       } else if (entry.key == "drain_timeout_ms") {
         RETURN_IF_ERROR(readDurationMs(document, "drain_timeout_ms", 0, &config->drain_timeout));
       }
     }
 
+    if (config->xds && config->xds->id.empty()) {
+      config->xds->id = fmt::format("sidecar~{}~{}", config->xds->workload, config->node.name);
+    }
     if (config->transport.backend == FabricBackend::kShm && config->transport.listen.empty()) {
       config->transport.listen = fmt::format("{}{}.sock", kDefaultShmDirectory, config->node.name);
     }
@@ -632,14 +641,14 @@ class ConfigReader {
     return Status::ok();
   }
 
-  Status readListeners(const Entry* entry, std::vector<ListenerConfig>* listeners) {
+  Status readListeners(const Entry* entry, std::vector<ListenerConfig>* listeners, bool dynamic) {
     listeners->clear();
     RETURN_IF_ERROR(forEachItem(
         entry, "listeners",
         [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
           return readListener(item, path, list_position, listeners);
         }));
-    if (listeners->empty()) {
+    if (listeners->empty() && !dynamic) {
       return fail(entry->valuePosition(), "listeners", "must list at least one listener");
     }
     return Status::ok();
@@ -730,6 +739,108 @@ class ConfigReader {
     return Status::ok();
   }
 
+  // Leaves *out (the default) alone when the key is absent.
+  Status readBool(const Mapping& mapping, std::string_view key, bool* out) {
+    const Entry* entry = nullptr;
+    RETURN_IF_ERROR(findScalar(mapping, key, Need::kOptional, &entry));
+    if (entry == nullptr) return Status::ok();
+    const std::string& text = entry->value.Scalar();
+    if (text != "true" && text != "false") {
+      return fail(entry->valuePosition(), mapping.fieldPath(key),
+                  fmt::format("'{}' is not true or false", text));
+    }
+    *out = text == "true";
+    return Status::ok();
+  }
+
+  Status readXds(const Entry* entry, ProxyConfig* config) {
+    Mapping section;
+    RETURN_IF_ERROR(openMapping(entry->value, "xds", entry->valuePosition(),
+                                {"servers", "plaintext", "delta", "tls", "id", "workload",
+                                 "namespace", "clusters", "connect_timeout_ms"},
+                                &section));
+    XdsConfig xds;
+    xds.line = section.position.line;
+    const Entry* servers = nullptr;
+    RETURN_IF_ERROR(requireEntry(section, "servers", &servers));
+    RETURN_IF_ERROR(forEachItem(
+        servers, "xds.servers",
+        [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
+          if (!item.IsScalar()) {
+            return fail(positionOf(item, list_position), path,
+                        fmt::format("expected \"host:port\", got {}", describeType(item)));
+          }
+          const std::string& text = item.Scalar();
+          size_t colon = text.rfind(':');
+          std::optional<uint64_t> port =
+              colon == std::string::npos ? std::nullopt : parseDecimal(text.substr(colon + 1));
+          if (colon == 0 || !port || *port == 0 || *port > 65535 ||
+              !isPrintableAscii(text, /*allow_space=*/false)) {
+            return fail(positionOf(item, list_position), path,
+                        fmt::format("'{}' is not host:port", text));
+          }
+          xds.servers.push_back(text);
+          return Status::ok();
+        }));
+    if (xds.servers.empty()) {
+      return fail(servers->valuePosition(), "xds.servers", "must list at least one server");
+    }
+
+    RETURN_IF_ERROR(readBool(section, "plaintext", &xds.plaintext));
+    RETURN_IF_ERROR(readBool(section, "delta", &xds.delta));
+    const Entry* tls = section.find("tls");
+    if (xds.plaintext && tls != nullptr) {
+      return fail(tls->key_position, "xds.tls", "not with plaintext: true (choose one)");
+    }
+    if (!xds.plaintext) {
+      if (tls == nullptr) {
+        return fail(section.position, "xds.tls",
+                    "missing (TLS needs ca_file; for plaintext h2c say plaintext: true)");
+      }
+      Mapping tls_section;
+      RETURN_IF_ERROR(openMapping(tls->value, "xds.tls", tls->valuePosition(),
+                                  {"ca_file", "server_name"}, &tls_section));
+      RETURN_IF_ERROR(readString(tls_section, "ca_file", Need::kRequired, &xds.ca_file));
+      RETURN_IF_ERROR(readString(tls_section, "server_name", Need::kOptional, &xds.server_name));
+    }
+
+    const Entry* workload = nullptr;
+    RETURN_IF_ERROR(readString(section, "workload", Need::kRequired, &xds.workload, &workload));
+    size_t slash = xds.workload.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == xds.workload.size() ||
+        !isPrintableAscii(xds.workload, /*allow_space=*/false)) {
+      return fail(workload->valuePosition(), "xds.workload",
+                  fmt::format("'{}' is not <namespace>/<pod>", xds.workload));
+    }
+    xds.namespace_name = xds.workload.substr(0, slash);
+    const Entry* namespace_entry = nullptr;
+    std::string namespace_name = xds.namespace_name;
+    RETURN_IF_ERROR(
+        readString(section, "namespace", Need::kOptional, &namespace_name, &namespace_entry));
+    if (namespace_name != xds.namespace_name) {
+      return fail(namespace_entry->valuePosition(), "xds.namespace",
+                  fmt::format("'{}' differs from the workload's namespace '{}'", namespace_name,
+                              xds.namespace_name));
+    }
+    const Entry* id = nullptr;
+    RETURN_IF_ERROR(readString(section, "id", Need::kOptional, &xds.id, &id));
+    if (id != nullptr && (xds.id.empty() || !isPrintableAscii(xds.id, /*allow_space=*/false))) {
+      return fail(id->valuePosition(), "xds.id", "must be printable characters without spaces");
+    }
+    RETURN_IF_ERROR(forEachItem(
+        section.find("clusters"), "xds.clusters",
+        [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
+          if (!item.IsScalar() || item.Scalar().empty()) {
+            return fail(positionOf(item, list_position), path, "expected a cluster name");
+          }
+          xds.clusters.push_back(item.Scalar());
+          return Status::ok();
+        }));
+    RETURN_IF_ERROR(readDurationMs(section, "connect_timeout_ms", 1, &xds.connect_timeout));
+    config->xds = std::move(xds);
+    return Status::ok();
+  }
+
   // Checks the names that point into other sections, in file order.
   Status checkReferences(const ProxyConfig& config) {
     std::stable_sort(references_.begin(), references_.end(),
@@ -749,7 +860,7 @@ class ConfigReader {
           }
           break;
         case Reference::kEndpointNode: {
-          bool known = name == config.node.name ||
+          bool known = config.xds.has_value() || name == config.node.name ||
                        std::any_of(peers.begin(), peers.end(),
                                    [&](const PeerConfig& peer) { return peer.name == name; });
           if (!known) {
@@ -761,7 +872,10 @@ class ConfigReader {
           break;
         }
         case Reference::kListenerCluster: {
+          // With xds the cluster may come from the control plane; until it does, the listener
+          // resets its connections (and counts them).
           bool defined =
+              config.xds.has_value() ||
               std::any_of(config.clusters.begin(), config.clusters.end(),
                           [&](const ClusterConfig& cluster) { return cluster.name == name; });
           if (!defined) {
@@ -921,6 +1035,19 @@ std::string configToJson(const ProxyConfig& config) {
         {"clusters", std::move(clusters)},
         {"drain_timeout_ms", config.drain_timeout.count()},
     };
+    if (config.xds) {
+      const XdsConfig& xds = *config.xds;
+      json["xds"] = {{"servers", xds.servers},
+                     {"plaintext", xds.plaintext},
+                     {"delta", xds.delta},
+                     {"ca_file", xds.ca_file},
+                     {"server_name", xds.server_name},
+                     {"id", xds.id},
+                     {"workload", xds.workload},
+                     {"namespace", xds.namespace_name},
+                     {"clusters", xds.clusters},
+                     {"connect_timeout_ms", xds.connect_timeout.count()}};
+    }
     // Replace rather than throw on bytes that are not UTF-8: a dump must never fail.
     return json.dump(2, ' ', false, Json::error_handler_t::replace);
   } catch (const std::exception& e) {

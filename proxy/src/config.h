@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +59,7 @@ struct ListenerConfig {
 struct EndpointConfig {
   std::string node;     // node name; equal to node.name means local (plain TCP)
   InetAddress address;  // pod address:port
+  bool operator==(const EndpointConfig&) const = default;
 };
 
 struct ClusterConfig {
@@ -64,6 +67,22 @@ struct ClusterConfig {
   LbPolicy lb_policy = LbPolicy::kRoundRobin;
   std::chrono::milliseconds connect_timeout{1000};
   std::vector<EndpointConfig> endpoints;
+  int line = 0;
+};
+
+// Dynamic configuration from rdmesh-xds (docs/xds.md). With it, listeners, clusters and peers
+// also come from the control plane, alongside (never instead of) the ones in the file.
+struct XdsConfig {
+  std::vector<std::string> servers;   // "host:port", tried in turn
+  bool plaintext = false;             // h2c (tests, trusted networks); otherwise TLS
+  bool delta = false;                 // incremental stream instead of state of the world
+  std::string ca_file;                // TLS: CA bundle that signs the server certificate
+  std::string server_name;            // TLS: name the certificate must carry (default: the host)
+  std::string id;                     // unique client id (default: "sidecar~<workload>~<node>")
+  std::string workload;               // "<namespace>/<pod>"
+  std::string namespace_name;         // the workload's namespace
+  std::vector<std::string> clusters;  // clusters wanted beyond the workload's namespace
+  std::chrono::milliseconds connect_timeout{5000};
   int line = 0;
 };
 
@@ -77,10 +96,15 @@ struct ProxyConfig {
   TransportConfig transport;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
+  std::optional<XdsConfig> xds;
   std::chrono::milliseconds drain_timeout{5000};
   std::string source_path;  // file it came from (for /config_dump)
   std::string source_text;  // raw YAML (for /config_dump)
 };
+
+// What workers run on: an immutable snapshot of the whole configuration. A live update (xDS)
+// builds a new one and hands it to every worker; connections already open keep what they copied.
+using ConfigSnapshot = std::shared_ptr<const ProxyConfig>;
 
 // Parses and validates; errors read "<file>:<line>:<col>: <field path>: <what is wrong>".
 Result<ProxyConfig> parseConfig(const std::string& yaml_text, const std::string& source_name);

@@ -1,4 +1,5 @@
-// rdmesh-proxy: the rdmesh sidecar. Standalone: `rdmesh-proxy -c rdmesh.yaml`.
+// rdmesh-proxy: the rdmesh sidecar. Standalone: `rdmesh-proxy -c rdmesh.yaml`; with an `xds:`
+// section in that file, listeners, clusters and peers also come live from rdmesh-xds.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -7,6 +8,7 @@
 
 #include "config.h"
 #include "server.h"
+#include "xds_source.h"
 
 namespace {
 
@@ -38,6 +40,19 @@ int run(int argc, char** argv) {
   if (auto s = server.start(); !s) {
     std::cerr << "rdmesh-proxy: cannot start: " << s.message() << "\n";
     return 1;
+  }
+  // Declared after the server: destroyed first, while the server's event loop still exists.
+  std::unique_ptr<rdmesh::proxy::XdsConfigSource> xds;
+  if (server.currentConfig().xds) {
+    auto source = rdmesh::proxy::XdsConfigSource::create(server.base(), server.currentConfig(),
+                                                         server, server.stats());
+    if (!source) {
+      std::cerr << "rdmesh-proxy: xds: " << source.status().message() << "\n";
+      return 1;
+    }
+    xds = std::move(source.value());
+    server.setConfigDumpExtra([source = xds.get()] { return source->dumpJson(); });
+    xds->start();
   }
   return server.run();
 }

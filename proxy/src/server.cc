@@ -3,8 +3,12 @@
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
+#include <map>
+#include <nlohmann/json.hpp>
 
+#include "listen_sockets.h"
 #include "rdmesh/transport/fabric.h"
 
 namespace rdmesh::proxy {
@@ -13,7 +17,8 @@ namespace {
 constexpr timeval kDrainTick{0, suseconds_t{50} * 1000};
 }
 
-Server::Server(ProxyConfig config) : config_(std::move(config)), base_(event_base_new()) {}
+Server::Server(ProxyConfig config)
+    : config_(std::move(config)), current_(nullptr), base_(event_base_new()) {}
 
 Server::~Server() {
   for (auto& w : workers_) {
@@ -32,19 +37,18 @@ Status Server::start() {
   stats_.setText("server", "fabric", toString(config_.transport.backend));
   AdminServer::Handlers handlers;
   handlers.ready = [this] { return started_ && !draining_; };
-  handlers.config_dump = [this] { return configToJson(config_); };
+  handlers.config_dump = [this] { return configDump(); };
   handlers.quit = [this] { beginDrain("/quitquitquit"); };
   admin_ = std::make_unique<AdminServer>(base_, stats_, std::move(handlers));
   if (Status s = admin_->listen(config_.admin.address); !s) return s;
 
+  auto boot = std::make_shared<const ProxyConfig>(config_);
   for (unsigned i = 0; i < config_.node.workers; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, config_, stats_));
+    workers_.push_back(std::make_unique<Worker>(i, boot, stats_));
   }
   Worker* session_worker = workers_.front().get();
-  for (auto& w : workers_) {
-    w->setSessionWorker(session_worker);
-    if (Status s = w->bindListeners(); !s) return s;
-  }
+  for (auto& w : workers_) w->setSessionWorker(session_worker);
+  if (Status s = install(config_, /*immediate=*/true); !s) return s;
   auto fabric = config_.transport.backend == FabricBackend::kShm ? transport::makeShmFabric()
                                                                  : transport::makeTcpFabric();
   if (Status s = session_worker->startSessions(std::move(fabric)); !s) return s;
@@ -70,6 +74,54 @@ int Server::run() {
   for (auto& w : workers_) w->join();
   spdlog::info("rdmesh-proxy {}: stopped", config_.node.name);
   return 0;
+}
+
+Status Server::updateConfig(ProxyConfig next) {
+  if (draining_) return unavailable("the proxy is draining");
+  return install(std::move(next), /*immediate=*/false);
+}
+
+Status Server::install(ProxyConfig next_config, bool immediate) {
+  if (Status s = checkSnapshot(next_config); !s) return s;
+  auto next = std::make_shared<const ProxyConfig>(std::move(next_config));
+  // Sockets for listeners that are new by name and address; the others keep theirs.
+  std::map<std::string, ListenSockets> bound;
+  for (const ListenerConfig& l : next->listeners) {
+    if (l.direction != ListenerDirection::kOutbound) continue;
+    if (current_) {
+      auto same = std::find_if(
+          current_->listeners.begin(), current_->listeners.end(), [&](const ListenerConfig& old) {
+            return old.name == l.name && old.direction == l.direction && old.address == l.address;
+          });
+      if (same != current_->listeners.end()) continue;
+    }
+    auto sockets = ListenSockets::bind(l.name, l.address, static_cast<unsigned>(workers_.size()));
+    if (!sockets) return sockets.status();  // `bound` closes what was already bound
+    bound.emplace(l.name, std::move(sockets.value()));
+  }
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    std::map<std::string, int> fds;
+    for (auto& [name, sockets] : bound) fds.emplace(name, sockets.release(i));
+    Worker* w = workers_[i].get();
+    if (immediate) {
+      w->applyConfig(next, std::move(fds));
+    } else {
+      w->post([w, next, fds = std::move(fds)]() mutable { w->applyConfig(next, std::move(fds)); });
+    }
+  }
+  current_ = std::move(next);
+  return {};
+}
+
+std::string Server::configDump() const {
+  std::string dump = configToJson(*current_);
+  if (!dump_extra_) return dump;
+  using Json = nlohmann::ordered_json;
+  Json merged = Json::parse(dump, nullptr, /*allow_exceptions=*/false);
+  Json extra = Json::parse(dump_extra_(), nullptr, /*allow_exceptions=*/false);
+  if (!merged.is_object() || !extra.is_object()) return dump;
+  for (auto& [key, value] : extra.items()) merged[key] = value;
+  return merged.dump(2, ' ', false, Json::error_handler_t::replace);
 }
 
 void Server::onSignal(int sig, short, void* arg) {

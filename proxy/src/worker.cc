@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <utility>
 
 namespace rdmesh::proxy {
 
@@ -41,64 +42,100 @@ ConnectionStats clusterStats(StatsStore& s, const std::string& name) {
 
 }  // namespace
 
-Worker::Worker(unsigned index, const ProxyConfig& config, StatsStore& stats)
+Worker::Worker(unsigned index, ConfigSnapshot config, StatsStore& stats)
     : index_(index),
-      config_(config),
+      boot_(std::move(config)),
+      config_(*boot_),
       stats_(stats),
       base_(event_base_new()),
       tasks_(base_),
-      poller_(base_, config.transport.poll_budget) {
+      poller_(base_, config_.transport.poll_budget) {
   poller_.add(this);
-  std::map<std::string, size_t> cluster_index;
-  for (const ClusterConfig& c : config_.clusters) {
-    cluster_index[c.name] = clusters_.size();
-    clusters_.push_back({&c, makeLoadBalancer(c.lb_policy, c.endpoints.size(), index_ * 7919 + 1),
-                         clusterStats(stats_, c.name)});
-  }
-  for (const ListenerConfig& l : config_.listeners) {
-    if (l.direction == ListenerDirection::kInbound) {
-      inbound_by_port_[l.port] = {&l, listenerStats(stats_, l.name)};
-      continue;
-    }
-    auto listener = std::make_unique<Listener>();
-    listener->worker = this;
-    listener->config = &l;
-    listener->cluster = cluster_index.at(l.cluster);
-    listener->stats = listenerStats(stats_, l.name);
-    listeners_.push_back(std::move(listener));
-  }
 }
 
 Worker::~Worker() {
-  for (auto& l : listeners_) {
-    if (l->ev) event_free(l->ev);
-    if (l->fd >= 0) ::close(l->fd);
-  }
+  listeners_.clear();
   live_.clear();
   finished_.clear();
   sessions_.reset();
   event_base_free(base_);
 }
 
-Status Worker::bindListeners() {
-  for (auto& l : listeners_) {
-    const InetAddress& addr = l->config->address;
-    int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return internalError(std::string("socket: ") + strerror(errno));
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (::bind(fd, addr.sockaddrPtr(), addr.sockaddrLen()) != 0 || ::listen(fd, 1024) != 0) {
-      Status s = unavailable(fmt::format("listener {}: cannot listen on {}: {}", l->config->name,
-                                         addr.toString(), strerror(errno)));
-      ::close(fd);
-      return s;
+Worker::Listener::~Listener() {
+  if (ev) event_free(ev);
+  if (fd >= 0) ::close(fd);
+}
+
+void Worker::applyConfig(ConfigSnapshot next, std::map<std::string, int> new_listeners) {
+  applyClusters(*next);
+  applyListeners(*next, new_listeners);
+  inbound_by_port_.clear();
+  for (const ListenerConfig& l : next->listeners) {
+    if (l.direction == ListenerDirection::kInbound) {
+      inbound_by_port_[l.port] = {&l, listenerStats(stats_, l.name)};
     }
-    l->fd = fd;
-    l->ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Worker::onAccept, l.get());
-    event_add(l->ev, nullptr);
   }
-  return {};
+  if (sessions_) {
+    std::vector<transport::PeerSpec> peers;
+    for (const PeerConfig& p : next->transport.peers) peers.push_back({p.name, p.address});
+    sessions_->setPeers(std::move(peers));
+  }
+  snapshot_ = std::move(next);
+}
+
+void Worker::applyClusters(const ProxyConfig& next) {
+  std::unordered_map<std::string, Cluster> clusters;
+  for (const ClusterConfig& c : next.clusters) {
+    Cluster cluster{&c, nullptr, clusterStats(stats_, c.name)};
+    // Same endpoints and policy: keep the balancer (round-robin position, active counts).
+    auto old = clusters_.find(c.name);
+    if (old != clusters_.end() && old->second.config->lb_policy == c.lb_policy &&
+        old->second.config->endpoints == c.endpoints) {
+      cluster.lb = std::move(old->second.lb);
+    } else {
+      cluster.lb = makeLoadBalancer(c.lb_policy, c.endpoints.size(), index_ * 7919 + 1);
+    }
+    clusters.emplace(c.name, std::move(cluster));
+  }
+  clusters_ = std::move(clusters);
+}
+
+void Worker::applyListeners(const ProxyConfig& next, std::map<std::string, int>& new_listeners) {
+  decltype(listeners_) listeners;
+  for (const ListenerConfig& l : next.listeners) {
+    if (l.direction != ListenerDirection::kOutbound) continue;
+    auto fd = new_listeners.find(l.name);
+    if (fd == new_listeners.end()) {
+      // Same name and address as before: the socket (and its backlog) carries over.
+      auto old = listeners_.find(l.name);
+      if (old == listeners_.end()) continue;
+      old->second->config = &l;
+      listeners.emplace(l.name, std::move(old->second));
+      listeners_.erase(old);
+      continue;
+    }
+    auto listener = std::make_unique<Listener>();
+    listener->worker = this;
+    listener->config = &l;
+    listener->fd = std::exchange(fd->second, -1);
+    listener->stats = listenerStats(stats_, l.name);
+    listener->no_cluster = &stats_.counter("listener." + l.name, "downstream_cx_no_cluster");
+    if (draining_) continue;  // a draining worker takes no new listener; the destructor closes it
+    listener->ev =
+        event_new(base_, listener->fd, EV_READ | EV_PERSIST, &Worker::onAccept, listener.get());
+    event_add(listener->ev, nullptr);
+    listeners.emplace(l.name, std::move(listener));
+  }
+  for (auto& [name, fd] : new_listeners) {
+    if (fd >= 0) ::close(fd);  // not taken above: never leak it
+  }
+  // Listeners that are gone (or moved): route what the kernel already queued on them, then
+  // close. Their open connections are not theirs (live_ owns them) and carry on.
+  for (auto& [name, old] : listeners_) {
+    if (old->fd >= 0) acceptFrom(*old);
+    spdlog::debug("worker {}: listener {} closed; its open connections stay", index_, name);
+  }
+  listeners_ = std::move(listeners);
 }
 
 Status Worker::startSessions(std::unique_ptr<transport::Fabric> fabric) {
@@ -106,7 +143,8 @@ Status Worker::startSessions(std::unique_ptr<transport::Fabric> fabric) {
   transport::SessionManagerOptions options;
   options.node_name = config_.node.name;
   options.listen_address = t.listen;
-  for (const PeerConfig& p : t.peers) options.peers.push_back({p.name, p.address});
+  const ProxyConfig& current = snapshot_ ? *snapshot_ : config_;
+  for (const PeerConfig& p : current.transport.peers) options.peers.push_back({p.name, p.address});
   options.geometry.max_streams = t.max_streams;
   options.geometry.ring_bytes = t.ring_bytes;
   options.geometry.keepalive_timeout_ms = static_cast<uint32_t>(t.keepalive_timeout.count());
@@ -136,11 +174,7 @@ void Worker::run() {
 
 void Worker::beginDrain() {
   draining_ = true;
-  for (auto& l : listeners_) {
-    if (l->ev) event_del(l->ev);
-    if (l->fd >= 0) ::close(l->fd);
-    l->fd = -1;
-  }
+  listeners_.clear();
   if (sessions_) sessions_->drain();
 }
 
@@ -158,7 +192,15 @@ void Worker::acceptFrom(Listener& listener) {
 }
 
 void Worker::routeOutbound(int fd, Listener& listener) {
-  Cluster& cluster = clusters_[listener.cluster];
+  auto found = clusters_.find(listener.config->cluster);
+  if (found == clusters_.end()) {
+    // A static listener whose cluster the control plane has not sent (yet).
+    listener.stats.cx_total->inc();
+    listener.no_cluster->inc();
+    closeWithReset(fd);
+    return;
+  }
+  Cluster& cluster = found->second;
   int ep = cluster.lb->pick();
   if (ep < 0) {
     listener.stats.cx_total->inc();
@@ -169,7 +211,7 @@ void Worker::routeOutbound(int fd, Listener& listener) {
   std::vector<ConnectionStats> stats{listener.stats, cluster.stats};
   const EndpointConfig& endpoint = cluster.config->endpoints[static_cast<size_t>(ep)];
   std::chrono::milliseconds timeout = cluster.config->connect_timeout;
-  LoadBalancer* lb = cluster.lb.get();
+  std::shared_ptr<LoadBalancer> lb = cluster.lb;
   if (endpoint.node == config_.node.name) {
     adopt(std::make_unique<TcpRelay>(
         *this, std::move(stats), [lb, ep] { lb->onFinish(ep); }, fd, endpoint.address, timeout));
@@ -182,7 +224,8 @@ void Worker::routeOutbound(int fd, Listener& listener) {
   }
   // Hand over to the session worker once; the load balancer's count comes back here.
   auto on_finish = [this, lb, ep] { post([lb, ep] { lb->onFinish(ep); }); };
-  session_worker_->post([w = session_worker_, fd, &endpoint, stats = std::move(stats),
+  // The endpoint is copied: this worker may switch snapshots before the session worker runs this.
+  session_worker_->post([w = session_worker_, fd, endpoint, stats = std::move(stats),
                          on_finish = std::move(on_finish), timeout]() mutable {
     w->openTunnel(fd, endpoint, std::move(stats), std::move(on_finish), timeout);
   });

@@ -2,6 +2,11 @@
 // SO_REUSEPORT copy of every outbound listener; connections stay on the worker that owns them.
 // Exactly one worker (the session worker) owns the SessionManager, so every stream of a node
 // pair shares ONE connection; other workers hand tunnelled connections to it once, at accept.
+//
+// Configuration arrives as immutable snapshots through the task queue (applyConfig): listeners
+// not in the new snapshot stop accepting, new ones start, clusters swap their endpoints for new
+// connections. Open connections never look at the config again (they copied what they use), so
+// an update never drops them.
 #pragma once
 
 #include <atomic>
@@ -27,11 +32,10 @@ namespace rdmesh::proxy {
 
 class Worker final : public ConnectionHost, public transport::Pollable {
  public:
-  Worker(unsigned index, const ProxyConfig& config, StatsStore& stats);
+  // `config` holds the settings that never change while running (node, transport).
+  Worker(unsigned index, ConfigSnapshot config, StatsStore& stats);
   ~Worker() override;
 
-  // On the main thread, before start(): bind this worker's listening sockets.
-  Status bindListeners();
   // On the main thread, before start(): make this the session worker.
   Status startSessions(std::unique_ptr<transport::Fabric> fabric);
   void setSessionWorker(Worker* worker) { session_worker_ = worker; }
@@ -42,6 +46,9 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   void post(std::function<void()> task) { tasks_.post(std::move(task)); }
 
   // On the worker thread (via post):
+  // Switches to `next`. `new_listeners` holds this worker's listening fd for every outbound
+  // listener of `next` that is new (by name and address); the others keep their sockets.
+  void applyConfig(ConfigSnapshot next, std::map<std::string, int> new_listeners);
   void beginDrain();
   void stop() { poller_.stop(); }
 
@@ -62,16 +69,18 @@ class Worker final : public ConnectionHost, public transport::Pollable {
 
  private:
   struct Listener {
+    ~Listener();
     Worker* worker = nullptr;
-    const ListenerConfig* config = nullptr;
+    const ListenerConfig* config = nullptr;  // in snapshot_
     int fd = -1;
     event* ev = nullptr;
-    size_t cluster = 0;
     ConnectionStats stats;
+    Stat* no_cluster = nullptr;
   };
   struct Cluster {
-    const ClusterConfig* config;
-    std::unique_ptr<LoadBalancer> lb;
+    const ClusterConfig* config = nullptr;  // in snapshot_
+    // Shared with the open connections' finish callbacks, which may outlive this cluster.
+    std::shared_ptr<LoadBalancer> lb;
     ConnectionStats stats;
   };
   struct Inbound {
@@ -82,6 +91,9 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   static void onAccept(int fd, short what, void* arg);
   void acceptFrom(Listener& listener);
   void routeOutbound(int fd, Listener& listener);
+  void applyClusters(const ProxyConfig& next);
+  void applyListeners(const ProxyConfig& next, std::map<std::string, int>& new_listeners);
+  void closeListener(Listener& listener);
   // Session worker only: open a stream for an accepted app connection.
   void openTunnel(int fd, const EndpointConfig& endpoint, std::vector<ConnectionStats> stats,
                   std::function<void()> on_finish, std::chrono::milliseconds timeout);
@@ -90,7 +102,9 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   void run();
 
   unsigned index_;
-  const ProxyConfig& config_;
+  const ConfigSnapshot boot_;  // node and transport settings, which never change while running
+  const ProxyConfig& config_;  // *boot_
+  ConfigSnapshot snapshot_;    // current; holds the configs listeners_ and clusters_ point at
   StatsStore& stats_;
   event_base* base_;
   TaskQueue tasks_;
@@ -99,8 +113,8 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   Worker* session_worker_ = nullptr;
   std::unique_ptr<transport::SessionManager> sessions_;
 
-  std::vector<std::unique_ptr<Listener>> listeners_;
-  std::vector<Cluster> clusters_;
+  std::map<std::string, std::unique_ptr<Listener>, std::less<>> listeners_;  // outbound, by name
+  std::unordered_map<std::string, Cluster> clusters_;
   std::map<uint16_t, Inbound> inbound_by_port_;
   std::unordered_map<ProxyConnection*, std::unique_ptr<ProxyConnection>> live_;
   std::vector<std::unique_ptr<ProxyConnection>> finished_;

@@ -160,6 +160,15 @@ std::string proxyBinary() {
   return RDMESH_PROXY_BIN;
 }
 
+std::string xdsBinary() {
+  if (const char* e = getenv("RDMESH_XDS_BIN"); e && *e) return e;
+#ifdef RDMESH_XDS_BIN
+  return RDMESH_XDS_BIN;
+#else
+  return "";
+#endif
+}
+
 std::string findExecutable(const std::string& name) {
   if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
   const char* path = getenv("PATH");
@@ -1152,6 +1161,7 @@ std::string SidecarSpec::toYaml() const {
     }
   }
   if (drain_timeout_ms > 0) y << "drain_timeout_ms: " << drain_timeout_ms << "\n";
+  y << extra_yaml;
   return y.str();
 }
 

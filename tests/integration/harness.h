@@ -44,6 +44,8 @@ std::string netnsUnavailableReason();
 void raiseFdLimit();
 // Path of the rdmesh-proxy binary: $RDMESH_PROXY_BIN, else the one CMake built.
 std::string proxyBinary();
+// rdmesh-xds of this build (RDMESH_XDS_BIN overrides); "" when the build has none.
+std::string xdsBinary();
 // Full path of an executable found in PATH (or the path itself if it contains '/'); "" if none.
 std::string findExecutable(const std::string& name);
 // Process-unique short name: "<prefix><pid>x<n>" (fits IFNAMSIZ for prefixes of <= 4 chars).
@@ -404,6 +406,7 @@ struct SidecarSpec {
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   int drain_timeout_ms = 0;  // 0 = default
+  std::string extra_yaml;    // appended verbatim (e.g. an xds: section)
 
   SidecarSpec& outbound(const std::string& name, const std::string& address,
                         const std::string& cluster);

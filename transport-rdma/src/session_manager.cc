@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <map>
@@ -62,14 +63,30 @@ class SessionManagerImpl final : public SessionManager {
     event_add(listen_ev_, nullptr);
     spdlog::info("node {}: {} fabric listening on {}", options_.node_name,
                  toString(fabric_->kind()), options_.listen_address);
-    for (const PeerSpec& spec : options_.peers) {
+    setPeers(std::move(options_.peers));
+    return {};
+  }
+
+  void setPeers(std::vector<PeerSpec> peers) override {
+    for (const PeerSpec& spec : peers) {
+      if (spec.name == options_.node_name) continue;  // never a peer of itself
       Peer& p = peerFor(spec.name);
-      p.address = spec.address;
+      if (p.address != spec.address) {
+        p.address = spec.address;
+        p.backoff = kFirstBackoff;
+      }
       // One connection per node pair: the node with the lower name dials.
       p.dials = options_.node_name < spec.name;
       if (p.dials) dial(p);
     }
-    return {};
+    for (auto& [name, peer] : peers_) {
+      bool listed = std::any_of(peers.begin(), peers.end(),
+                                [&](const PeerSpec& spec) { return spec.name == name; });
+      if (listed || !peer->dials) continue;
+      peer->dials = false;
+      if (peer->retry_ev) event_del(peer->retry_ev);
+    }
+    options_.peers = std::move(peers);
   }
 
   Session* session(std::string_view name) override {
@@ -176,7 +193,7 @@ class SessionManagerImpl final : public SessionManager {
   Deadline deadline() const { return std::chrono::steady_clock::now() + options_.connect_timeout; }
 
   void dial(Peer& p) {
-    if (p.dialing || p.session->established() || draining_) return;
+    if (!p.dials || p.dialing || p.session->established() || draining_) return;
     p.dialing = true;
     std::string address = p.address;
     Hello hello = hello_;

@@ -41,6 +41,10 @@ class SessionManager : public Pollable {
   virtual Status start() = 0;
   // The session to `peer` (known from config or from a peer that dialed in), or nullptr.
   virtual Session* session(std::string_view peer) = 0;
+  // Replaces the configured peer list (live, from the control plane). New peers are dialed (if
+  // this node is the one that dials), a changed address is used from the next dial on, and a
+  // removed peer is no longer redialed; its session and the streams on it stay until they end.
+  virtual void setPeers(std::vector<PeerSpec> peers) = 0;
   // Tell every peer we are draining and stop accepting bootstrap connections.
   virtual void drain() = 0;
   virtual size_t activeStreams() const = 0;

@@ -71,6 +71,15 @@ void sweepStaleCapture(const std::string& cgroup_root, const std::string& log) {
 
 }  // namespace
 
+std::string preloadLibrary() {
+  if (const char* env = getenv("RDMESH_PRELOAD_LIB")) return env;
+#ifdef RDMESH_PRELOAD_LIB
+  return RDMESH_PRELOAD_LIB;
+#else
+  return "librdmesh-preload.so";
+#endif
+}
+
 std::string commandOutput(const CommandResult& r) {
   if (r.output.rfind("### ", 0) != 0) return r.output;
   size_t eol = r.output.find('\n');

@@ -55,6 +55,9 @@ class NodeAgent {
 // A command's output without the "### <argv>" line runCommand puts first.
 std::string commandOutput(const CommandResult& r);
 
+// librdmesh-preload.so: $RDMESH_PRELOAD_LIB, else the one CMake built.
+std::string preloadLibrary();
+
 // Value of "key" in a flat JSON reply (numbers/booleans/strings), textual; nullopt if absent.
 std::optional<std::string> jsonField(const std::string& json, const std::string& key);
 

@@ -36,9 +36,9 @@ struct rdmesh_port_key {
 // An original destination. IPv4 addresses are kept v4-mapped (::ffff:a.b.c.d) so that an app
 // socket that is AF_INET6 with a mapped address and a sidecar socket that is AF_INET agree.
 struct rdmesh_orig_dst {
-  __u8 addr[16];       // network order, v4-mapped for IPv4
-  __u16 port;          // host order
-  __u8 is_v4;          // 1: the app asked for an IPv4 (or v4-mapped) address
+  __u8 addr[16];  // network order, v4-mapped for IPv4
+  __u16 port;     // host order
+  __u8 is_v4;     // 1: the app asked for an IPv4 (or v4-mapped) address
   __u8 pad;
   __u32 pad2;
   __u64 netns_cookie;  // the pod that made the connection (for cleanup on pod_del)

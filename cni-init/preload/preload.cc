@@ -63,7 +63,9 @@ struct Captured {
 Captured g_table[kTableSize];
 pthread_mutex_t g_table_mu = PTHREAD_MUTEX_INITIALIZER;
 
-bool excluded(uint16_t port) { return (g_config.excluded[port / 8] >> (port % 8)) & 1; }
+bool excluded(uint16_t port) {
+  return (g_config.excluded[port / 8] >> (port % 8)) & 1;
+}
 
 // "5432,6379" -> bitmap; anything that is not a port is ignored.
 void parseExcluded(const char* list) {
@@ -101,7 +103,9 @@ bool isLoopbackOrAny4(const in_addr& a) {
   return (h >> 24) == 127 || h == 0;
 }
 
-bool isV4Mapped(const in6_addr& a) { return IN6_IS_ADDR_V4MAPPED(&a); }
+bool isV4Mapped(const in6_addr& a) {
+  return IN6_IS_ADDR_V4MAPPED(&a);
+}
 
 in_addr mappedV4(const in6_addr& a) {
   in_addr v4;

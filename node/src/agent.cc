@@ -68,12 +68,12 @@ void NodeAgent::onSignal(int sig, short /*what*/, void* arg) {
 Result<json> NodeAgent::statsOp() {
   if (maps_ != nullptr) {
     capture::CaptureCounters c = maps_->counters();
-    for (auto [name, value] : {std::pair{"captured", c.captured},
-                               std::pair{"skipped_uid", c.skipped_uid},
-                               std::pair{"skipped_port", c.skipped_port},
-                               std::pair{"skipped_loopback", c.skipped_loopback},
-                               std::pair{"established", c.established},
-                               std::pair{"original_dst_answered", c.original_dst_answered}}) {
+    for (auto [name, value] :
+         {std::pair{"captured", c.captured}, std::pair{"skipped_uid", c.skipped_uid},
+          std::pair{"skipped_port", c.skipped_port},
+          std::pair{"skipped_loopback", c.skipped_loopback},
+          std::pair{"established", c.established},
+          std::pair{"original_dst_answered", c.original_dst_answered}}) {
       stats_.gauge("node.capture", name).set(value);
     }
   }

@@ -19,14 +19,16 @@ int run(int argc, char** argv) {
   bool uninstall = false;
   std::optional<bool> bpf;
   app.add_option("-c,--config", config_path, "YAML configuration file");
-  auto* name = app.add_option("--node-name", flags.node_name, "this node's name (default: host name)");
+  auto* name =
+      app.add_option("--node-name", flags.node_name, "this node's name (default: host name)");
   auto* socket = app.add_option("--socket", flags.socket_path, "node agent socket path");
   auto* state = app.add_option("--state-file", flags.state_file, "pod registry state file");
   auto* cgroup = app.add_option("--cgroup", flags.cgroup_path,
                                 "cgroup v2 directory to attach capture at (default: the root)");
   auto* pin = app.add_option("--bpf-pin-dir", flags.pin_dir, "bpffs directory for the pins");
   app.add_option("--bpf", bpf, "eBPF capture on (true) or off (false: LD_PRELOAD nodes)");
-  auto* level = app.add_option("-l,--log-level", flags.log_level, "trace, debug, info, warn, error");
+  auto* level =
+      app.add_option("-l,--log-level", flags.log_level, "trace, debug, info, warn, error");
   app.add_flag("--uninstall", uninstall, "detach capture, remove the pins, and exit");
   CLI11_PARSE(app, argc, argv);
 

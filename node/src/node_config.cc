@@ -1,5 +1,6 @@
 #include "node_config.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -7,8 +8,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace rdmesh::node {
 
@@ -100,8 +99,8 @@ Result<NodeAgentConfig> parseNodeConfig(const std::string& yaml_text,
     YAML::Node root = YAML::Load(yaml_text);
     if (Status s = read(root, reader, &config); !s) return s;
   } catch (const YAML::Exception& e) {
-    return invalidArgument(fmt::format("{}:{}:{}: {}", source_name, e.mark.line + 1,
-                                       e.mark.column + 1, e.msg));
+    return invalidArgument(
+        fmt::format("{}:{}:{}: {}", source_name, e.mark.line + 1, e.mark.column + 1, e.msg));
   }
   return config;
 }
@@ -123,18 +122,18 @@ Status finishNodeConfig(NodeAgentConfig* c) {
     c->node_name = host.data();
   }
   if (std::find(kLogLevels.begin(), kLogLevels.end(), c->log_level) == kLogLevels.end()) {
-    return invalidArgument(fmt::format("log_level: '{}' is not one of trace, debug, info, warn, error",
-                                       c->log_level));
+    return invalidArgument(
+        fmt::format("log_level: '{}' is not one of trace, debug, info, warn, error", c->log_level));
   }
-  for (const auto& [name, path] : {std::pair{"socket", &c->socket_path},
-                                   std::pair{"capture.pin_dir", &c->pin_dir}}) {
+  for (const auto& [name, path] :
+       {std::pair{"socket", &c->socket_path}, std::pair{"capture.pin_dir", &c->pin_dir}}) {
     if (path->empty() || path->front() != '/') {
       return invalidArgument(fmt::format("{}: '{}' must be an absolute path", name, *path));
     }
   }
   if (!c->cgroup_path.empty() && c->cgroup_path.front() != '/') {
-    return invalidArgument(fmt::format("capture.cgroup: '{}' must be an absolute path",
-                                       c->cgroup_path));
+    return invalidArgument(
+        fmt::format("capture.cgroup: '{}' must be an absolute path", c->cgroup_path));
   }
   return {};
 }

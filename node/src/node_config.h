@@ -8,11 +8,11 @@
 namespace rdmesh::node {
 
 struct NodeAgentConfig {
-  std::string node_name;                                // default: the host name
+  std::string node_name;                                  // default: the host name
   std::string socket_path = "/var/run/rdmesh/node.sock";  // RDMESH_NODE_SOCKET for clients
   std::string state_file = "/var/run/rdmesh/pods.json";   // the pod registry across restarts
-  bool bpf = true;             // eBPF capture on; off = registry only (LD_PRELOAD nodes)
-  std::string cgroup_path;     // cgroup v2 directory to attach at; "" = the cgroup v2 root
+  bool bpf = true;          // eBPF capture on; off = registry only (LD_PRELOAD nodes)
+  std::string cgroup_path;  // cgroup v2 directory to attach at; "" = the cgroup v2 root
   std::string pin_dir = "/sys/fs/bpf/rdmesh";
   std::string log_level = "info";
 };

@@ -1,9 +1,9 @@
 #include "node_request.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "rdmesh/common/address.h"
 
@@ -132,8 +132,9 @@ Result<RequestEnvelope> parseEnvelope(std::string_view datagram) {
     return invalidArgument("field 'v': must be the integer 1");
   }
   if (v->get<int64_t>() != kNodeProtocolVersion) {
-    return invalidArgument(fmt::format("field 'v': version {} is not supported (this agent speaks {})",
-                                       dump(*v), kNodeProtocolVersion));
+    return invalidArgument(
+        fmt::format("field 'v': version {} is not supported (this agent speaks {})", dump(*v),
+                    kNodeProtocolVersion));
   }
   Result<std::string> op = requiredString(body, "op", 64);
   if (!op) return op.status();
@@ -155,9 +156,9 @@ Result<PodAddRequest> parsePodAdd(const json& body) {
   Result<std::string> interface = requiredString(body, "interface", kMaxInterfaceLength);
   if (!interface) return interface.status();
   r.interface = std::move(*interface);
-  for (auto [name, out] : {std::pair{"pod_name", &r.pod_name},
-                           std::pair{"pod_namespace", &r.pod_namespace},
-                           std::pair{"pod_uid", &r.pod_uid}}) {
+  for (auto [name, out] :
+       {std::pair{"pod_name", &r.pod_name}, std::pair{"pod_namespace", &r.pod_namespace},
+        std::pair{"pod_uid", &r.pod_uid}}) {
     Result<std::string> s = optionalString(body, name);
     if (!s) return s.status();
     *out = std::move(*s);
@@ -168,7 +169,9 @@ Result<PodAddRequest> parsePodAdd(const json& body) {
   return r;
 }
 
-Result<std::string> parseContainerIdOnly(const json& body) { return containerId(body); }
+Result<std::string> parseContainerIdOnly(const json& body) {
+  return containerId(body);
+}
 
 std::string okReply(json fields) {
   if (!fields.is_object()) fields = json::object();

@@ -4,12 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "rdmesh/common/status.h"
 
@@ -27,10 +26,10 @@ Result<RequestEnvelope> parseEnvelope(std::string_view datagram);
 
 struct PodAddRequest {
   std::string container_id;
-  std::string netns;              // path of the pod's network namespace
-  std::vector<std::string> ips;   // canonical text form, v4 and/or v6
+  std::string netns;             // path of the pod's network namespace
+  std::vector<std::string> ips;  // canonical text form, v4 and/or v6
   std::string interface;
-  std::string pod_name;           // optional fields are "" when absent
+  std::string pod_name;  // optional fields are "" when absent
   std::string pod_namespace;
   std::string pod_uid;
   std::vector<uint16_t> exclude_outbound_ports;  // sorted, unique

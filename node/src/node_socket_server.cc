@@ -1,6 +1,7 @@
 #include "node_socket_server.h"
 
 #include <event2/event.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,8 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace rdmesh::node {
 
@@ -31,7 +30,9 @@ NodeSocketServer::NodeSocketServer(event_base* base, const OpTable& ops, StatsSt
       errors_(stats.counter("node.socket", "error_replies_total")),
       clients_(stats.gauge("node.socket", "clients_active")) {}
 
-NodeSocketServer::~NodeSocketServer() { close(); }
+NodeSocketServer::~NodeSocketServer() {
+  close();
+}
 
 Status NodeSocketServer::listen(const std::string& path) {
   sockaddr_un addr{};
@@ -88,8 +89,8 @@ void NodeSocketServer::onAccept(int fd, short /*what*/, void* arg) {
     auto conn = std::make_unique<Connection>();
     conn->server = self;
     conn->fd = c;
-    conn->ev = event_new(self->base_, c, EV_READ | EV_PERSIST, &NodeSocketServer::onReadable,
-                         conn.get());
+    conn->ev =
+        event_new(self->base_, c, EV_READ | EV_PERSIST, &NodeSocketServer::onReadable, conn.get());
     event_add(conn->ev, nullptr);
     self->connections_[c] = std::move(conn);
     self->clients_.set(self->connections_.size());

@@ -1,10 +1,9 @@
 #include "op_table.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <exception>
-
-#include <fmt/format.h>
 
 namespace rdmesh::node {
 

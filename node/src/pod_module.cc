@@ -1,15 +1,14 @@
 #include "pod_module.h"
 
-#include <spdlog/spdlog.h>
-
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace rdmesh::node {
 
 using nlohmann::json;
 
-PodModule::PodModule(PodRegistry& registry, capture::InterceptionMaps* maps,
-                     NetnsResolver resolve, StatsStore& stats)
+PodModule::PodModule(PodRegistry& registry, capture::InterceptionMaps* maps, NetnsResolver resolve,
+                     StatsStore& stats)
     : registry_(registry),
       maps_(maps),
       resolve_(std::move(resolve)),
@@ -68,11 +67,12 @@ Result<uint64_t> PodModule::add(const PodAddRequest& request) {
         request.container_id)));
   }
   Result<uint64_t> cookie = resolve_(request.netns);
-  if (!cookie) return fail(invalidArgument(fmt::format("field 'netns': {}", cookie.status().message())));
+  if (!cookie)
+    return fail(invalidArgument(fmt::format("field 'netns': {}", cookie.status().message())));
   if (const PodRecord* other = registry_.findByCookie(*cookie, request.container_id)) {
-    return fail(invalidArgument(fmt::format(
-        "field 'netns': network namespace {} is already registered by container '{}'",
-        request.netns, other->spec.container_id)));
+    return fail(invalidArgument(
+        fmt::format("field 'netns': network namespace {} is already registered by container '{}'",
+                    request.netns, other->spec.container_id)));
   }
   PodRecord record{request, *cookie};
   if (maps_ != nullptr) {

@@ -1,14 +1,13 @@
 #include "pod_registry.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace rdmesh::node {
 
@@ -52,7 +51,8 @@ Status PodRegistry::load() {
   std::map<std::string, PodRecord> pods;
   for (size_t i = 0; i < j["pods"].size(); ++i) {
     Result<PodRecord> r = fromJson(j["pods"][i]);
-    if (!r) return invalidArgument(fmt::format("{}: pods[{}]: {}", state_file_, i, r.status().message()));
+    if (!r)
+      return invalidArgument(fmt::format("{}: pods[{}]: {}", state_file_, i, r.status().message()));
     pods[r->spec.container_id] = std::move(*r);
   }
   pods_ = std::move(pods);

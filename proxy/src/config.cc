@@ -557,10 +557,10 @@ class ConfigReader {
         entry, "clusters",
         [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
           Mapping section;
-          RETURN_IF_ERROR(openMapping(item, path, list_position,
-                                      {"name", "lb_policy", "connect_timeout_ms", "endpoints",
-                                       "service_addresses"},
-                                      &section));
+          RETURN_IF_ERROR(openMapping(
+              item, path, list_position,
+              {"name", "lb_policy", "connect_timeout_ms", "endpoints", "service_addresses"},
+              &section));
           ClusterConfig cluster;
           cluster.line = section.position.line;
           const Entry* name = nullptr;
@@ -799,8 +799,8 @@ class ConfigReader {
       }
     }
     listener->address = InetAddress::parse(kDefaultCaptureAddress).value();
-    RETURN_IF_ERROR(readAddress(section, "address", Need::kOptional, PortZero::kRejected,
-                                &listener->address));
+    RETURN_IF_ERROR(
+        readAddress(section, "address", Need::kOptional, PortZero::kRejected, &listener->address));
     std::string v6;
     const Entry* v6_entry = nullptr;
     RETURN_IF_ERROR(readString(section, "address_v6", Need::kOptional, &v6, &v6_entry));
@@ -837,8 +837,8 @@ class ConfigReader {
     }
     listener->preload_socket = kDefaultPreloadSocket;
     const Entry* preload = nullptr;
-    RETURN_IF_ERROR(
-        readString(section, "preload_socket", Need::kOptional, &listener->preload_socket, &preload));
+    RETURN_IF_ERROR(readString(section, "preload_socket", Need::kOptional,
+                               &listener->preload_socket, &preload));
     if (preload != nullptr && listener->preload_socket == "none") listener->preload_socket.clear();
     if (!listener->preload_socket.empty() &&
         (listener->preload_socket.size() < 2 || listener->preload_socket.front() != '@' ||

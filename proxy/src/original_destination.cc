@@ -1,6 +1,7 @@
 #include "original_destination.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -8,8 +9,6 @@
 
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace rdmesh::proxy {
 
@@ -26,8 +25,7 @@ class SoOriginalDst final : public OriginalDestination {
     socklen_t len = sizeof(ss);
     int level = peer.isV4() ? SOL_IP : SOL_IPV6;
     if (::getsockopt(fd, level, kSoOriginalDst, &ss, &len) != 0) {
-      return Status(StatusCode::kNotFound,
-                    fmt::format("SO_ORIGINAL_DST: {}", strerror(errno)));
+      return Status(StatusCode::kNotFound, fmt::format("SO_ORIGINAL_DST: {}", strerror(errno)));
     }
     InetAddress dst = InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
     if (dst.family() != AF_INET && dst.family() != AF_INET6) {
@@ -39,12 +37,14 @@ class SoOriginalDst final : public OriginalDestination {
 
 }  // namespace
 
-std::unique_ptr<OriginalDestination> makeSoOriginalDst() { return std::make_unique<SoOriginalDst>(); }
+std::unique_ptr<OriginalDestination> makeSoOriginalDst() {
+  return std::make_unique<SoOriginalDst>();
+}
 
 Result<PreloadEntry> parsePreloadRegistration(const void* data, size_t len) {
   if (len != sizeof(preload::Registration)) {
-    return invalidArgument(fmt::format("registration is {} bytes, expected {}", len,
-                                       sizeof(preload::Registration)));
+    return invalidArgument(
+        fmt::format("registration is {} bytes, expected {}", len, sizeof(preload::Registration)));
   }
   preload::Registration r{};
   std::memcpy(&r, data, sizeof(r));
@@ -97,7 +97,9 @@ Result<std::unique_ptr<PreloadRegistry>> PreloadRegistry::bind(const std::string
   return std::unique_ptr<PreloadRegistry>(new PreloadRegistry(fd));
 }
 
-PreloadRegistry::~PreloadRegistry() { ::close(fd_); }
+PreloadRegistry::~PreloadRegistry() {
+  ::close(fd_);
+}
 
 void PreloadRegistry::drainLocked() {
   preload::Registration buf{};

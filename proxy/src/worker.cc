@@ -48,9 +48,7 @@ Worker::CaptureStats Worker::captureStats(StatsStore& s, const std::string& name
           &s.counter(scope, "capture_no_original_dst")};
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 Worker::Worker(unsigned index, const ProxyConfig& config, StatsStore& stats)
     : index_(index),
@@ -202,9 +200,10 @@ void Worker::routeOutbound(int fd, Listener& listener) {
 }
 
 void Worker::routeCaptured(int fd, const InetAddress& peer, Listener& listener) {
-  Result<InetAddress> dst = original_destination_ != nullptr
-                                ? original_destination_->lookup(fd, peer)
-                                : Result<InetAddress>(unavailable("no original destination source"));
+  Result<InetAddress> dst =
+      original_destination_ != nullptr
+          ? original_destination_->lookup(fd, peer)
+          : Result<InetAddress>(unavailable("no original destination source"));
   if (!dst) {
     // Not a connection our capture made (or its record is gone): nowhere to send it.
     spdlog::debug("capture: connection from {}: {}", peer.toString(), dst.status().message());
@@ -237,8 +236,8 @@ void Worker::routeCaptured(int fd, const InetAddress& peer, Listener& listener) 
   }
   // Passthrough: plain TCP from the sidecar (uid 1337, never captured) to where the app meant.
   listener.capture.passthrough->inc();
-  adopt(std::make_unique<TcpRelay>(*this, std::vector<ConnectionStats>{listener.stats}, nullptr,
-                                   fd, *dst, config_.transport.connect_timeout));
+  adopt(std::make_unique<TcpRelay>(*this, std::vector<ConnectionStats>{listener.stats}, nullptr, fd,
+                                   *dst, config_.transport.connect_timeout));
 }
 
 void Worker::forward(int fd, Listener& listener, Cluster& cluster, int ep) {

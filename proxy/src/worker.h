@@ -68,16 +68,16 @@ class Worker final : public ConnectionHost, public transport::Pollable {
  private:
   // Counters of the capture listener: where captured connections went.
   struct CaptureStats {
-    Stat* to_service = nullptr;      // original destination was a service address
-    Stat* to_endpoint = nullptr;     // ... an endpoint (pod IP:port) of a cluster
-    Stat* passthrough = nullptr;     // ... unknown: plain TCP to it
-    Stat* rejected = nullptr;        // ... unknown, and unknown_destination: reject
-    Stat* no_original_dst = nullptr; // no source knew it (not captured by us): reset
+    Stat* to_service = nullptr;       // original destination was a service address
+    Stat* to_endpoint = nullptr;      // ... an endpoint (pod IP:port) of a cluster
+    Stat* passthrough = nullptr;      // ... unknown: plain TCP to it
+    Stat* rejected = nullptr;         // ... unknown, and unknown_destination: reject
+    Stat* no_original_dst = nullptr;  // no source knew it (not captured by us): reset
   };
   struct Listener {
     Worker* worker = nullptr;
     const ListenerConfig* config = nullptr;
-    InetAddress address;  // config->address, or address_v6 for a capture listener's v6 socket
+    InetAddress address;    // config->address, or address_v6 for a capture listener's v6 socket
     bool optional = false;  // a default v6 capture address on a host without IPv6: skip
     int fd = -1;
     event* ev = nullptr;

@@ -5,9 +5,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "../common/memory_interception_maps.h"
 #include "op_table.h"
@@ -25,13 +24,13 @@ struct Agent {
   rdmesh::node::PodRegistry registry{""};
   rdmesh::testing::MemoryInterceptionMaps maps;
   // Any netns path resolves to a cookie derived from it; "/bad" paths fail, like a missing one.
-  rdmesh::node::PodModule pods{
-      registry, &maps,
-      [](const std::string& path) -> rdmesh::Result<uint64_t> {
-        if (path.rfind("/bad", 0) == 0) return rdmesh::invalidArgument("no such netns");
-        return std::hash<std::string>{}(path) | 1;
-      },
-      stats};
+  rdmesh::node::PodModule pods{registry, &maps,
+                               [](const std::string& path) -> rdmesh::Result<uint64_t> {
+                                 if (path.rfind("/bad", 0) == 0)
+                                   return rdmesh::invalidArgument("no such netns");
+                                 return std::hash<std::string>{}(path) | 1;
+                               },
+                               stats};
   rdmesh::node::OpTable ops;
   Agent() { pods.registerOps(ops); }
 };
@@ -49,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (end == std::string_view::npos) end = input.size();
     rdmesh::node::Reply reply = agent->ops.dispatch(input.substr(start, end - start), fds);
     auto j = nlohmann::json::parse(reply.datagram, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) failProperty("reply is not a JSON object", reply.datagram);
+    if (j.is_discarded() || !j.is_object())
+      failProperty("reply is not a JSON object", reply.datagram);
     if (!j.contains("ok") || !j["ok"].is_boolean() || j["ok"].get<bool>() != reply.ok) {
       failProperty("reply has no boolean ok matching the dispatch", reply.datagram);
     }

@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!entry.isOk()) return 0;
   const auto& e = entry.value();
   int family = e.destination.family();
-  if (e.source_port == 0 || e.destination.port() == 0 || (family != AF_INET && family != AF_INET6)) {
+  if (e.source_port == 0 || e.destination.port() == 0 ||
+      (family != AF_INET && family != AF_INET6)) {
     std::fprintf(stderr, "accepted a registration with port 0 or no address family\n");
     std::abort();
   }

@@ -28,8 +28,8 @@ std::string nodeBinary() {
 
 // The first veth of a namespace ("veth0@if5" -> "veth0").
 std::string vethOf(const std::string& ns, const std::string& log) {
-  CommandResult r = runCommand({findExecutable("ip"), "-n", ns, "-o", "link", "show", "type", "veth"},
-                               log);
+  CommandResult r =
+      runCommand({findExecutable("ip"), "-n", ns, "-o", "link", "show", "type", "veth"}, log);
   std::smatch m;
   std::regex re(R"(\n\d+: ([^@:\s]+)[@:])");
   if (!r.ok() || !std::regex_search(r.output, m, re)) {
@@ -133,14 +133,15 @@ NodeAgent::~NodeAgent() {
 }
 
 void NodeAgent::start() {
-  std::string log = dir_ + "/" + name_ + ".agent" + (starts_ ? "." + std::to_string(starts_) : "") +
-                    ".log";
+  std::string log =
+      dir_ + "/" + name_ + ".agent" + (starts_ ? "." + std::to_string(starts_) : "") + ".log";
   ++starts_;
-  std::vector<std::string> argv = {nodeBinary(), "--node-name", name_, "--socket", socket_,
-                                   "--state-file", state_, "--log-level", "debug"};
+  std::vector<std::string> argv = {nodeBinary(), "--node-name", name_,
+                                   "--socket",   socket_,       "--state-file",
+                                   state_,       "--log-level", "debug"};
   if (bpf_) {
-    for (const std::string& a : {std::string("--cgroup"), cgroup_, std::string("--bpf-pin-dir"),
-                                 pin_dir_}) {
+    for (const std::string& a :
+         {std::string("--cgroup"), cgroup_, std::string("--bpf-pin-dir"), pin_dir_}) {
       argv.push_back(a);
     }
   } else {
@@ -148,15 +149,17 @@ void NodeAgent::start() {
     argv.push_back("false");
   }
   proc_ = std::make_unique<Process>("rdmesh-node " + name_, argv, log);
-  bool up = waitFor([&] { return proc_->running() && !request(R"({"v":1,"op":"pod_list"})").empty(); },
-                    20s);
+  bool up = waitFor(
+      [&] { return proc_->running() && !request(R"({"v":1,"op":"pod_list"})").empty(); }, 20s);
   if (!up) {
     proc_->printLog();
     throw std::runtime_error("rdmesh-node " + name_ + " did not come up");
   }
 }
 
-int NodeAgent::terminate() { return proc_->terminate(10s); }
+int NodeAgent::terminate() {
+  return proc_->terminate(10s);
+}
 
 std::string NodeAgent::request(const std::string& json) const {
   UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
@@ -165,7 +168,8 @@ std::string NodeAgent::request(const std::string& json) const {
   std::strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return "";
   setSocketTimeouts(fd.get(), 5s);
-  if (::send(fd.get(), json.data(), json.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(json.size())) {
+  if (::send(fd.get(), json.data(), json.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(json.size())) {
     return "";
   }
   std::string reply(70000, '\0');
@@ -176,9 +180,9 @@ std::string NodeAgent::request(const std::string& json) const {
 }
 
 std::string NodeAgent::dumpMap(const std::string& map) const {
-  CommandResult r = runCommand({findExecutable("bpftool"), "-j", "map", "dump", "pinned",
-                                pin_dir_ + "/" + map},
-                               dir_ + "/bpftool.log");
+  CommandResult r =
+      runCommand({findExecutable("bpftool"), "-j", "map", "dump", "pinned", pin_dir_ + "/" + map},
+                 dir_ + "/bpftool.log");
   if (!r.ok()) return "error: " + r.output;
   std::string out = commandOutput(r);
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
@@ -222,8 +226,8 @@ void CaptureScenario::SetUpScenario(bool bpf) {
   }
 
   for (const char* node : {"node-a", "node-b"}) {
-    auto agent = std::make_unique<NodeAgent>(node, mesh_->dir().path(),
-                                             cgroups_[node]->path(), pin_prefix_ + "-" + node, bpf);
+    auto agent = std::make_unique<NodeAgent>(node, mesh_->dir().path(), cgroups_[node]->path(),
+                                             pin_prefix_ + "-" + node, bpf);
     agent->start();
     std::string reply = agent->request(podAddJson(std::string("pod-") + node, node));
     ASSERT_EQ(jsonField(reply, "ok"), "true") << reply;
@@ -277,8 +281,8 @@ void CaptureScenario::SetUpScenario(bool bpf) {
 void CaptureScenario::TearDown() {
   if (testing::Test::HasFailure()) {
     for (auto& [name, agent] : agents_) {
-      std::cerr << "[capture] " << name << " agent stats: "
-                << agent->request(R"({"v":1,"op":"stats"})") << "\n";
+      std::cerr << "[capture] " << name
+                << " agent stats: " << agent->request(R"({"v":1,"op":"stats"})") << "\n";
     }
   }
   // The agents uninstall their programs and pins (logging into the mesh's directory), the
@@ -295,8 +299,8 @@ std::string CaptureScenario::podAddJson(const std::string& id, const std::string
   bool a = node == "node-a";
   std::string ips = a ? std::string("\"") + kPodA + "\",\"" + kPodA6 + "\""
                       : std::string("\"") + kPodB + "\",\"" + kPodB6 + "\"";
-  std::string excluded = a ? ",\"exclude_outbound_ports\":[" + std::to_string(kExcludedPort) + "]"
-                           : "";
+  std::string excluded =
+      a ? ",\"exclude_outbound_ports\":[" + std::to_string(kExcludedPort) + "]" : "";
   return R"({"v":1,"op":"pod_add","container_id":")" + id + R"(","netns":"/run/netns/)" +
          mesh_->ns(node) + R"(","ips":[)" + ips + R"(],"interface":"eth0","pod_name":")" + id +
          R"(","pod_namespace":"default")" + excluded + "}";
@@ -311,8 +315,9 @@ CommandResult CaptureScenario::runInPodA(std::vector<std::string> argv, int uid,
     argv = std::move(with_env);
   }
   std::string log = mesh_->logPath("client");
-  return runCommand(inPod(cgroups_["node-a/pod"]->path(), mesh_->ns("node-a"), std::move(argv), uid),
-                    log, "", timeout);
+  return runCommand(
+      inPod(cgroups_["node-a/pod"]->path(), mesh_->ns("node-a"), std::move(argv), uid), log, "",
+      timeout);
 }
 
 CommandResult CaptureScenario::curlFromPodA(const std::string& host_port, int uid,

@@ -44,8 +44,8 @@ TEST_F(EbpfCaptureTest, CurlReachesPodIpAndServiceIpThroughBothSidecars) {
 
   // No packet filter rule anywhere: not in the pods' namespaces, not on the host.
   for (const std::string& ns : {mesh_->ns("node-a"), mesh_->ns("node-b"), std::string()}) {
-    CommandResult nft = runCommand({findExecutable("nft"), "list", "ruleset"},
-                                   mesh_->logPath("nft"), ns);
+    CommandResult nft =
+        runCommand({findExecutable("nft"), "list", "ruleset"}, mesh_->logPath("nft"), ns);
     EXPECT_EQ(nft.output.find("rdmesh"), std::string::npos) << nft.output;
     if (!ns.empty()) {
       EXPECT_EQ(commandOutput(nft), "") << "nft rules in " << ns;

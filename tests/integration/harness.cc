@@ -1213,7 +1213,8 @@ void Sidecar::start() {
   std::string level = getenv("RDMESH_IT_LOG_LEVEL") ? getenv("RDMESH_IT_LOG_LEVEL") : "info";
   std::vector<std::string> argv{proxyBinary(), "-c", config_path_, "--log-level", level};
   if (launcher_) {
-    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.node, launcher_(std::move(argv)), log);
+    proc_ =
+        std::make_unique<Process>("rdmesh-proxy " + spec_.node, launcher_(std::move(argv)), log);
   } else {
     proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.node, std::move(argv), log, ns_);
   }
@@ -1393,14 +1394,18 @@ namespace rdmesh::it {
 
 std::vector<std::string> inPod(const std::string& cgroup_dir, const std::string& ns,
                                std::vector<std::string> argv, int uid) {
-  std::vector<std::string> out = {"/bin/sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"",
-                                  cgroup_dir, findExecutable("nsenter"), "--net=/run/netns/" + ns};
+  std::vector<std::string> out = {"/bin/sh",
+                                  "-c",
+                                  "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"",
+                                  cgroup_dir,
+                                  findExecutable("nsenter"),
+                                  "--net=/run/netns/" + ns};
   if (uid >= 0) {
     std::string id = std::to_string(uid);
     // Changing uid clears PR_SET_PDEATHSIG: ask setpriv to set it again.
-    for (const std::string& a : {findExecutable("setpriv"), "--reuid=" + id, "--regid=" + id,
-                                 std::string("--clear-groups"), std::string("--pdeathsig=KILL"),
-                                 std::string("--")}) {
+    for (const std::string& a :
+         {findExecutable("setpriv"), "--reuid=" + id, "--regid=" + id,
+          std::string("--clear-groups"), std::string("--pdeathsig=KILL"), std::string("--")}) {
       out.push_back(a);
     }
   }
@@ -1419,7 +1424,8 @@ std::string cgroupV2Root() {
 }
 
 TestCgroup::TestCgroup(const std::string& path) : path_(path) {
-  if (mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST) fail("mkdir " + path_ + ": " + errnoText(errno));
+  if (mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST)
+    fail("mkdir " + path_ + ": " + errnoText(errno));
 }
 
 TestCgroup::~TestCgroup() {

@@ -372,11 +372,11 @@ class SourceServer {
 
 struct ListenerSpec {
   std::string name;
-  std::string direction;  // "outbound" | "inbound" | "capture"
-  std::string address;    // outbound: ip:port apps connect to
-  std::string cluster;    // outbound
-  uint16_t port = 0;      // inbound: destination port accepted from the tunnel
-  std::string target;     // inbound: local app ip:port
+  std::string direction;                       // "outbound" | "inbound" | "capture"
+  std::string address;                         // outbound: ip:port apps connect to
+  std::string cluster;                         // outbound
+  uint16_t port = 0;                           // inbound: destination port accepted from the tunnel
+  std::string target;                          // inbound: local app ip:port
   std::map<std::string, std::string> options;  // capture: address, unknown_destination, ...
 };
 struct EndpointSpec {
@@ -387,7 +387,7 @@ struct ClusterSpec {
   std::string name;
   std::string lb_policy = "round_robin";
   std::vector<EndpointSpec> endpoints;
-  int connect_timeout_ms = 0;  // 0 = default
+  int connect_timeout_ms = 0;                  // 0 = default
   std::vector<std::string> service_addresses;  // ip:port apps use for the whole cluster
 };
 struct PeerSpec {

@@ -11,9 +11,9 @@ class PreloadCaptureTest : public CaptureScenario {
  protected:
   void SetUp() override { SetUpScenario(/*bpf=*/false); }
   std::vector<std::string> preloadEnv(const std::string& extra = {}) {
-    std::vector<std::string> env = {"LD_PRELOAD=" + preloadLibrary(),
-                                    "RDMESH_EXCLUDE_OUTBOUND_PORTS=22," +
-                                        std::to_string(kExcludedPort)};
+    std::vector<std::string> env = {
+        "LD_PRELOAD=" + preloadLibrary(),
+        "RDMESH_EXCLUDE_OUTBOUND_PORTS=22," + std::to_string(kExcludedPort)};
     if (!extra.empty()) env.push_back(extra);
     return env;
   }
@@ -35,16 +35,15 @@ TEST_F(PreloadCaptureTest, CurlAndRedisReachPodIpAndServiceIpThroughBothSidecars
   EXPECT_EQ(captureStat("capture_to_service"), 1);
 
   std::string cli = findExecutable("redis-cli");
-  CommandResult set = runInPodA({cli, "-h", "10.96.0.11", "-p", "6379", "SET", "k", "v"}, -1,
-                                preloadEnv());
+  CommandResult set =
+      runInPodA({cli, "-h", "10.96.0.11", "-p", "6379", "SET", "k", "v"}, -1, preloadEnv());
   ASSERT_TRUE(set.ok()) << set.describe();
   EXPECT_EQ(commandOutput(set), "OK\n");
   // redis-benchmark: non-blocking connects from two threads (hiredis + ae).
   int64_t received = sidecarB().statInt("rdmesh.session.node-a.bytes_received");
-  CommandResult bench =
-      runInPodA({findExecutable("redis-benchmark"), "-h", kPodB, "-p", "6379", "-n", "2000", "-c",
-                 "8", "--threads", "2", "-t", "get", "-q"},
-                -1, preloadEnv(), 120s);
+  CommandResult bench = runInPodA({findExecutable("redis-benchmark"), "-h", kPodB, "-p", "6379",
+                                   "-n", "2000", "-c", "8", "--threads", "2", "-t", "get", "-q"},
+                                  -1, preloadEnv(), 120s);
   ASSERT_TRUE(bench.ok()) << bench.describe();
   EXPECT_GT(sidecarB().statInt("rdmesh.session.node-a.bytes_received") - received, 2000 * 30);
   EXPECT_GE(captureStat("capture_to_endpoint"), 1 + 8);  // + the benchmark's own probe
@@ -66,8 +65,8 @@ TEST_F(PreloadCaptureTest, ForkAndExecKeepCapturing) {
 TEST_F(PreloadCaptureTest, SidecarUidAndExcludedPortsAreNotCaptured) {
   expectBody(curlFromPodA(std::string(kPodB) + ":8080", kSidecarUid, preloadEnv()), "web:8080\n",
              kPodB, "8080");
-  expectBody(curlFromPodA(std::string(kPodB) + ":9090", -1, preloadEnv()), "excluded:9090\n",
-             kPodB, "9090");
+  expectBody(curlFromPodA(std::string(kPodB) + ":9090", -1, preloadEnv()), "excluded:9090\n", kPodB,
+             "9090");
   EXPECT_EQ(captureStat("capture_to_endpoint"), 0);
   EXPECT_EQ(sidecarB().statInt("rdmesh.listener.in-8080.downstream_cx_total"), 0);
   // Without the shim nothing is captured at all.

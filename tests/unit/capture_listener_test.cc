@@ -84,11 +84,12 @@ TEST(CaptureConfigTest, ErrorsNameFieldAndLine) {
 }
 
 TEST(CaptureRouterTest, ServiceEndpointUnknown) {
-  Result<ProxyConfig> c = parseConfig(
-      base("  - {name: cap, direction: capture}\n",
-           std::string(kCluster) + "  - name: db\n    endpoints: [{node: node-b, address: "
-                                   "\"10.0.0.2:5432\"}, {node: node-b, address: \"10.0.0.3:5432\"}]\n"),
-      "t");
+  Result<ProxyConfig> c =
+      parseConfig(base("  - {name: cap, direction: capture}\n",
+                       std::string(kCluster) +
+                           "  - name: db\n    endpoints: [{node: node-b, address: "
+                           "\"10.0.0.2:5432\"}, {node: node-b, address: \"10.0.0.3:5432\"}]\n"),
+                  "t");
   ASSERT_TRUE(c) << c.status().message();
   CaptureRouter router(c->clusters);
   CaptureRoute svc = router.route(InetAddress::parse("10.96.0.10:80").value());

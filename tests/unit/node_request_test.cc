@@ -84,8 +84,7 @@ TEST(NodeRequestTest, PodAddFieldErrorsNameTheField) {
             "field 'ips[1]': '\"10.0.0.999\"' is not an IPv4 or IPv6 address");
   EXPECT_EQ(with("ips", json::array({"10.0.0.1", "10.0.0.1"})),
             "field 'ips[1]': 10.0.0.1 is listed twice");
-  EXPECT_EQ(with("interface", "a-very-long-interface"),
-            "field 'interface': longer than 15 bytes");
+  EXPECT_EQ(with("interface", "a-very-long-interface"), "field 'interface': longer than 15 bytes");
   EXPECT_EQ(with("pod_name", 3), "field 'pod_name': must be a string");
   EXPECT_EQ(with("exclude_outbound_ports", json::array({80, 0})),
             "field 'exclude_outbound_ports[1]': must be a port number 1..65535 (got 0)");

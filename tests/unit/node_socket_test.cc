@@ -1,7 +1,5 @@
 // node.sock over a real SOCK_SEQPACKET socket on a libevent loop: replies in order, bad input
 // answered without losing the connection, oversize requests, attached fds closed.
-#include "node_socket_server.h"
-
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -15,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "node_socket_server.h"
 #include "op_table.h"
 
 namespace rdmesh::node {
@@ -23,7 +22,8 @@ namespace {
 class NodeSocketTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("rdmesh-sock-test-" + std::to_string(getpid()));
+    dir_ =
+        std::filesystem::temp_directory_path() / ("rdmesh-sock-test-" + std::to_string(getpid()));
     path_ = (dir_ / "run" / "node.sock").string();
     ops_.add("echo", [](const RequestEnvelope& r, RequestFds& fds) -> Result<nlohmann::json> {
       return nlohmann::json{{"body", r.body}, {"fds", fds.size()}};
@@ -91,7 +91,7 @@ class NodeSocketTest : public ::testing::Test {
 };
 
 TEST_F(NodeSocketTest, CreatesTheDirectoryAndASocketOnlyRootMayUse) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(path_.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0660u);

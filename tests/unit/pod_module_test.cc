@@ -117,8 +117,9 @@ TEST_F(PodModuleTest, FailedAddLeavesNothing) {
 }
 
 TEST_F(PodModuleTest, RegistrySurvivesARestartAndRestoresFreshMaps) {
-  ASSERT_EQ(call(add("c1", "/run/netns/a", R"(,"pod_name":"web","exclude_outbound_ports":[22])"))["ok"],
-            true);
+  ASSERT_EQ(
+      call(add("c1", "/run/netns/a", R"(,"pod_name":"web","exclude_outbound_ports":[22])"))["ok"],
+      true);
   maps_.pods.clear();  // as if the pinned maps were lost (after --uninstall)
   maps_.excluded.clear();
   rebuild();

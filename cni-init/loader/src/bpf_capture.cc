@@ -34,7 +34,9 @@ constexpr const char* kBpffsRoot = "/sys/fs/bpf";
 // Slots of the rdmesh_counters map (enum rdmesh_counter in capture.bpf.c).
 constexpr uint32_t kCounterSlots = 6;
 
-std::string errnoText(int err) { return strerror(err > 0 ? err : -err); }
+std::string errnoText(int err) {
+  return strerror(err > 0 ? err : -err);
+}
 
 int libbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
@@ -51,7 +53,7 @@ int libbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
 }
 
 bool isFs(const std::string& path, int64_t magic) {
-  struct statfs st{};
+  struct statfs st {};
   return ::statfs(path.c_str(), &st) == 0 && static_cast<int64_t>(st.f_type) == magic;
 }
 
@@ -60,8 +62,8 @@ Status ensurePinDir(const std::string& pin_dir) {
   fs::path parent = fs::path(pin_dir).parent_path();
   if (!isFs(parent.string(), BPF_FS_MAGIC)) {
     if (parent != kBpffsRoot) {
-      return invalidArgument(fmt::format("bpf pin dir '{}': '{}' is not a bpffs mount", pin_dir,
-                                         parent.string()));
+      return invalidArgument(
+          fmt::format("bpf pin dir '{}': '{}' is not a bpffs mount", pin_dir, parent.string()));
     }
     ::mkdir(kBpffsRoot, 0700);
     if (::mount("bpf", kBpffsRoot, "bpf", 0, "mode=0700") != 0) {
@@ -76,7 +78,7 @@ Status ensurePinDir(const std::string& pin_dir) {
 }
 
 Result<uint64_t> cgroupId(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return invalidArgument(fmt::format("cgroup '{}': {}", path, errnoText(errno)));
   }
@@ -156,8 +158,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
     }
     // Membership last: capture starts only once the pod's exclusions are in place.
     rdmesh_pod_value value{};
-    if (bpf_map_update_elem(fd(skel_->maps.rdmesh_pods), &pod.netns_cookie, &value, BPF_ANY) !=
-        0) {
+    if (bpf_map_update_elem(fd(skel_->maps.rdmesh_pods), &pod.netns_cookie, &value, BPF_ANY) != 0) {
       int err = errno;
       undo();
       return unavailable(fmt::format("pod membership: map update: {}", errnoText(err)));
@@ -171,7 +172,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
     bpf_map_delete_elem(fd(skel_->maps.rdmesh_pods), &netns);
     int excl = fd(skel_->maps.rdmesh_excl);
     for (const auto& k : keysWhere<rdmesh_port_key, uint8_t>(
-             excl, [&](const rdmesh_port_key& k, uint8_t) { return k.netns_cookie == netns; })) {
+             excl, [&](const rdmesh_port_key&k, uint8_t) { return k.netns_cookie == netns; })) {
       bpf_map_delete_elem(excl, &k);
     }
     int by_sk = fd(skel_->maps.rdmesh_dst_sk);
@@ -181,8 +182,9 @@ class BpfInterceptionMaps final : public InterceptionMaps {
     }
     int by_conn = fd(skel_->maps.rdmesh_dst_conn);
     for (const auto& k : keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
-             by_conn,
-             [&](const rdmesh_conn_key& k, const rdmesh_orig_dst&) { return k.netns_cookie == netns; })) {
+             by_conn, [&](const rdmesh_conn_key&k, const rdmesh_orig_dst&) {
+               return k.netns_cookie == netns;
+             })) {
       bpf_map_delete_elem(by_conn, &k);
     }
     return {};
@@ -253,8 +255,7 @@ Result<bpf_link*> attachPinned(bpf_program* prog, const std::string& pin, int cg
     bpf_link* link = bpf_link__open(pin.c_str());
     if (link != nullptr && linkCgroup(bpf_link__fd(link)) == cgroup_id) {
       if (bpf_link__update_program(link, prog) == 0) return link;
-      spdlog::warn("bpf: cannot update pinned link {}: {}; attaching anew", pin,
-                   errnoText(errno));
+      spdlog::warn("bpf: cannot update pinned link {}: {}; attaching anew", pin, errnoText(errno));
     } else {
       spdlog::info("bpf: pinned link {} is attached elsewhere; replacing it", pin);
     }
@@ -266,8 +267,8 @@ Result<bpf_link*> attachPinned(bpf_program* prog, const std::string& pin, int cg
   }
   bpf_link* link = bpf_program__attach_cgroup(prog, cgroup_fd);
   if (link == nullptr) {
-    return unavailable(fmt::format("attach {} at cgroup: {}", bpf_program__name(prog),
-                                   errnoText(errno)));
+    return unavailable(
+        fmt::format("attach {} at cgroup: {}", bpf_program__name(prog), errnoText(errno)));
   }
   if (int rc = bpf_link__pin(link, pin.c_str()); rc != 0) {
     bpf_link__destroy(link);
@@ -321,8 +322,8 @@ Result<std::unique_ptr<InterceptionMaps>> installBpfCapture(const BpfCaptureOpti
   }
   std::vector<bpf_link*> links;
   for (const auto& [name, prog] : programs(skel)) {
-    Result<bpf_link*> link = attachPinned(prog, linkPin(options.pin_dir, name), cgroup_fd,
-                                          *cgroup_id);
+    Result<bpf_link*> link =
+        attachPinned(prog, linkPin(options.pin_dir, name), cgroup_fd, *cgroup_id);
     if (!link) {
       ::close(cgroup_fd);
       for (bpf_link* l : links) bpf_link__destroy(l);

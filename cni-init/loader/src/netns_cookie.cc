@@ -1,6 +1,7 @@
 #include "rdmesh/capture/netns_cookie.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -10,8 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
-
-#include <fmt/format.h>
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -35,7 +34,9 @@ Result<uint64_t> cookieOfNewSocket() {
 
 }  // namespace
 
-Result<uint64_t> currentNetnsCookie() { return cookieOfNewSocket(); }
+Result<uint64_t> currentNetnsCookie() {
+  return cookieOfNewSocket();
+}
 
 Result<uint64_t> netnsCookie(const std::string& netns_path) {
   int ns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);

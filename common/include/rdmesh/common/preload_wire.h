@@ -23,8 +23,8 @@ struct Registration {
   uint8_t dst_family;     // 4 or 6: the address the app asked for
   uint8_t reserved[3];    // 0
   uint16_t dst_port;
-  uint16_t reserved2;     // 0
-  uint8_t dst_addr[16];   // IPv4 in the first 4 bytes
+  uint16_t reserved2;    // 0
+  uint8_t dst_addr[16];  // IPv4 in the first 4 bytes
 };
 
 static_assert(sizeof(Registration) == 32, "Registration is a fixed 32-byte datagram");

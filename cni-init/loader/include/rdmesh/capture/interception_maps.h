@@ -17,11 +17,11 @@ struct PodCapture {
 
 // Sums over CPUs of the programs' counters.
 struct CaptureCounters {
-  uint64_t captured = 0;          // connects rewritten to the capture listener
-  uint64_t skipped_uid = 0;       // connects by the sidecar's uid
-  uint64_t skipped_port = 0;      // connects to an excluded port
-  uint64_t skipped_loopback = 0;  // connects to loopback
-  uint64_t established = 0;      // captured connections re-keyed at established
+  uint64_t captured = 0;               // connects rewritten to the capture listener
+  uint64_t skipped_uid = 0;            // connects by the sidecar's uid
+  uint64_t skipped_port = 0;           // connects to an excluded port
+  uint64_t skipped_loopback = 0;       // connects to loopback
+  uint64_t established = 0;            // captured connections re-keyed at established
   uint64_t original_dst_answered = 0;  // SO_ORIGINAL_DST answered for the sidecar
 };
 

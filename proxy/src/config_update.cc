@@ -7,10 +7,29 @@
 
 namespace rdmesh::proxy {
 
+std::vector<ListenerSocket> listenerSockets(const ListenerConfig& l) {
+  switch (l.direction) {
+    case ListenerDirection::kInbound:
+      return {};
+    case ListenerDirection::kOutbound:
+      return {{l.name, l.address}};
+    case ListenerDirection::kCapture: {
+      std::vector<ListenerSocket> sockets{{l.name, l.address}};
+      if (l.has_address_v6) {
+        sockets.push_back({l.name + "/v6", l.address_v6,
+                           l.address_v6.toString() == kDefaultCaptureAddressV6});
+      }
+      return sockets;
+    }
+  }
+  return {};
+}
+
 Status checkSnapshot(const ProxyConfig& config) {
   std::set<std::string> listener_names;
   std::map<std::string, std::string> outbound_by_address;
   std::map<uint16_t, std::string> inbound_by_port;
+  int capture_listeners = 0;
   for (const ListenerConfig& l : config.listeners) {
     if (!listener_names.insert(l.name).second) {
       return invalidArgument(fmt::format("duplicate listener '{}'", l.name));
@@ -24,11 +43,16 @@ Status checkSnapshot(const ProxyConfig& config) {
       }
       continue;
     }
-    if (l.address.port() == 0) continue;  // each port-0 listener gets its own port
-    auto [it, added] = outbound_by_address.emplace(l.address.toString(), l.name);
-    if (!added) {
-      return invalidArgument(fmt::format("listener {}: {} is already used by listener {}", l.name,
-                                         l.address.toString(), it->second));
+    if (l.direction == ListenerDirection::kCapture && ++capture_listeners > 1) {
+      return invalidArgument(fmt::format("listener {}: only one capture listener is allowed", l.name));
+    }
+    for (const ListenerSocket& socket : listenerSockets(l)) {
+      if (socket.address.port() == 0) continue;  // each port-0 listener gets its own port
+      auto [it, added] = outbound_by_address.emplace(socket.address.toString(), l.name);
+      if (!added) {
+        return invalidArgument(fmt::format("listener {}: {} is already used by listener {}",
+                                           l.name, socket.address.toString(), it->second));
+      }
     }
   }
   std::set<std::string> cluster_names;

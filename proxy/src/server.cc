@@ -46,8 +46,12 @@ Status Server::start() {
   for (unsigned i = 0; i < config_.node.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, boot, stats_));
   }
+  if (Status s = setUpCapture(); !s) return s;
   Worker* session_worker = workers_.front().get();
-  for (auto& w : workers_) w->setSessionWorker(session_worker);
+  for (auto& w : workers_) {
+    w->setSessionWorker(session_worker);
+    w->setOriginalDestination(&original_destination_);
+  }
   if (Status s = install(config_, /*immediate=*/true); !s) return s;
   auto fabric = config_.transport.backend == FabricBackend::kShm ? transport::makeShmFabric()
                                                                  : transport::makeTcpFabric();
@@ -84,20 +88,29 @@ Status Server::updateConfig(ProxyConfig next) {
 Status Server::install(ProxyConfig next_config, bool immediate) {
   if (Status s = checkSnapshot(next_config); !s) return s;
   auto next = std::make_shared<const ProxyConfig>(std::move(next_config));
-  // Sockets for listeners that are new by name and address; the others keep theirs.
+  // Sockets that are new by key and address; the others stay with the workers.
   std::map<std::string, ListenSockets> bound;
   for (const ListenerConfig& l : next->listeners) {
-    if (l.direction != ListenerDirection::kOutbound) continue;
-    if (current_) {
-      auto same = std::find_if(
-          current_->listeners.begin(), current_->listeners.end(), [&](const ListenerConfig& old) {
-            return old.name == l.name && old.direction == l.direction && old.address == l.address;
-          });
-      if (same != current_->listeners.end()) continue;
+    for (const ListenerSocket& socket : listenerSockets(l)) {
+      if (current_) {
+        bool same = std::any_of(
+            current_->listeners.begin(), current_->listeners.end(), [&](const ListenerConfig& old) {
+              std::vector<ListenerSocket> old_sockets = listenerSockets(old);
+              return std::any_of(old_sockets.begin(), old_sockets.end(), [&](const auto& o) {
+                return o.key == socket.key && o.address == socket.address;
+              });
+            });
+        if (same) continue;
+      }
+      auto sockets =
+          ListenSockets::bind(l.name, socket.address, static_cast<unsigned>(workers_.size()));
+      if (!sockets && socket.optional) {
+        spdlog::warn("{}; capturing IPv4 only", sockets.status().message());
+        continue;
+      }
+      if (!sockets) return sockets.status();  // `bound` closes what was already bound
+      bound.emplace(socket.key, std::move(sockets.value()));
     }
-    auto sockets = ListenSockets::bind(l.name, l.address, static_cast<unsigned>(workers_.size()));
-    if (!sockets) return sockets.status();  // `bound` closes what was already bound
-    bound.emplace(l.name, std::move(sockets.value()));
   }
   for (size_t i = 0; i < workers_.size(); ++i) {
     std::map<std::string, int> fds;
@@ -110,6 +123,20 @@ Status Server::install(ProxyConfig next_config, bool immediate) {
     }
   }
   current_ = std::move(next);
+  return {};
+}
+
+Status Server::setUpCapture() {
+  // SO_ORIGINAL_DST costs nothing until asked, so it is there for any capture listener, also one
+  // that arrives later from xDS. The LD_PRELOAD registry binds a socket: only for a capture
+  // listener in the file.
+  original_destination_.add(makeSoOriginalDst());
+  for (const ListenerConfig& l : config_.listeners) {
+    if (l.direction != ListenerDirection::kCapture || l.preload_socket.empty()) continue;
+    Result<std::unique_ptr<PreloadRegistry>> registry = PreloadRegistry::bind(l.preload_socket);
+    if (!registry) return registry.status();
+    original_destination_.add(std::move(*registry));
+  }
   return {};
 }
 

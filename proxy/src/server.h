@@ -12,6 +12,7 @@
 #include "admin_server.h"
 #include "config.h"
 #include "config_update.h"
+#include "original_destination.h"
 #include "rdmesh/common/stats.h"
 #include "worker.h"
 
@@ -46,6 +47,7 @@ class Server final : public ConfigUpdater {
   // once before the workers run (`immediate`).
   Status install(ProxyConfig next, bool immediate);
   std::string configDump() const;
+  Status setUpCapture();
   void beginDrain(const char* why);
   void checkDrained();
   static void onSignal(int sig, short what, void* arg);
@@ -57,6 +59,9 @@ class Server final : public ConfigUpdater {
   StatsStore stats_;
   event_base* base_;
   std::unique_ptr<AdminServer> admin_;
+  // The capture listener's original-destination sources (SO_ORIGINAL_DST, then the LD_PRELOAD
+  // registry); shared by every worker.
+  ChainedOriginalDestination original_destination_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<event*> signal_events_;
   event* drain_timer_ = nullptr;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <utility>
 
+#include "config_update.h"
+
 namespace rdmesh::proxy {
 
 namespace {
@@ -69,6 +71,7 @@ Worker::Listener::~Listener() {
 void Worker::applyConfig(ConfigSnapshot next, std::map<std::string, int> new_listeners) {
   applyClusters(*next);
   applyListeners(*next, new_listeners);
+  capture_router_ = CaptureRouter(next->clusters);
   inbound_by_port_.clear();
   for (const ListenerConfig& l : next->listeners) {
     if (l.direction == ListenerDirection::kInbound) {
@@ -103,37 +106,47 @@ void Worker::applyClusters(const ProxyConfig& next) {
 void Worker::applyListeners(const ProxyConfig& next, std::map<std::string, int>& new_listeners) {
   decltype(listeners_) listeners;
   for (const ListenerConfig& l : next.listeners) {
-    if (l.direction != ListenerDirection::kOutbound) continue;
-    auto fd = new_listeners.find(l.name);
-    if (fd == new_listeners.end()) {
-      // Same name and address as before: the socket (and its backlog) carries over.
-      auto old = listeners_.find(l.name);
-      if (old == listeners_.end()) continue;
-      old->second->config = &l;
-      listeners.emplace(l.name, std::move(old->second));
-      listeners_.erase(old);
-      continue;
+    for (const ListenerSocket& socket : listenerSockets(l)) {
+      auto fd = new_listeners.find(socket.key);
+      if (fd == new_listeners.end()) {
+        // Same key and address as before: the socket (and its backlog) carries over. None
+        // at all: an optional socket that could not be bound (IPv6 off).
+        auto old = listeners_.find(socket.key);
+        if (old == listeners_.end()) continue;
+        old->second->config = &l;
+        listeners.emplace(socket.key, std::move(old->second));
+        listeners_.erase(old);
+        continue;
+      }
+      auto listener = std::make_unique<Listener>();
+      listener->worker = this;
+      listener->config = &l;
+      listener->fd = std::exchange(fd->second, -1);
+      listener->stats = listenerStats(stats_, l.name);
+      std::string scope = "listener." + l.name;
+      listener->no_cluster = &stats_.counter(scope, "downstream_cx_no_cluster");
+      if (l.direction == ListenerDirection::kCapture) {
+        listener->capture = {&stats_.counter(scope, "capture_to_service"),
+                             &stats_.counter(scope, "capture_to_endpoint"),
+                             &stats_.counter(scope, "capture_passthrough"),
+                             &stats_.counter(scope, "capture_rejected"),
+                             &stats_.counter(scope, "capture_no_original_dst")};
+      }
+      if (draining_) continue;  // a draining worker takes no new listener; the destructor closes it
+      listener->ev =
+          event_new(base_, listener->fd, EV_READ | EV_PERSIST, &Worker::onAccept, listener.get());
+      event_add(listener->ev, nullptr);
+      listeners.emplace(socket.key, std::move(listener));
     }
-    auto listener = std::make_unique<Listener>();
-    listener->worker = this;
-    listener->config = &l;
-    listener->fd = std::exchange(fd->second, -1);
-    listener->stats = listenerStats(stats_, l.name);
-    listener->no_cluster = &stats_.counter("listener." + l.name, "downstream_cx_no_cluster");
-    if (draining_) continue;  // a draining worker takes no new listener; the destructor closes it
-    listener->ev =
-        event_new(base_, listener->fd, EV_READ | EV_PERSIST, &Worker::onAccept, listener.get());
-    event_add(listener->ev, nullptr);
-    listeners.emplace(l.name, std::move(listener));
   }
-  for (auto& [name, fd] : new_listeners) {
+  for (auto& [key, fd] : new_listeners) {
     if (fd >= 0) ::close(fd);  // not taken above: never leak it
   }
   // Listeners that are gone (or moved): route what the kernel already queued on them, then
   // close. Their open connections are not theirs (live_ owns them) and carry on.
-  for (auto& [name, old] : listeners_) {
+  for (auto& [key, old] : listeners_) {
     if (old->fd >= 0) acceptFrom(*old);
-    spdlog::debug("worker {}: listener {} closed; its open connections stay", index_, name);
+    spdlog::debug("worker {}: listener {} closed; its open connections stay", index_, key);
   }
   listeners_ = std::move(listeners);
 }
@@ -184,10 +197,19 @@ void Worker::onAccept(int /*fd*/, short /*what*/, void* arg) {
 }
 
 void Worker::acceptFrom(Listener& listener) {
+  const bool capture = listener.config->direction == ListenerDirection::kCapture;
   for (int i = 0; i < kMaxAcceptsPerEvent && listener.fd >= 0; ++i) {
-    int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    int fd = ::accept4(listener.fd, capture ? reinterpret_cast<sockaddr*>(&peer) : nullptr,
+                       capture ? &peer_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    routeOutbound(fd, listener);
+    if (capture) {
+      routeCaptured(fd, InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&peer), peer_len),
+                    listener);
+    } else {
+      routeOutbound(fd, listener);
+    }
   }
 }
 
@@ -200,8 +222,48 @@ void Worker::routeOutbound(int fd, Listener& listener) {
     closeWithReset(fd);
     return;
   }
-  Cluster& cluster = found->second;
-  int ep = cluster.lb->pick();
+  forward(fd, listener, found->second, found->second.lb->pick());
+}
+
+void Worker::routeCaptured(int fd, const InetAddress& peer, Listener& listener) {
+  Result<InetAddress> dst =
+      original_destination_ != nullptr
+          ? original_destination_->lookup(fd, peer)
+          : Result<InetAddress>(unavailable("no original destination source"));
+  if (!dst) {
+    // Not a connection our capture made (or its record is gone): nowhere to send it.
+    spdlog::debug("capture: connection from {}: {}", peer.toString(), dst.status().message());
+    listener.capture.no_original_dst->inc();
+    listener.stats.cx_total->inc();
+    closeWithReset(fd);
+    return;
+  }
+  CaptureRoute route = capture_router_.route(*dst);
+  if (route.kind != CaptureRoute::kUnknown) {
+    Cluster& cluster = clusters_.at(snapshot_->clusters[route.cluster].name);
+    if (route.kind == CaptureRoute::kService) {
+      listener.capture.to_service->inc();
+      forward(fd, listener, cluster, cluster.lb->pick());
+    } else {
+      listener.capture.to_endpoint->inc();
+      forward(fd, listener, cluster, route.endpoint);
+    }
+    return;
+  }
+  if (listener.config->unknown_destination == UnknownDestination::kReject) {
+    spdlog::debug("capture: {} is not in the mesh; rejected", dst->toString());
+    listener.capture.rejected->inc();
+    listener.stats.cx_total->inc();
+    closeWithReset(fd);
+    return;
+  }
+  // Passthrough: plain TCP from the sidecar (uid 1337, never captured) to where the app meant.
+  listener.capture.passthrough->inc();
+  adopt(std::make_unique<TcpRelay>(*this, std::vector<ConnectionStats>{listener.stats}, nullptr, fd,
+                                   *dst, config_.transport.connect_timeout));
+}
+
+void Worker::forward(int fd, Listener& listener, Cluster& cluster, int ep) {
   if (ep < 0) {
     listener.stats.cx_total->inc();
     closeWithReset(fd);

@@ -17,8 +17,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "capture_router.h"
 #include "config.h"
 #include "load_balancer.h"
+#include "original_destination.h"
 #include "rdmesh/common/stats.h"
 #include "rdmesh/common/task_queue.h"
 #include "rdmesh/transport/adaptive_poller.h"
@@ -39,6 +41,9 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   // On the main thread, before start(): make this the session worker.
   Status startSessions(std::unique_ptr<transport::Fabric> fabric);
   void setSessionWorker(Worker* worker) { session_worker_ = worker; }
+  // Before start(): where capture listeners learn each connection's original destination
+  // (shared by all workers, owned by the server).
+  void setOriginalDestination(OriginalDestination* source) { original_destination_ = source; }
 
   void start();
   void join();
@@ -68,6 +73,14 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   }
 
  private:
+  // Counters of a capture listener: where captured connections went.
+  struct CaptureStats {
+    Stat* to_service = nullptr;       // original destination was a service address
+    Stat* to_endpoint = nullptr;      // ... an endpoint (pod IP:port) of a cluster
+    Stat* passthrough = nullptr;      // ... unknown: plain TCP to it
+    Stat* rejected = nullptr;         // ... unknown, and unknown_destination: reject
+    Stat* no_original_dst = nullptr;  // no source knew it (not captured by us): reset
+  };
   struct Listener {
     ~Listener();
     Worker* worker = nullptr;
@@ -76,6 +89,7 @@ class Worker final : public ConnectionHost, public transport::Pollable {
     event* ev = nullptr;
     ConnectionStats stats;
     Stat* no_cluster = nullptr;
+    CaptureStats capture;  // capture listeners only
   };
   struct Cluster {
     const ClusterConfig* config = nullptr;  // in snapshot_
@@ -91,6 +105,9 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   static void onAccept(int fd, short what, void* arg);
   void acceptFrom(Listener& listener);
   void routeOutbound(int fd, Listener& listener);
+  void routeCaptured(int fd, const InetAddress& peer, Listener& listener);
+  // Sends an accepted connection to endpoint `ep` of `cluster` (local TCP or a tunnel stream).
+  void forward(int fd, Listener& listener, Cluster& cluster, int ep);
   void applyClusters(const ProxyConfig& next);
   void applyListeners(const ProxyConfig& next, std::map<std::string, int>& new_listeners);
   void closeListener(Listener& listener);
@@ -112,8 +129,11 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   std::thread thread_;
   Worker* session_worker_ = nullptr;
   std::unique_ptr<transport::SessionManager> sessions_;
+  OriginalDestination* original_destination_ = nullptr;
+  CaptureRouter capture_router_{{}};  // from snapshot_'s clusters
 
-  std::map<std::string, std::unique_ptr<Listener>, std::less<>> listeners_;  // outbound, by name
+  // Outbound and capture listeners, by socket key (listenerSockets() in config_update.h).
+  std::map<std::string, std::unique_ptr<Listener>, std::less<>> listeners_;
   std::unordered_map<std::string, Cluster> clusters_;
   std::map<uint16_t, Inbound> inbound_by_port_;
   std::unordered_map<ProxyConnection*, std::unique_ptr<ProxyConnection>> live_;

@@ -61,14 +61,22 @@ Result<std::vector<ClusterConfig>> translateClusters(const std::vector<xds::Reso
       if (address->port() == 0) return invalidArgument(where + ": port 0");
       out.endpoints.push_back({endpoint.node, *address});
     }
+    for (size_t i = 0; i < cluster.service_addresses.size(); ++i) {
+      std::string where = fmt::format("cluster {} service_addresses[{}]", cluster.name, i);
+      Result<InetAddress> address = parseAddress(cluster.service_addresses[i], where);
+      if (!address) return address.status();
+      if (address->port() == 0) return invalidArgument(where + ": port 0");
+      out.service_addresses.push_back(*address);
+    }
     clusters.push_back(std::move(out));
   }
   return clusters;
 }
 
-// Capture listeners need the capture path of the proxy; they are counted and skipped here.
-Result<std::vector<ListenerConfig>> translateListeners(const std::vector<xds::Resource>& resources,
-                                                       Stat& unsupported) {
+// A capture listener from xDS listens on its address (default 127.0.0.1:15001) and [::1]:15001,
+// finds original destinations with SO_ORIGINAL_DST (the eBPF path) and passes unknown
+// destinations through; the LD_PRELOAD registry is for capture listeners in the file.
+Result<std::vector<ListenerConfig>> translateListeners(const std::vector<xds::Resource>& resources) {
   std::vector<ListenerConfig> listeners;
   for (const xds::Resource& resource : resources) {
     const auto& listener = std::get<xds::Listener>(resource);
@@ -76,10 +84,17 @@ Result<std::vector<ListenerConfig>> translateListeners(const std::vector<xds::Re
     ListenerConfig out;
     out.name = listener.name;
     switch (listener.direction) {
-      case xds::ListenerDirection::kCapture:
-        unsupported.inc();
-        spdlog::debug("xds: {}: capture listeners are not handled by this build; skipped", where);
-        continue;
+      case xds::ListenerDirection::kCapture: {
+        Result<InetAddress> address =
+            parseAddress(listener.address.value_or(kDefaultCaptureAddress), where + " address");
+        if (!address) return address.status();
+        if (address->port() == 0) return invalidArgument(where + " address: port 0");
+        out.direction = ListenerDirection::kCapture;
+        out.address = *address;
+        out.has_address_v6 = true;
+        out.address_v6 = InetAddress::parse(kDefaultCaptureAddressV6).value();
+        break;
+      }
       case xds::ListenerDirection::kOutbound: {
         if (!listener.address || !listener.cluster) {
           return invalidArgument(where + ": an outbound listener needs address and cluster");
@@ -116,8 +131,7 @@ Result<std::vector<ListenerConfig>> translateListeners(const std::vector<xds::Re
 
 XdsConfigSource::XdsConfigSource(const ProxyConfig& boot, ConfigUpdater& updater, StatsStore& stats)
     : static_(boot),
-      updater_(updater),
-      unsupported_listeners_(stats.counter("xds.listener", "unsupported")) {}
+      updater_(updater) {}
 
 Result<std::unique_ptr<XdsConfigSource>> XdsConfigSource::create(event_base* base,
                                                                  const ProxyConfig& boot,
@@ -190,7 +204,7 @@ Status XdsConfigSource::onResources(ResourceType type, const std::string& versio
       break;
     }
     case ResourceType::kListener: {
-      auto listeners = translateListeners(resources, unsupported_listeners_);
+      auto listeners = translateListeners(resources);
       if (!listeners) return listeners.status();
       next.listeners = std::move(listeners.value());
       break;

@@ -48,7 +48,6 @@ class XdsConfigSource {
   ProxyConfig static_;  // the file's resources, with no dynamic ones
   ConfigUpdater& updater_;
   Dynamic dynamic_;
-  Stat& unsupported_listeners_;
   std::unique_ptr<xds::Client> client_;
 };
 

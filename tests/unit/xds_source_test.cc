@@ -93,7 +93,7 @@ TEST_F(XdsSourceTest, ClustersTranslateWithPolicyTimeoutAndEndpoints) {
   EXPECT_EQ(server_->currentConfig().listeners.size(), 1u);
 }
 
-TEST_F(XdsSourceTest, ListenersTranslateAndCaptureIsSkippedAndCounted) {
+TEST_F(XdsSourceTest, ListenersTranslateIncludingCapture) {
   ASSERT_TRUE(apply(xds::ResourceType::kCluster, {dbCluster("10.1.0.7:5432")}));
   xds::Listener inbound;
   inbound.name = "inbound|8080";
@@ -107,13 +107,15 @@ TEST_F(XdsSourceTest, ListenersTranslateAndCaptureIsSkippedAndCounted) {
   xds::Listener capture;
   capture.name = "capture";
   capture.direction = xds::ListenerDirection::kCapture;
-  capture.address = "127.0.0.1:15001";
+  capture.address = "127.0.0.1:25001";
   ASSERT_TRUE(apply(xds::ResourceType::kListener, {inbound, outbound, capture}));
   const auto& listeners = server_->currentConfig().listeners;
-  ASSERT_EQ(listeners.size(), 3u);  // static + inbound + outbound
+  ASSERT_EQ(listeners.size(), 4u);  // static + inbound + outbound + capture
   EXPECT_EQ(listeners[1].direction, ListenerDirection::kInbound);
   EXPECT_EQ(listeners[1].target.toString(), "127.0.0.1:8080");
-  EXPECT_EQ(server_->stats().counter("xds.listener", "unsupported").value(), 1u);
+  EXPECT_EQ(listeners[3].direction, ListenerDirection::kCapture);
+  EXPECT_EQ(listeners[3].address.toString(), "127.0.0.1:25001");
+  EXPECT_TRUE(listeners[3].has_address_v6);
 }
 
 TEST_F(XdsSourceTest, RejectionsNameTheProblemAndKeepTheLastGoodConfig) {

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Capture benchmark (root): what transparent capture costs, side by side with no capture.
+#
+#   bash bench/capture.sh            # ROUNDS=5 COUNT=10000 REDIS_N=100000 by default
+#   QUICK=1 bash bench/capture.sh    # smoke run
+#
+# 1. connect() cost, socket+connect+close, median of COUNT per round (bench/connect_cost.cc):
+#      no_hooks          app outside the hooked cgroup, to a local non-loopback address
+#      hooks_not_pod     app in the hooked cgroup, its netns not a captured pod
+#      hooks_excluded    app in a captured pod, to an excluded port (every check runs, no capture)
+#      explicit_15001    app outside the hooked cgroup, straight to 127.0.0.1:15001
+#      hooks_captured    app in a captured pod, to 10.99.0.1:9090 -> rewritten to 127.0.0.1:15001
+#      preload_skipped   LD_PRELOAD shim, excluded port
+#      preload_captured  LD_PRELOAD shim, captured (bind + registration datagram + connect)
+#    Ratios: hooks_* and preload_skipped against no_hooks; *_captured against explicit_15001.
+# 2. redis-benchmark (GET/SET, 50 clients) from a pod on node-a to redis on node-b through both
+#    sidecars (tcp backend): to the service IP (captured) vs. to the sidecar's explicit outbound
+#    listener 127.0.0.1:16379. Rounds interleaved; medians reported.
+# Uses the binaries in $RDMESH_BUILD [build] (configure with -DRDMESH_BUILD_BENCH=ON; not a
+# sanitizer build). Everything it creates is removed on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+B=${RDMESH_BUILD:-$ROOT/build}
+[[ $B == /* ]] || B=$ROOT/$B
+ROUNDS=${ROUNDS:-5}
+COUNT=${COUNT:-10000}
+REDIS_N=${REDIS_N:-100000}
+if [[ ${QUICK:-0} == 1 ]]; then ROUNDS=1 COUNT=2000 REDIS_N=20000; fi
+[[ $(id -u) -eq 0 ]] || { echo "capture.sh: run as root" >&2; exit 1; }
+if grep -q 'RDMESH_SANITIZE:STRING=.\+' "$B/CMakeCache.txt"; then
+  echo "capture.sh: $B is a sanitizer build" >&2; exit 1
+fi
+ninja -C "$B" -j2 rdmesh-proxy rdmesh-node rdmesh-preload connect_cost >/dev/null
+NODE=$B/node/rdmesh-node PROXY=$B/proxy/rdmesh-proxy
+COST=$B/bench/connect_cost PRELOAD=$B/cni-init/preload/librdmesh-preload.so
+
+TAG=rdmb$$
+CGROOT=$( [[ -f /sys/fs/cgroup/unified/cgroup.procs ]] && echo /sys/fs/cgroup/unified || echo /sys/fs/cgroup)
+CG=$CGROOT/$TAG PIN=/sys/fs/bpf/$TAG WORK=$(mktemp -d /tmp/$TAG.XXXX)
+PIDS=()
+cleanup() {
+  set +e
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  "$NODE" --uninstall --cgroup "$CG" --bpf-pin-dir "$PIN" --state-file "$WORK/pods.json" >/dev/null
+  for ns in ${TAG}p ${TAG}a ${TAG}b; do ip netns del $ns 2>/dev/null; done
+  for d in "$CG"/*/ "$CG" "$CGROOT/${TAG}n"; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# in_pod CGROUP NETNS [uid] -- argv: join the cgroup, then only the netns (keeps /sys visible).
+run_in() {
+  local cg=$1 ns=$2; shift 2
+  sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" nsenter --net=/run/netns/"$ns" "$@"
+}
+node_req() { python3 - "$WORK/node.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(sys.argv[1]); s.send(sys.argv[2].encode())
+r = s.recv(65536).decode(); print(r); sys.exit(0 if '"ok":true' in r else 1)
+PY
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+mkdir -p "$CG/pod" "$CG/other"
+"$NODE" --node-name bench --socket "$WORK/node.sock" --state-file "$WORK/pods.json" \
+  --cgroup "$CG" --bpf-pin-dir "$PIN" >"$WORK/node.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -S $WORK/node.sock ]] && break; sleep 0.05; done
+
+# ---------------------------------------------------------------- 1. connect() cost
+ip netns add ${TAG}p
+ip -n ${TAG}p link set lo up
+ip -n ${TAG}p addr add 10.99.0.1/32 dev lo  # a local, non-loopback destination
+NOHOOKS=$CGROOT/${TAG}n  # a sibling of the hooked cgroup, same depth: the no-hooks baseline
+mkdir -p "$NOHOOKS"
+cost() {  # mode -> median_us
+  local mode=$1 out
+  case $mode in
+    no_hooks) out=$(run_in "$NOHOOKS" ${TAG}p "$COST" --target 10.99.0.1:8080 --listen 10.99.0.1:8080 --count "$COUNT") ;;
+    hooks_not_pod) out=$(run_in "$CG/other" ${TAG}p "$COST" --target 10.99.0.1:8080 --listen 10.99.0.1:8080 --count "$COUNT") ;;
+    hooks_excluded) out=$(run_in "$CG/pod" ${TAG}p "$COST" --target 10.99.0.1:8080 --listen 10.99.0.1:8080 --count "$COUNT") ;;
+    explicit_15001) out=$(run_in "$NOHOOKS" ${TAG}p "$COST" --target 127.0.0.1:15001 --listen 127.0.0.1:15001 --count "$COUNT") ;;
+    hooks_captured) out=$(run_in "$CG/pod" ${TAG}p "$COST" --target 10.99.0.1:9090 --listen 127.0.0.1:15001 --count "$COUNT") ;;
+    preload_skipped) out=$(run_in "$NOHOOKS" ${TAG}p env LD_PRELOAD="$PRELOAD" RDMESH_EXCLUDE_OUTBOUND_PORTS=8080 "$COST" --target 10.99.0.1:8080 --listen 10.99.0.1:8080 --count "$COUNT") ;;
+    preload_captured) out=$(run_in "$NOHOOKS" ${TAG}p env LD_PRELOAD="$PRELOAD" "$COST" --target 10.99.0.1:9090 --listen 127.0.0.1:15001 --preload-socket @rdmesh-preload --count "$COUNT") ;;
+  esac
+  awk '{print $2}' <<<"$out"
+}
+# hooks_not_pod is measured before the netns becomes a pod.
+declare -A C
+MODES_BEFORE="no_hooks hooks_not_pod explicit_15001"
+MODES_AFTER="no_hooks hooks_excluded explicit_15001 hooks_captured preload_skipped preload_captured"
+for r in $(seq "$ROUNDS"); do for m in $MODES_BEFORE; do C[$m]+="$(cost $m) "; done; done
+node_req "{\"v\":1,\"op\":\"pod_add\",\"container_id\":\"bench\",\"netns\":\"/run/netns/${TAG}p\",\"ips\":[\"10.99.0.1\"],\"interface\":\"lo\",\"exclude_outbound_ports\":[8080]}" >/dev/null
+for r in $(seq "$ROUNDS"); do for m in $MODES_AFTER; do C[$m]+="$(cost $m) "; done; done
+declare -A M
+for m in no_hooks hooks_not_pod hooks_excluded explicit_15001 hooks_captured preload_skipped preload_captured; do
+  M[$m]=$(tr ' ' '\n' <<<"${C[$m]}" | grep . | median)
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+echo "== connect() cost: socket+connect+close, median of $COUNT, median of $ROUNDS rounds (us)"
+printf "%-18s %8s %8s\n" mode us ratio
+for m in no_hooks hooks_not_pod hooks_excluded preload_skipped; do
+  printf "%-18s %8.2f %8s\n" $m "${M[$m]}" "$(ratio "${M[$m]}" "${M[no_hooks]}")"
+done
+for m in explicit_15001 hooks_captured preload_captured; do
+  printf "%-18s %8.2f %8s\n" $m "${M[$m]}" "$(ratio "${M[$m]}" "${M[explicit_15001]}")"
+done
+
+# ---------------------------------------------------------------- 2. redis-benchmark
+ip netns add ${TAG}a; ip netns add ${TAG}b
+ip link add ${TAG}va netns ${TAG}a type veth peer name ${TAG}vb netns ${TAG}b
+ip -n ${TAG}a addr add 10.98.0.1/24 dev ${TAG}va; ip -n ${TAG}b addr add 10.98.0.2/24 dev ${TAG}vb
+for n in a b; do ip -n ${TAG}$n link set lo up; ip -n ${TAG}$n link set ${TAG}v$n up; done
+mkdir -p "$CG/poda"
+node_req "{\"v\":1,\"op\":\"pod_add\",\"container_id\":\"poda\",\"netns\":\"/run/netns/${TAG}a\",\"ips\":[\"10.98.0.1\"],\"interface\":\"${TAG}va\"}" >/dev/null
+cat >"$WORK/a.yaml" <<YAML
+node: {name: node-a}
+transport: {backend: tcp, listen: "10.98.0.1:15008", peers: [{name: node-b, address: "10.98.0.2:15008"}]}
+listeners:
+  - {name: capture, direction: capture, address_v6: none, preload_socket: none}
+  - {name: redis-out, direction: outbound, address: "127.0.0.1:16379", cluster: redis}
+clusters:
+  - name: redis
+    service_addresses: ["10.96.0.11:6379"]
+    endpoints: [{node: node-b, address: "10.98.0.2:6379"}]
+YAML
+cat >"$WORK/b.yaml" <<YAML
+node: {name: node-b}
+transport: {backend: tcp, listen: "10.98.0.2:15008", peers: [{name: node-a, address: "10.98.0.1:15008"}]}
+listeners:
+  - {name: redis-in, direction: inbound, port: 6379}
+YAML
+chmod 755 "$WORK"; chmod 644 "$WORK"/*.yaml
+ip netns exec ${TAG}b redis-server --port 6379 --bind 0.0.0.0 --save '' --appendonly no --protected-mode no >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+ip netns exec ${TAG}b "$PROXY" -c "$WORK/b.yaml" >"$WORK/b.log" 2>&1 &
+PIDS+=($!)
+run_in "$CG/poda" ${TAG}a setpriv --reuid=1337 --regid=1337 --clear-groups -- "$PROXY" -c "$WORK/a.yaml" >"$WORK/a.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 200); do
+  ip netns exec ${TAG}a redis-cli -h 10.96.0.11 -p 6379 PING 2>/dev/null | grep -q PONG && break; sleep 0.05
+done
+rb() {  # target -> "set_rps get_rps"
+  local host=$1 port=$2
+  run_in "$CG/poda" ${TAG}a redis-benchmark -h "$host" -p "$port" -n "$REDIS_N" -c 50 -t set,get -q 2>/dev/null |
+    tr '\r' '\n' | awk '/^SET:/ {s=$2} /^GET:/ {g=$2} END {print s, g}'
+}
+declare -A R
+for r in $(seq "$ROUNDS"); do
+  read -r s g < <(rb 127.0.0.1 16379); R[explicit_set]+="$s "; R[explicit_get]+="$g "
+  read -r s g < <(rb 10.96.0.11 6379); R[capture_set]+="$s "; R[capture_get]+="$g "
+done
+echo
+echo "== redis-benchmark -c 50 -n $REDIS_N through both sidecars (tcp backend), median of $ROUNDS rounds (req/s)"
+printf "%-6s %12s %12s %8s\n" test explicit captured ratio
+for t in set get; do
+  e=$(tr ' ' '\n' <<<"${R[explicit_$t]}" | grep . | median)
+  c=$(tr ' ' '\n' <<<"${R[capture_$t]}" | grep . | median)
+  printf "%-6s %12.0f %12.0f %8s\n" "${t^^}" "$e" "$c" "$(ratio "$c" "$e")"
+done
+echo
+echo "agent: $(node_req '{"v":1,"op":"stats"}' | tr ',' '\n' | grep -E 'captured|original_dst' | tr '\n' ' ')"

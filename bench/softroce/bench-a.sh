@@ -7,6 +7,8 @@
 remote() { rdmesh-bed-tool remote $AGENT "$*"; }
 bench() { echo "@@BENCH $1 $2"; }
 PUSH_BYTES=${PUSH_BYTES:-67108864}
+# Fewer, larger rings than the test bed: one bulk stream should not wait for credit.
+export BED_RING_BYTES=4194304 BED_MAX_STREAMS=16
 RTT_COUNT=${RTT_COUNT:-1000}
 
 wait_for 120 "rdmesh-bed-tool remote $AGENT true" || say "node-b agent unreachable"
@@ -26,7 +28,7 @@ bench ib_write_lat_typical_us "$(awk '$1 == 64 { print $5 }' /tmp/lat.log | tail
 bench ib_write_lat_avg_us "$(awk '$1 == 64 { print $6 }' /tmp/lat.log | tail -n 1)"
 
 measure() { # LABEL: one stream's throughput and a 64-byte round trip through the mesh
-  rdmesh-bed-tool push 127.0.0.1:17002 "$PUSH_BYTES" | tee /tmp/push.out
+  rdmesh-bed-tool blast 127.0.0.1:17004 "$PUSH_BYTES" | tee /tmp/push.out
   bench "$1_stream_MBps" "$(sed -n 's/.* MBps=\([0-9.]*\).*/\1/p' /tmp/push.out)"
   rdmesh-bed-tool rtt 127.0.0.1:17001 "$RTT_COUNT" 64 | tee /tmp/rtt.out
   bench "$1_rtt64_median_us" "$(sed -n 's/.*median_us=\([0-9.]*\).*/\1/p' /tmp/rtt.out)"
@@ -35,15 +37,15 @@ measure() { # LABEL: one stream's throughput and a 64-byte round trip through th
 for backend in verbs tcp; do
   stop_proxy > /dev/null 2>&1
   remote sh /opt/guest-lib.sh stop_proxy > /dev/null
-  remote sh /opt/guest-lib.sh start_proxy node-b $backend > /dev/null
+  remote "BED_RING_BYTES=$BED_RING_BYTES BED_MAX_STREAMS=$BED_MAX_STREAMS sh /opt/guest-lib.sh start_proxy node-b $backend" > /dev/null
   start_proxy node-a $backend
-  wait_for 60 "[ \"\$(wget -q -O - $ADMIN/stats | sed -n 's/^rdmesh\.session\.node-b\.state: //p')\" = established ]"
+  wait_for 60 "sh /opt/guest-lib.sh stat_is session.node-b.state established"
   bench "${backend}_fabric" "$(stat_value session.node-b.fabric)"
   measure "rdmesh_$backend"
 done
 
 # direct TCP between the guests (no sidecars), for context
-rdmesh-bed-tool push $B_IP:7002 "$PUSH_BYTES" | tee /tmp/push.out
+rdmesh-bed-tool blast $B_IP:7004 "$PUSH_BYTES" | tee /tmp/push.out
 bench direct_tcp_stream_MBps "$(sed -n 's/.* MBps=\([0-9.]*\).*/\1/p' /tmp/push.out)"
 rdmesh-bed-tool rtt $B_IP:7001 "$RTT_COUNT" 64 | tee /tmp/rtt.out
 bench direct_tcp_rtt64_median_us "$(sed -n 's/.*median_us=\([0-9.]*\).*/\1/p' /tmp/rtt.out)"

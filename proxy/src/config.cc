@@ -446,8 +446,8 @@ class ConfigReader {
   Status readVerbsKeys(const Mapping& section, TransportConfig& transport) {
     const bool verbs = transport.backend == FabricBackend::kVerbs;
     const Entry* device = nullptr;
-    RETURN_IF_ERROR(readString(section, "rdma_device", Need::kOptional, &transport.rdma_device,
-                               &device));
+    RETURN_IF_ERROR(
+        readString(section, "rdma_device", Need::kOptional, &transport.rdma_device, &device));
     const Entry* gid = nullptr;
     uint64_t gid_index = 0;
     RETURN_IF_ERROR(readInteger(section, "gid_index", 0, 1023, &gid_index, &gid));
@@ -458,14 +458,14 @@ class ConfigReader {
     }
     if (device != nullptr) {
       const std::string& name = transport.rdma_device;
-      bool ok = !name.empty() && name.size() <= 63 &&
-                std::all_of(name.begin(), name.end(), [](char c) {
-                  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-                });
+      bool ok =
+          !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+          });
       if (!ok) {
-        return fail(device->valuePosition(), "transport.rdma_device",
-                    fmt::format("'{}' is not a device name (1-63 of A-Z a-z 0-9 _ -, e.g. rxe0)",
-                                name));
+        return fail(
+            device->valuePosition(), "transport.rdma_device",
+            fmt::format("'{}' is not a device name (1-63 of A-Z a-z 0-9 _ -, e.g. rxe0)", name));
       }
     }
     if (gid != nullptr) transport.gid_index = static_cast<int>(gid_index);
@@ -959,13 +959,14 @@ std::string configToJson(const ProxyConfig& config) {
           {"keepalive_timeout_ms", transport.keepalive_timeout.count()},
           {"connect_timeout_ms", transport.connect_timeout.count()},
           {"poll_budget_us", transport.poll_budget.count()},
-          {"rdma_device", transport.rdma_device},
-          {"gid_index", transport.gid_index},
           {"peers", std::move(peers)}}},
         {"listeners", std::move(listeners)},
         {"clusters", std::move(clusters)},
         {"drain_timeout_ms", config.drain_timeout.count()},
     };
+    // Set only when chosen: the defaults (any device, GID by address) have no YAML spelling.
+    if (!transport.rdma_device.empty()) json["transport"]["rdma_device"] = transport.rdma_device;
+    if (transport.gid_index >= 0) json["transport"]["gid_index"] = transport.gid_index;
     // Replace rather than throw on bytes that are not UTF-8: a dump must never fail.
     return json.dump(2, ' ', false, Json::error_handler_t::replace);
   } catch (const std::exception& e) {

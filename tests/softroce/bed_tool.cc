@@ -2,9 +2,17 @@
 // Servers and clients that check every byte, so a case passes only if data arrived intact:
 //
 //   serve PORT                         echo server (a thread per connection)
-//   sink PORT [KILL_AFTER PID]         counts and hashes bytes until EOF, replies "<bytes> <hash>\n";
-//                                      with KILL_AFTER: SIGKILLs PID once a connection got that many
-//   push HOST:PORT BYTES               sends BYTES of a seeded stream, half-closes, checks the sink's
+//   sink PORT [KILL_AFTER PID]         counts and hashes bytes until EOF, replies "<bytes>
+//   <hash>\n";
+//                                      with KILL_AFTER: SIGKILLs PID once a connection got that
+//                                      many
+//   discard PORT                       counts bytes until EOF, replies "<bytes> 0\n" (no hashing:
+//   for
+//                                      measuring the transport rather than the checksum)
+//   blast HOST:PORT BYTES              sends BYTES of one constant buffer to a discard server,
+//                                      checks the count, prints MB/s
+//   push HOST:PORT BYTES               sends BYTES of a seeded stream, half-closes, checks the
+//   sink's
 //                                      count and hash; prints MB/s (or how it was interrupted)
 //   echo HOST:PORT BYTES STREAMS       STREAMS concurrent connections each send BYTES and check the
 //                                      echo byte for byte
@@ -166,8 +174,8 @@ int serveEcho(int port) {
   });
 }
 
-int serveSink(int port, uint64_t kill_after, pid_t victim) {
-  acceptLoop(port, [kill_after, victim](int fd) {
+int serveSink(int port, uint64_t kill_after, pid_t victim, bool hashing) {
+  acceptLoop(port, [kill_after, victim, hashing](int fd) {
     std::vector<char> buf(256 * 1024);
     Hash hash;
     uint64_t total = 0;
@@ -176,7 +184,7 @@ int serveSink(int port, uint64_t kill_after, pid_t victim) {
       ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
-      hash.add(buf.data(), static_cast<size_t>(n));
+      if (hashing) hash.add(buf.data(), static_cast<size_t>(n));
       total += static_cast<uint64_t>(n);
       if (kill_after && !killed && total >= kill_after && victim > 0) {
         killed = true;
@@ -187,27 +195,30 @@ int serveSink(int port, uint64_t kill_after, pid_t victim) {
       }
     }
     char line[64];
-    int len = std::snprintf(line, sizeof(line), "%llu %016llx\n",
-                            static_cast<unsigned long long>(total),
-                            static_cast<unsigned long long>(hash.h));
+    int len =
+        std::snprintf(line, sizeof(line), "%llu %016llx\n", static_cast<unsigned long long>(total),
+                      static_cast<unsigned long long>(hashing ? hash.h : 0));
     writeAll(fd, line, static_cast<size_t>(len));
   });
 }
 
 // ---------------------------------------------------------------- clients
 
-int push(const std::string& where, uint64_t bytes) {
+int push(const std::string& where, uint64_t bytes, bool hashing) {
   int fd = dial(where);
   if (fd < 0) return 1;
   ByteStream gen(42);
   Hash hash;
-  std::vector<char> buf(256 * 1024);
+  if (!hashing) hash.h = 0;
+  std::vector<char> buf(256 * 1024, 'b');
   auto t0 = Clock::now();
   uint64_t sent = 0;
   while (sent < bytes) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), bytes - sent));
-    gen.fill(buf.data(), n);
-    hash.add(buf.data(), n);
+    if (hashing) {
+      gen.fill(buf.data(), n);
+      hash.add(buf.data(), n);
+    }
     if (!writeAll(fd, buf.data(), n)) {
       std::printf("push: interrupted (%s) after %llu of %llu bytes\n", errorName(errno),
                   static_cast<unsigned long long>(sent), static_cast<unsigned long long>(bytes));
@@ -236,11 +247,12 @@ int push(const std::string& where, uint64_t bytes) {
     return 3;
   }
   bool ok = their_bytes == bytes && their_hash == hash.h;
-  std::printf("push: %s bytes=%llu sink_bytes=%llu hash=%016llx sink_hash=%016llx secs=%.2f "
-              "MBps=%.2f send_MBps=%.2f\n",
-              ok ? "OK" : "MISMATCH", static_cast<unsigned long long>(bytes), their_bytes,
-              static_cast<unsigned long long>(hash.h), their_hash, secs, bytes / secs / 1e6,
-              bytes / send_secs / 1e6);
+  std::printf(
+      "push: %s bytes=%llu sink_bytes=%llu hash=%016llx sink_hash=%016llx secs=%.2f "
+      "MBps=%.2f send_MBps=%.2f\n",
+      ok ? "OK" : "MISMATCH", static_cast<unsigned long long>(bytes), their_bytes,
+      static_cast<unsigned long long>(hash.h), their_hash, secs, bytes / secs / 1e6,
+      bytes / send_secs / 1e6);
   ::close(fd);
   return ok ? 0 : 1;
 }
@@ -327,9 +339,8 @@ int echo(const std::string& where, uint64_t bytes, int streams) {
       std::printf("echo: stream %d: %s\n", i, why[static_cast<size_t>(i)].c_str());
     }
   }
-  std::printf("echo: %s streams=%d failed=%d bytes_each=%llu secs=%.2f\n",
-              failed ? "FAIL" : "OK", streams, failed.load(),
-              static_cast<unsigned long long>(bytes), secs);
+  std::printf("echo: %s streams=%d failed=%d bytes_each=%llu secs=%.2f\n", failed ? "FAIL" : "OK",
+              streams, failed.load(), static_cast<unsigned long long>(bytes), secs);
   return failed ? 1 : 0;
 }
 
@@ -426,10 +437,12 @@ int retry(double seconds, char** argv) {
 }
 
 int usage() {
-  std::fprintf(stderr,
-               "usage: rdmesh-bed-tool serve PORT | sink PORT [KILL_AFTER PID] | push HOST:PORT "
-               "BYTES | echo HOST:PORT BYTES STREAMS | rtt HOST:PORT COUNT SIZE | agent PORT | "
-               "remote HOST:PORT COMMAND | retry SECONDS COMMAND...\n");
+  std::fprintf(
+      stderr,
+      "usage: rdmesh-bed-tool serve PORT | sink PORT [KILL_AFTER PID] | discard PORT | push "
+      "HOST:PORT BYTES | blast HOST:PORT BYTES | echo HOST:PORT BYTES STREAMS | rtt HOST:PORT "
+      "COUNT SIZE | agent PORT | "
+      "remote HOST:PORT COMMAND | retry SECONDS COMMAND...\n");
   return 2;
 }
 
@@ -444,9 +457,12 @@ int main(int argc, char** argv) {
   if (mode == "sink") {
     uint64_t after = argc > 4 ? std::strtoull(argv[3], nullptr, 10) : 0;
     pid_t victim = argc > 4 ? static_cast<pid_t>(std::atoi(argv[4])) : 0;
-    return serveSink(std::atoi(argv[2]), after, victim);
+    return serveSink(std::atoi(argv[2]), after, victim, /*hashing=*/true);
   }
-  if (mode == "push" && argc == 4) return push(argv[2], std::strtoull(argv[3], nullptr, 10));
+  if (mode == "discard") return serveSink(std::atoi(argv[2]), 0, 0, /*hashing=*/false);
+  if (mode == "push" && argc == 4) return push(argv[2], std::strtoull(argv[3], nullptr, 10), true);
+  if (mode == "blast" && argc == 4)
+    return push(argv[2], std::strtoull(argv[3], nullptr, 10), false);
   if (mode == "echo" && argc == 5) {
     return echo(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]));
   }

@@ -11,8 +11,8 @@ run_case() {
   detail=$(echo "$out" | tail -n 1 | tr ' ' '_' | cut -c1-200)
   if [ $rc -eq 0 ]; then result "$name" pass "$detail"; else result "$name" fail "rc=$rc:$detail"; fi
 }
-established() { [ "$(stat_value session.node-b.state)" = established ]; }
-wait_session() { wait_for "$1" "[ \"\$(wget -q -O - $ADMIN/stats | sed -n 's/^rdmesh\.session\.node-b\.state: //p')\" = established ]"; }
+wait_session() { wait_for "$1" "sh /opt/guest-lib.sh stat_is session.node-b.state established"; }
+wait_reconnect() { wait_for "$1" "sh /opt/guest-lib.sh stat_above session.node-b.connects_total $2"; }
 
 start_proxy node-a verbs || say "node-a sidecar not ready"
 wait_for 120 "rdmesh-bed-tool remote $AGENT true" || say "node-b agent unreachable"
@@ -38,8 +38,7 @@ peer_killed() {
   rdmesh-bed-tool push 127.0.0.1:17003 268435456; rc=$?
   [ $rc -eq 3 ] || { echo "push did not see the failure (rc=$rc)"; return 1; }
   remote sh /opt/guest-lib.sh start_proxy node-b verbs || { echo "peer restart failed"; return 1; }
-  wait_for 60 "[ \"\$(wget -q -O - $ADMIN/stats | sed -n 's/^rdmesh\.session\.node-b\.connects_total: //p')\" -gt $before ]" \
-    || { echo "session did not come back"; return 1; }
+  wait_reconnect 60 "$before" || { echo "session did not come back"; return 1; }
   wait_session 30 || { echo "session not established"; return 1; }
   rdmesh-bed-tool echo 127.0.0.1:17001 65536 4 || return 1
   echo "interrupted_then_recovered fabric=$(stat_value session.node-b.fabric)"
@@ -52,8 +51,7 @@ fallback_tcp() {
   remote sh /opt/guest-lib.sh stop_proxy
   remote sh /opt/guest-lib.sh remove_rxe || { echo "cannot remove rxe0 on node-b"; return 1; }
   remote sh /opt/guest-lib.sh start_proxy node-b verbs || { echo "peer restart failed"; return 1; }
-  wait_for 60 "[ \"\$(wget -q -O - $ADMIN/stats | sed -n 's/^rdmesh\.session\.node-b\.connects_total: //p')\" -gt $before ]" \
-    || { echo "session did not come back"; return 1; }
+  wait_reconnect 60 "$before" || { echo "session did not come back"; return 1; }
   fabric=$(stat_value session.node-b.fabric)
   [ "$fabric" = tcp ] || { echo "fabric is $fabric, expected tcp"; return 1; }
   rdmesh-bed-tool echo 127.0.0.1:17001 1048576 4 || return 1

@@ -11,7 +11,8 @@ say() { echo "@@BED $(cut -d' ' -f1 /proc/uptime) $*"; }
 result() { echo "@@RESULT $1 $2 $3"; }  # case pass|fail detail-without-spaces
 
 # write_config NODE BACKEND: the sidecar config of node-a or node-b. Small rings: the receive area
-# is pinned by the RDMA registration (256 streams x 256 KiB = 64 MiB of a 1 GiB guest).
+# is pinned by the RDMA registration (256 streams x 256 KiB = 64 MiB of a 1 GiB guest); the
+# benchmark sets BED_RING_BYTES / BED_MAX_STREAMS (fewer, larger rings) and BED_POLL_BUDGET_US.
 write_config() {
   node=$1 backend=$2
   if [ "$node" = node-a ]; then me=$A_IP peer=node-b peer_ip=$B_IP; else me=$B_IP peer=node-a peer_ip=$A_IP; fi
@@ -23,11 +24,12 @@ admin:
 transport:
   backend: $backend
   listen: $me:15008
-  ring_bytes: 262144
-  max_streams: 256
+  ring_bytes: ${BED_RING_BYTES:-262144}
+  max_streams: ${BED_MAX_STREAMS:-256}
   connect_timeout_ms: 10000
   keepalive_interval_ms: 2000
   keepalive_timeout_ms: 6000
+  poll_budget_us: ${BED_POLL_BUDGET_US:-50}
   peers:
     - name: $peer
       address: $peer_ip:15008
@@ -39,11 +41,14 @@ listeners:
   - {name: sink-out, direction: outbound, address: 127.0.0.1:17002, cluster: sink}
   - {name: kill-out, direction: outbound, address: 127.0.0.1:17003, cluster: kill}
   - {name: redis-out, direction: outbound, address: 127.0.0.1:16379, cluster: redis}
+  - {name: discard-out, direction: outbound, address: 127.0.0.1:17004, cluster: discard}
+# Stream opens get 10 s (default 1 s): under emulation 200 concurrent opens take seconds.
 clusters:
-  - {name: echo, endpoints: [{node: node-b, address: "$B_IP:7001"}]}
-  - {name: sink, endpoints: [{node: node-b, address: "$B_IP:7002"}]}
-  - {name: kill, endpoints: [{node: node-b, address: "$B_IP:7003"}]}
-  - {name: redis, endpoints: [{node: node-b, address: "$B_IP:6379"}]}
+  - {name: echo, connect_timeout_ms: 10000, endpoints: [{node: node-b, address: "$B_IP:7001"}]}
+  - {name: sink, connect_timeout_ms: 10000, endpoints: [{node: node-b, address: "$B_IP:7002"}]}
+  - {name: kill, connect_timeout_ms: 10000, endpoints: [{node: node-b, address: "$B_IP:7003"}]}
+  - {name: redis, connect_timeout_ms: 10000, endpoints: [{node: node-b, address: "$B_IP:6379"}]}
+  - {name: discard, connect_timeout_ms: 10000, endpoints: [{node: node-b, address: "$B_IP:7004"}]}
 YAML
   else
     cat >> /tmp/$node.yaml <<YAML
@@ -52,12 +57,16 @@ listeners:
   - {name: sink-in, direction: inbound, port: 7002}
   - {name: kill-in, direction: inbound, port: 7003}
   - {name: redis-in, direction: inbound, port: 6379}
+  - {name: discard-in, direction: inbound, port: 7004}
 YAML
   fi
 }
 
 stats() { wget -q -O - "$ADMIN/stats" 2>/dev/null; }
-stat_value() { stats | sed -n "s/^rdmesh\.$1: //p"; }
+# stat_value NAME: a stat of this node's sidecar without the rdmesh. prefix (text stats unquoted)
+stat_value() { stats | sed -n "s/^rdmesh\.$1: //p" | tr -d '"'; }
+stat_is() { [ "$(stat_value "$1")" = "$2" ]; }
+stat_above() { v=$(stat_value "$1"); [ -n "$v" ] && [ "$v" -gt "$2" ]; }
 
 # wait_for SECONDS COMMAND...: readiness check with a deadline (polls, no fixed sleeps).
 wait_for() {

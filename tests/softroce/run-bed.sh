@@ -45,7 +45,7 @@ TIMEOUT=${BED_TIMEOUT:-600}
 guest() { # ROLE IP MAC LOCALPORT PEERPORT
   timeout "$TIMEOUT" qemu-system-x86_64 -m 1024 -smp 1 -cpu max -nographic -no-reboot \
     -kernel "/boot/vmlinuz-$KVER" -initrd "$INITRD" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 bed_role=$1 bed_ip=$2 bed_mode=$MODE" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check bed_role=$1 bed_ip=$2 bed_mode=$MODE" \
     -netdev "socket,id=n0,udp=127.0.0.1:$5,localaddr=127.0.0.1:$4" \
     -device "virtio-net-pci,netdev=n0,mac=$3,speed=10000,duplex=full,romfile=" \
     < /dev/null 2>&1 | sed -u 's/\r$//' > "$OUT/node-$1.log"

@@ -133,10 +133,10 @@ TEST(VerbsBootstrap, ReadyRoundTripsAndValidates) {
   EXPECT_EQ(failed->reason, "ibv_modify_qp INIT -> RTR: EINVAL");
 
   auto bytes = encodeVerbsReady({true, ""});
-  EXPECT_FALSE(parseVerbsReady(withField(bytes, 0, uint32_t{1})).isOk());                // magic
+  EXPECT_FALSE(parseVerbsReady(withField(bytes, 0, uint32_t{1})).isOk());  // magic
   EXPECT_FALSE(parseVerbsReady(withField(bytes, offsetof(wire::VerbsReady, ok), uint8_t{2}))
-                   .isOk());                                                             // flag
-  EXPECT_FALSE(parseVerbsReady(std::span(bytes).first(7)).isOk());                       // short
+                   .isOk());                                        // flag
+  EXPECT_FALSE(parseVerbsReady(std::span(bytes).first(7)).isOk());  // short
   EXPECT_FALSE(parseVerbsReady(withField(bytes, offsetof(wire::VerbsReady, ok), uint8_t{0}))
                    .isOk());  // a failure without a reason
 }

@@ -54,8 +54,8 @@ Result<int> QpStateMachine::requiredMask(QpState from, QpState to) {
       break;
     case QpState::kRtr:
       if (to == QpState::kRts) {
-        return IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-               IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC;
+        return IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+               IBV_QP_MAX_QP_RD_ATOMIC;
       }
       break;
     case QpState::kRts:

@@ -52,7 +52,8 @@ std::vector<std::byte> encodeVerbsQpInfo(const VerbsPeerInfo& info) {
   std::string reason = info.offer ? std::string() : clampReason(info.reason);
   h.magic = wire::kVerbsQpInfoMagic;
   h.version = wire::kVerbsInfoVersion;
-  h.offer = static_cast<uint8_t>(info.offer ? wire::VerbsOffer::kOffer : wire::VerbsOffer::kDecline);
+  h.offer =
+      static_cast<uint8_t>(info.offer ? wire::VerbsOffer::kOffer : wire::VerbsOffer::kDecline);
   h.path_mtu = info.path_mtu;
   h.qp_num = info.qp_num & wire::kQpNumMask;
   h.psn = info.psn & wire::kQpNumMask;
@@ -75,8 +76,8 @@ Result<size_t> verbsQpInfoSize(std::span<const std::byte> header_bytes) {
     return protocolError(fmt::format("verbs qp info: bad magic {:#010x}", h.magic));
   }
   if (h.version != wire::kVerbsInfoVersion) {
-    return protocolError(fmt::format("verbs qp info: version {}, we speak {}", h.version,
-                                     wire::kVerbsInfoVersion));
+    return protocolError(
+        fmt::format("verbs qp info: version {}, we speak {}", h.version, wire::kVerbsInfoVersion));
   }
   if (h.reason_bytes > wire::kMaxVerbsReasonBytes) {
     return protocolError(fmt::format("verbs qp info: reason of {} bytes", h.reason_bytes));

@@ -1,6 +1,8 @@
 // verbs backend, control path: device and GID selection, QP bring-up (RESET -> INIT -> RTR ->
 // RTS), and the bootstrap over TCP: Hellos, then one VerbsQpInfo and one VerbsReady each way.
 // When either side cannot run RDMA the same bootstrap connection carries the tcp backend.
+#include "verbs_fabric.h"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
@@ -17,7 +19,6 @@
 #include "memory_region.h"
 #include "rdmesh/common/address.h"
 #include "tcp_fabric.h"
-#include "verbs_fabric.h"
 
 namespace rdmesh::transport {
 
@@ -76,7 +77,7 @@ struct DeviceChoice {
 Result<DeviceChoice> chooseDevice(const VerbsFabricOptions& options, const ibv_gid& wanted) {
   int count = 0;
   std::unique_ptr<ibv_device*, void (*)(ibv_device**)> list(ibv_get_device_list(&count),
-                                                             ibv_free_device_list);
+                                                            ibv_free_device_list);
   if (!list || count == 0) return unavailable("no RDMA device");
   std::vector<std::string> tried;
   for (int i = 0; i < count; ++i) {
@@ -134,8 +135,8 @@ Status modifyQp(VerbsQp& q, ibv_qp_attr& attr, QpState to) {
   attr.qp_state = toIbv(to);
   int rc = ibv_modify_qp(q.qp.get(), &attr, *mask);
   if (rc != 0) {
-    return verbsError(fmt::format("ibv_modify_qp {} -> {}", toString(q.state.state()), toString(to)),
-                      rc);
+    return verbsError(
+        fmt::format("ibv_modify_qp {} -> {}", toString(q.state.state()), toString(to)), rc);
   }
   q.state.commit(to);
   return {};
@@ -156,8 +157,8 @@ Status explainRegistrationFailure(int err, size_t bytes) {
 }
 
 // Creates the QP and everything it needs, posts the receive WQEs and moves it to INIT.
-Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd,
-                       std::span<std::byte> area, uint32_t recv_wqes) {
+Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd, std::span<std::byte> area,
+                       uint32_t recv_wqes) {
   auto wanted = gidForSocket(socket_fd);
   if (!wanted) return wanted.status();
   auto device = chooseDevice(options, *wanted);
@@ -177,8 +178,9 @@ Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd,
   q.send_depth = std::min<uint32_t>(kSendQueueDepth, static_cast<uint32_t>(attr.max_qp_wr));
   if (recv_wqes > static_cast<uint32_t>(attr.max_qp_wr) ||
       recv_wqes + q.send_depth > static_cast<uint32_t>(attr.max_cqe)) {
-    return unavailable(fmt::format("{} allows {} WQEs per queue and {} CQEs; recv_depth {} needs more",
-                                   q.device_name, attr.max_qp_wr, attr.max_cqe, recv_wqes));
+    return unavailable(
+        fmt::format("{} allows {} WQEs per queue and {} CQEs; recv_depth {} needs more",
+                    q.device_name, attr.max_qp_wr, attr.max_cqe, recv_wqes));
   }
   q.recv_wqes = recv_wqes;
 
@@ -196,8 +198,8 @@ Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd,
   auto staging = makeAnonymousRegion(kStagingBytes);
   if (!staging) return staging.status();
   q.staging = std::move(staging.value());
-  q.staging_mr.reset(ibv_reg_mr(q.pd.get(), q.staging->bytes().data(), kStagingBytes,
-                                IBV_ACCESS_LOCAL_WRITE));
+  q.staging_mr.reset(
+      ibv_reg_mr(q.pd.get(), q.staging->bytes().data(), kStagingBytes, IBV_ACCESS_LOCAL_WRITE));
   if (!q.staging_mr) return explainRegistrationFailure(errno, kStagingBytes);
 
   ibv_qp_init_attr init{};
@@ -239,9 +241,10 @@ Status connectQp(VerbsQp& q, const VerbsPeerInfo& peer) {
       isIpv4MappedGid(std::span<const uint8_t, 16>(peer.gid))) {
     ibv_gid pg{};
     std::memcpy(pg.raw, peer.gid.data(), 16);
-    return unavailable(fmt::format("GID mismatch: ours {} and the peer's {} are not both IPv4 or "
-                                   "both IPv6 RoCEv2 GIDs",
-                                   gidText(q.gid), gidText(pg)));
+    return unavailable(
+        fmt::format("GID mismatch: ours {} and the peer's {} are not both IPv4 or "
+                    "both IPv6 RoCEv2 GIDs",
+                    gidText(q.gid), gidText(pg)));
   }
   ibv_qp_attr a{};
   a.path_mtu = std::min(q.path_mtu, static_cast<ibv_mtu>(peer.path_mtu));
@@ -327,14 +330,15 @@ class VerbsFabric : public Fabric {
 
  private:
   Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd fd, const Hello& local,
-                                                    std::unique_ptr<MemoryRegion> area,
-                                                    bool dialer, Deadline deadline) {
+                                                    std::unique_ptr<MemoryRegion> area, bool dialer,
+                                                    Deadline deadline) {
     Hello ours = local;
     ours.fabric = unavailable_.empty() ? wire::FabricKind::kVerbs : wire::FabricKind::kTcp;
     auto hello = exchangeHello(fd.get(), ours, dialer, deadline);
     if (!hello) return hello.status();
     const std::string peer = hello->peer.node_name;
-    if (!unavailable_.empty()) return fallBack(std::move(fd), *hello, std::move(area), unavailable_);
+    if (!unavailable_.empty())
+      return fallBack(std::move(fd), *hello, std::move(area), unavailable_);
     if (hello->peer.fabric != wire::FabricKind::kVerbs) {
       return fallBack(std::move(fd), *hello, std::move(area), "the peer offers no RDMA");
     }
@@ -376,10 +380,10 @@ class VerbsFabric : public Fabric {
     if (!their_ready->ok) {
       return fallBack(std::move(fd), *hello, std::move(area), "peer: " + their_ready->reason);
     }
-    spdlog::info("verbs fabric: session to {} over {} GID[{}] {} (QP {} -> {}, mtu {})", peer,
-                 qp->device_name, qp->gid_index, gidText(qp->gid), qp->qp->qp_num, theirs->qp_num,
-                 128 << static_cast<int>(std::min(qp->path_mtu,
-                                                  static_cast<ibv_mtu>(theirs->path_mtu))));
+    spdlog::info(
+        "verbs fabric: session to {} over {} GID[{}] {} (QP {} -> {}, mtu {})", peer,
+        qp->device_name, qp->gid_index, gidText(qp->gid), qp->qp->qp_num, theirs->qp_num,
+        128 << static_cast<int>(std::min(qp->path_mtu, static_cast<ibv_mtu>(theirs->path_mtu))));
     forgetFallback(peer);
     VerbsConnection::Parts parts{std::move(fd), std::move(hello.value()), std::move(area),
                                  std::move(qp.value()), std::move(theirs.value())};

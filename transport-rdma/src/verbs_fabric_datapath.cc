@@ -108,8 +108,8 @@ void VerbsConnection::postWriteWithImm(size_t len, uint32_t imm) {
   unsignaled_bytes_ += len;
   // Selective signalling: a completion every quarter of the send queue or of the staging area,
   // so that whenever either is full a signalled write is in flight to free it.
-  bool signal = seq - last_signaled_seq_ >= p_.qp.send_depth / 4 ||
-                unsignaled_bytes_ >= staging_bytes_ / 4;
+  bool signal =
+      seq - last_signaled_seq_ >= p_.qp.send_depth / 4 || unsignaled_bytes_ >= staging_bytes_ / 4;
   if (signal) {
     last_signaled_seq_ = seq;
     unsignaled_bytes_ = 0;
@@ -122,7 +122,8 @@ void VerbsConnection::postWriteWithImm(size_t len, uint32_t imm) {
   wr.sg_list = &slot.sge;
   wr.num_sge = 1;
   wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-  wr.send_flags = (signal ? IBV_SEND_SIGNALED : 0) | (len <= p_.qp.max_inline ? IBV_SEND_INLINE : 0);
+  wr.send_flags =
+      (signal ? IBV_SEND_SIGNALED : 0) | (len <= p_.qp.max_inline ? IBV_SEND_INLINE : 0);
   wr.imm_data = htonl(imm);
   wr.wr.rdma.remote_addr = p_.peer.area_addr + staged_remote_;
   wr.wr.rdma.rkey = p_.peer.area_rkey;
@@ -188,14 +189,14 @@ size_t VerbsConnection::reapCq(size_t max_entries) {
         continue;
       }
       if (wc.opcode != IBV_WC_RECV_RDMA_WITH_IMM) {
-        broken_ = protocolError(fmt::format("verbs: unexpected completion opcode {}",
-                                            static_cast<int>(wc.opcode)));
+        broken_ = protocolError(
+            fmt::format("verbs: unexpected completion opcode {}", static_cast<int>(wc.opcode)));
         break;
       }
       uint32_t imm = ntohl(wc.imm_data);
       if (wc.byte_len != wire::immLength(imm) || wc.byte_len == 0) {
-        broken_ = protocolError(fmt::format("verbs: write of {} bytes with immediate {:#x}",
-                                            wc.byte_len, imm));
+        broken_ = protocolError(
+            fmt::format("verbs: write of {} bytes with immediate {:#x}", wc.byte_len, imm));
         break;
       }
       ++reposts_owed_;
@@ -279,9 +280,8 @@ void VerbsConnection::drainAsyncEvents() {
       case IBV_EVENT_DEVICE_FATAL:
       case IBV_EVENT_PORT_ERR:
         if (broken_) {
-          broken_ = unavailable(
-              fmt::format("verbs: async event on {}: {}", p_.qp.device_name,
-                          ibv_event_type_str(ev.event_type)));
+          broken_ = unavailable(fmt::format("verbs: async event on {}: {}", p_.qp.device_name,
+                                            ibv_event_type_str(ev.event_type)));
         }
         break;
       default:

@@ -114,8 +114,8 @@ class Fabric {
 // verbs backend: the RDMA device and RoCEv2 GID to use. By default every device is considered and
 // the GID is the one whose IPv4-mapped address is the local address of the bootstrap connection.
 struct VerbsFabricOptions {
-  std::string device;   // e.g. "rxe0", "mlx5_0"; empty: any
-  int gid_index = -1;   // -1: found by address
+  std::string device;  // e.g. "rxe0", "mlx5_0"; empty: any
+  int gid_index = -1;  // -1: found by address
   uint8_t port = 1;
 };
 

@@ -191,11 +191,11 @@ enum class VerbsOffer : uint8_t { kOffer = 1, kDecline = 2 };
 struct VerbsQpInfo {
   uint32_t magic;  // kVerbsQpInfoMagic
   uint16_t version;
-  uint8_t offer;     // VerbsOffer
-  uint8_t path_mtu;  // enum ibv_mtu of the sender's port
-  uint32_t qp_num;   // kQpNumBits
-  uint32_t psn;      // first send PSN, kQpNumBits
-  uint8_t gid[16];   // sender's RoCEv2 GID (IPv4-mapped for IPv4)
+  uint8_t offer;        // VerbsOffer
+  uint8_t path_mtu;     // enum ibv_mtu of the sender's port
+  uint32_t qp_num;      // kQpNumBits
+  uint32_t psn;         // first send PSN, kQpNumBits
+  uint8_t gid[16];      // sender's RoCEv2 GID (IPv4-mapped for IPv4)
   uint64_t area_addr;   // sender's receive area: the base of remote_addr
   uint64_t area_bytes;  // must equal the area its Hello implies
   uint32_t area_rkey;

@@ -45,7 +45,7 @@ class VerbsFallbackTest : public ::testing::Test {
     ASSERT_TRUE(sa.waitSessionState("node-b", "established", 10s));
     EXPECT_EQ(sa.stat("rdmesh.session.node-b.fabric"), "tcp");
     EXPECT_EQ(sb.stat("rdmesh.session.node-a.fabric"), "tcp");
-    std::string msg = PatternGen(0x7e4b).bytes(256 * 1024);
+    std::string msg = PatternGen(0x7e4b).bytes(size_t{256} * 1024);
     UniqueFd fd = tcpConnect(mesh_->ns("node-a"), "127.0.0.1", kEchoOut);
     ASSERT_TRUE(fd);
     ASSERT_TRUE(sendAll(fd.get(), msg));

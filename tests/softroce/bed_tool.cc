@@ -163,7 +163,7 @@ template <typename Fn>
 
 int serveEcho(int port) {
   acceptLoop(port, [](int fd) {
-    std::vector<char> buf(64 * 1024);
+    std::vector<char> buf(size_t{64} * 1024);
     for (;;) {
       ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
       if (n < 0 && errno == EINTR) continue;
@@ -176,7 +176,7 @@ int serveEcho(int port) {
 
 int serveSink(int port, uint64_t kill_after, pid_t victim, bool hashing) {
   acceptLoop(port, [kill_after, victim, hashing](int fd) {
-    std::vector<char> buf(256 * 1024);
+    std::vector<char> buf(size_t{256} * 1024);
     Hash hash;
     uint64_t total = 0;
     bool killed = false;
@@ -210,7 +210,7 @@ int push(const std::string& where, uint64_t bytes, bool hashing) {
   ByteStream gen(42);
   Hash hash;
   if (!hashing) hash.h = 0;
-  std::vector<char> buf(256 * 1024, 'b');
+  std::vector<char> buf(size_t{256} * 1024, 'b');
   auto t0 = Clock::now();
   uint64_t sent = 0;
   while (sent < bytes) {
@@ -265,7 +265,7 @@ bool echoOne(const std::string& where, uint64_t bytes, uint64_t seed, std::strin
     return false;
   }
   ByteStream out_gen(seed), in_gen(seed);
-  std::vector<char> out(64 * 1024), in(64 * 1024), expect(64 * 1024);
+  std::vector<char> out(size_t{64} * 1024), in(size_t{64} * 1024), expect(size_t{64} * 1024);
   uint64_t sent = 0, received = 0;
   size_t out_len = 0, out_pos = 0;
   bool ok = true;
@@ -324,6 +324,7 @@ int echo(const std::string& where, uint64_t bytes, int streams) {
   std::atomic<int> failed{0};
   std::vector<std::string> why(static_cast<size_t>(streams));
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(streams));
   auto t0 = Clock::now();
   for (int i = 0; i < streams; ++i) {
     threads.emplace_back([&, i] {
@@ -461,8 +462,9 @@ int main(int argc, char** argv) {
   }
   if (mode == "discard") return serveSink(std::atoi(argv[2]), 0, 0, /*hashing=*/false);
   if (mode == "push" && argc == 4) return push(argv[2], std::strtoull(argv[3], nullptr, 10), true);
-  if (mode == "blast" && argc == 4)
+  if (mode == "blast" && argc == 4) {
     return push(argv[2], std::strtoull(argv[3], nullptr, 10), false);
+  }
   if (mode == "echo" && argc == 5) {
     return echo(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]));
   }

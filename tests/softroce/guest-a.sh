@@ -60,6 +60,15 @@ fallback_tcp() {
 }
 run_case fallback_tcp fallback_tcp
 
+# Sanitizer builds: any report in either sidecar's log fails this case.
+sanitizer_clean() {
+  pattern='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:'
+  if grep -E "$pattern" /tmp/proxy.log; then return 1; fi
+  if remote "grep -E '$pattern' /tmp/proxy.log"; then return 1; fi
+  echo "no sanitizer reports in either sidecar log"
+}
+run_case sanitizer_clean sanitizer_clean
+
 remote exit >/dev/null
 echo "---- node-a sidecar log (tail)"; tail -n 60 /tmp/proxy.log
 echo "---- node-a stats"; stats | grep -E 'session|server' | head -40

@@ -337,8 +337,9 @@ class VerbsFabric : public Fabric {
     auto hello = exchangeHello(fd.get(), ours, dialer, deadline);
     if (!hello) return hello.status();
     const std::string peer = hello->peer.node_name;
-    if (!unavailable_.empty())
+    if (!unavailable_.empty()) {
       return fallBack(std::move(fd), *hello, std::move(area), unavailable_);
+    }
     if (hello->peer.fabric != wire::FabricKind::kVerbs) {
       return fallBack(std::move(fd), *hello, std::move(area), "the peer offers no RDMA");
     }

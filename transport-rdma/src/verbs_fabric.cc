@@ -30,9 +30,12 @@ constexpr int kGidScanLimit = 8;
 constexpr uint32_t kSendQueueDepth = 1024;
 constexpr size_t kStagingBytes = size_t{4} << 20;
 constexpr uint32_t kMaxInlineBytes = 220;
-// RC retransmission: 4.096 us * 2^14 = 67 ms per try, 7 tries; RNR retries forever (the session's
-// receive-WQE credits keep the peer from running out, so an RNR NAK is transient).
-constexpr uint8_t kAckTimeout = 14;
+// RC retransmission: 4.096 us * 2^16 = 268 ms per try, 7 tries; RNR retries forever (the session's
+// receive-WQE credits keep the peer from running out, so an RNR NAK is transient). 67 ms (14) was
+// too short for a loaded, emulated peer: spurious retransmissions of multi-packet writes then ended
+// once in a "remote invalid request" NAK from rxe's responder (Soft-RoCE bed, sanitizer build).
+// A dead peer is noticed sooner anyway, through the bootstrap socket and the keepalive.
+constexpr uint8_t kAckTimeout = 16;
 constexpr uint8_t kRetryCount = 7;
 constexpr uint8_t kRnrRetryInfinite = 7;
 constexpr uint8_t kMinRnrTimer = 12;
@@ -226,7 +229,10 @@ Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd, std::sp
   if (Status s = modifyQp(q, a, QpState::kInit); !s) return s;
 
   std::vector<ibv_recv_wr> wrs(recv_wqes);
-  for (uint32_t i = 0; i < recv_wqes; ++i) wrs[i].next = i + 1 < recv_wqes ? &wrs[i + 1] : nullptr;
+  for (uint32_t i = 0; i < recv_wqes; ++i) {
+    wrs[i].wr_id = kRecvWrId;
+    wrs[i].next = i + 1 < recv_wqes ? &wrs[i + 1] : nullptr;
+  }
   ibv_recv_wr* bad = nullptr;
   if (int rc = ibv_post_recv(q.qp.get(), wrs.data(), &bad); rc != 0) {
     return verbsError("ibv_post_recv", rc);

@@ -17,6 +17,9 @@
 
 namespace rdmesh::transport {
 
+// wr_id of every receive WQE; writes carry their sequence number, which never gets this large.
+inline constexpr uint64_t kRecvWrId = ~uint64_t{0};
+
 struct VerbsDeleter {
   void operator()(ibv_context* p) const { ibv_close_device(p); }
   void operator()(ibv_pd* p) const { ibv_dealloc_pd(p); }

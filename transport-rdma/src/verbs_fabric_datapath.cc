@@ -17,16 +17,6 @@ namespace {
 constexpr size_t kStagingAlign = 64;  // each write starts on its own cache line
 constexpr size_t kPollBatch = 32;
 
-const char* opcodeName(ibv_wc_opcode op) {
-  switch (op) {
-    case IBV_WC_RDMA_WRITE:
-      return "RDMA WRITE";
-    case IBV_WC_RECV_RDMA_WITH_IMM:
-      return "RECV RDMA WITH IMM";
-    default:
-      return "other";
-  }
-}
 }  // namespace
 
 Result<std::unique_ptr<FabricConnection>> VerbsConnection::create(Parts parts) {
@@ -179,9 +169,10 @@ size_t VerbsConnection::reapCq(size_t max_entries) {
     for (int i = 0; i < n; ++i) {
       const ibv_wc& wc = wcs[i];
       if (wc.status != IBV_WC_SUCCESS) {
-        broken_ = unavailable(fmt::format("verbs: {} completion failed: {} (vendor error {:#x})",
-                                          opcodeName(wc.opcode), ibv_wc_status_str(wc.status),
-                                          wc.vendor_err));
+        // The opcode of a failed completion is undefined: say whether it was one of our writes.
+        broken_ = unavailable(fmt::format("verbs: {} failed: {} (vendor error {:#x})",
+                                          wc.wr_id == kRecvWrId ? "receive" : "RDMA write",
+                                          ibv_wc_status_str(wc.status), wc.vendor_err));
         break;
       }
       if (wc.opcode == IBV_WC_RDMA_WRITE) {
@@ -213,7 +204,7 @@ Status VerbsConnection::repostReceives() {
   // Write-with-immediate consumes a receive WQE but no buffer: WQEs without scatter entries.
   for (uint32_t i = 0; i < reposts_owed_; ++i) {
     recv_wrs_[i] = {};
-    recv_wrs_[i].wr_id = 0;
+    recv_wrs_[i].wr_id = kRecvWrId;
     recv_wrs_[i].next = i + 1 < reposts_owed_ ? &recv_wrs_[i + 1] : nullptr;
   }
   ibv_recv_wr* bad = nullptr;

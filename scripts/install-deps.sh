@@ -23,6 +23,10 @@ packages=(
   openssl
   # the peer benchmark harness (bench/run.sh): nginx stream pair, socat pair
   libnginx-mod-stream socat
+  # the Soft-RoCE bed (tests/softroce, bench/softroce): qemu guests running Debian's kernel with
+  # rdma_rxe, rdma-core's rxe provider and tools, perftest, a static busybox for the initramfs
+  qemu-system-x86 linux-image-amd64 busybox-static rdma-core ibverbs-providers ibverbs-utils
+  perftest cpio file
 )
 
 missing=()

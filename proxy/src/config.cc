@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -447,12 +448,42 @@ class ConfigReader {
     return readAddress(section, "address", Need::kOptional, PortZero::kAllowed, &admin->address);
   }
 
+  Status readVerbsKeys(const Mapping& section, TransportConfig& transport) {
+    const bool verbs = transport.backend == FabricBackend::kVerbs;
+    const Entry* device = nullptr;
+    RETURN_IF_ERROR(
+        readString(section, "rdma_device", Need::kOptional, &transport.rdma_device, &device));
+    const Entry* gid = nullptr;
+    uint64_t gid_index = 0;
+    RETURN_IF_ERROR(readInteger(section, "gid_index", 0, 1023, &gid_index, &gid));
+    for (const Entry* e : {device, gid}) {
+      if (e != nullptr && !verbs) {
+        return fail(e->key_position, section.fieldPath(e->key), "only allowed with backend: verbs");
+      }
+    }
+    if (device != nullptr) {
+      const std::string& name = transport.rdma_device;
+      bool ok =
+          !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+          });
+      if (!ok) {
+        return fail(
+            device->valuePosition(), "transport.rdma_device",
+            fmt::format("'{}' is not a device name (1-63 of A-Z a-z 0-9 _ -, e.g. rxe0)", name));
+      }
+    }
+    if (gid != nullptr) transport.gid_index = static_cast<int>(gid_index);
+    return Status::ok();
+  }
+
   Status readTransport(const Entry* entry, TransportConfig* transport) {
     Mapping section;
     RETURN_IF_ERROR(
         openMapping(entry->value, "transport", entry->valuePosition(),
                     {"backend", "listen", "ring_bytes", "max_streams", "keepalive_interval_ms",
-                     "keepalive_timeout_ms", "connect_timeout_ms", "poll_budget_us", "peers"},
+                     "keepalive_timeout_ms", "connect_timeout_ms", "poll_budget_us", "peers",
+                     "rdma_device", "gid_index"},
                     &section));
 
     std::string backend;
@@ -462,11 +493,15 @@ class ConfigReader {
       transport->backend = FabricBackend::kTcp;
     } else if (backend == "shm") {
       transport->backend = FabricBackend::kShm;
+    } else if (backend == "verbs") {
+      transport->backend = FabricBackend::kVerbs;
     } else {
       return fail(backend_entry->valuePosition(), "transport.backend",
-                  fmt::format("unknown value '{}' (expected tcp or shm)", backend));
+                  fmt::format("unknown value '{}' (expected tcp, shm or verbs)", backend));
     }
-    const bool tcp = transport->backend == FabricBackend::kTcp;
+    // verbs bootstraps over TCP (and falls back to it): addresses as for tcp.
+    const bool tcp = transport->backend != FabricBackend::kShm;
+    RETURN_IF_ERROR(readVerbsKeys(section, *transport));
 
     const Entry* listen = nullptr;
     RETURN_IF_ERROR(findScalar(section, "listen", Need::kOptional, &listen));
@@ -1026,7 +1061,15 @@ class ConfigReader {
 }  // namespace
 
 const char* toString(FabricBackend b) {
-  return b == FabricBackend::kShm ? "shm" : "tcp";
+  switch (b) {
+    case FabricBackend::kShm:
+      return "shm";
+    case FabricBackend::kVerbs:
+      return "verbs";
+    case FabricBackend::kTcp:
+      break;
+  }
+  return "tcp";
 }
 
 const char* toString(LbPolicy p) {
@@ -1192,6 +1235,9 @@ std::string configToJson(const ProxyConfig& config) {
                      {"clusters", xds.clusters},
                      {"connect_timeout_ms", xds.connect_timeout.count()}};
     }
+    // Set only when chosen: the defaults (any device, GID by address) have no YAML spelling.
+    if (!transport.rdma_device.empty()) json["transport"]["rdma_device"] = transport.rdma_device;
+    if (transport.gid_index >= 0) json["transport"]["gid_index"] = transport.gid_index;
     // Replace rather than throw on bytes that are not UTF-8: a dump must never fail.
     return json.dump(2, ' ', false, Json::error_handler_t::replace);
   } catch (const std::exception& e) {

@@ -13,7 +13,7 @@
 
 namespace rdmesh::proxy {
 
-enum class FabricBackend { kTcp, kShm };
+enum class FabricBackend { kTcp, kShm, kVerbs };
 enum class LbPolicy { kRoundRobin, kLeastRequest };
 enum class ListenerDirection { kOutbound, kInbound, kCapture };
 // What the capture listener does with a connection whose original destination is neither a
@@ -34,7 +34,7 @@ struct PeerConfig {
 
 struct TransportConfig {
   FabricBackend backend = FabricBackend::kTcp;
-  std::string listen;  // tcp: "ip:port" (default 0.0.0.0:15008); shm: socket path
+  std::string listen;  // tcp, verbs: "ip:port" (default 0.0.0.0:15008); shm: socket path
   // Per-stream receive ring (power of two, 4 KiB..16 MiB). 1 MiB keeps one bulk stream from
   // stalling on credit (256 KiB: 4.8 Gbit/s, 1 MiB: 11 Gbit/s on the shm bench); pages are only
   // resident while used and are returned to the kernel when a stream that touched them ends.
@@ -45,6 +45,10 @@ struct TransportConfig {
   std::chrono::milliseconds connect_timeout{2000};  // bootstrap of one session
   std::chrono::microseconds poll_budget{50};  // max adaptive spin before blocking (0 = never spin)
   std::vector<PeerConfig> peers;
+  // verbs only: the RDMA device (empty: any) and RoCEv2 GID index (-1: the GID of the address
+  // the session's bootstrap connection uses).
+  std::string rdma_device;
+  int gid_index = -1;
 };
 
 struct ListenerConfig {

@@ -32,6 +32,20 @@ Server::~Server() {
   event_base_free(base_);
 }
 
+namespace {
+std::unique_ptr<transport::Fabric> makeFabric(const TransportConfig& t) {
+  switch (t.backend) {
+    case FabricBackend::kShm:
+      return transport::makeShmFabric();
+    case FabricBackend::kVerbs:
+      return transport::makeVerbsFabric({t.rdma_device, t.gid_index});
+    case FabricBackend::kTcp:
+      break;
+  }
+  return transport::makeTcpFabric();
+}
+}  // namespace
+
 Status Server::start() {
   stats_.setText("server", "node", config_.node.name);
   stats_.setText("server", "fabric", toString(config_.transport.backend));
@@ -53,9 +67,7 @@ Status Server::start() {
     w->setOriginalDestination(&original_destination_);
   }
   if (Status s = install(config_, /*immediate=*/true); !s) return s;
-  auto fabric = config_.transport.backend == FabricBackend::kShm ? transport::makeShmFabric()
-                                                                 : transport::makeTcpFabric();
-  if (Status s = session_worker->startSessions(std::move(fabric)); !s) return s;
+  if (Status s = session_worker->startSessions(makeFabric(config_.transport)); !s) return s;
 
   for (int sig : {SIGTERM, SIGINT}) {
     event* ev = evsignal_new(base_, sig, &Server::onSignal, this);

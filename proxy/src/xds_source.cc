@@ -26,9 +26,10 @@ Result<std::vector<PeerConfig>> translateNodes(const std::vector<xds::Resource>&
     const auto& node = std::get<xds::Node>(resource);
     if (node.name == boot.node.name) continue;  // ourselves
     std::string where = fmt::format("node {}", node.name);
-    if (boot.transport.backend != FabricBackend::kTcp) {
+    if (boot.transport.backend == FabricBackend::kShm) {
+      // A Node's session_address is ip:port (tcp, or verbs bootstrapped over tcp).
       return invalidArgument(
-          fmt::format("{}: peers from xDS need the tcp backend (this proxy runs {})", where,
+          fmt::format("{}: peers from xDS need the tcp or verbs backend (this proxy runs {})", where,
                       toString(boot.transport.backend)));
     }
     Result<InetAddress> address = parseAddress(node.session_address, where + " session_address");

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the transport fuzz targets (fuzz_hello, fuzz_control_records,
-fuzz_tcp_frames) under tests/fuzz/corpus/<target>/. Layouts follow
+fuzz_tcp_frames, fuzz_verbs_bootstrap) under tests/fuzz/corpus/<target>/. Layouts follow
 transport-rdma/include/rdmesh/transport/wire.h (all little-endian). Re-run after a wire change."""
 import os
 import struct
@@ -111,3 +111,42 @@ write("fuzz_tcp_frames", "invalid-offset-beyond-area",
 write("fuzz_tcp_frames", "invalid-offset-wraps", frame(1, 0, b"z" * 32, 2**64 - 8))
 write("fuzz_tcp_frames", "invalid-length-vs-imm", frame(1, 0, b"z" * 32, 0, imm_length=31))
 write("fuzz_tcp_frames", "invalid-zero-length", frame(1, 0, b"", 0))
+
+
+# ---- verbs bootstrap (fuzz_verbs_bootstrap): first byte 0 = VerbsQpInfo, 1 = VerbsReady.
+# VerbsQpInfo: magic, version, offer, path_mtu, qp_num, psn, gid[16], area_addr, area_bytes,
+# area_rkey, recv_wqes, reason_bytes, reserved0, reserved1 (64 bytes) + reason
+QP_MAGIC, READY_MAGIC = 0x50514452, 0x59524452
+GID_V4 = bytes([0] * 10 + [0xFF, 0xFF, 192, 168, 77, 1])
+
+
+def qp_info(offer=1, mtu=3, qpn=17, psn=0xABCDEF, gid=GID_V4, addr=0x7F0000000000,
+            size=(256 << 10) * 257, rkey=0x1234, wqes=4096, reason=b"", reason_len=None,
+            magic=QP_MAGIC, version=1, reserved=0):
+    n = len(reason) if reason_len is None else reason_len
+    return b"\0" + struct.pack("<IHBBII16sQQIIHHI", magic, version, offer, mtu, qpn, psn, gid, addr,
+                               size, rkey, wqes, n, 0, reserved) + reason
+
+
+def ready(ok=1, reason=b"", reason_len=None, magic=READY_MAGIC):
+    n = len(reason) if reason_len is None else reason_len
+    return b"\1" + struct.pack("<IBBH", magic, ok, 0, n) + reason
+
+
+T = "fuzz_verbs_bootstrap"
+write(T, "valid-offer", qp_info())
+write(T, "valid-decline", qp_info(offer=2, qpn=0, gid=bytes(16), size=0, wqes=0,
+                                  reason=b"no RDMA device on this node"))
+write(T, "valid-ready", ready())
+write(T, "valid-ready-failed", ready(ok=0, reason=b"ibv_modify_qp INIT -> RTR: Invalid argument"))
+write(T, "invalid-magic", qp_info(magic=0x12345678))
+write(T, "invalid-version", qp_info(version=2))
+write(T, "invalid-mtu", qp_info(mtu=7))
+write(T, "invalid-qpn-wide", qp_info(qpn=1 << 24))
+write(T, "invalid-zero-gid", qp_info(gid=bytes(16)))
+write(T, "invalid-area-wraps", qp_info(addr=(1 << 64) - 4096))
+write(T, "invalid-reason-length", qp_info(offer=2, reason=b"x", reason_len=300))
+write(T, "invalid-reason-bytes", qp_info(offer=2, reason=b"bad\x1b[31m"))
+write(T, "invalid-truncated", qp_info()[:40])
+write(T, "invalid-ready-no-reason", ready(ok=0))
+write(T, "invalid-ready-flag", ready(ok=3))

@@ -215,6 +215,24 @@ TEST(ConfigTest, ShmBackendTakesSocketPaths) {
             "path");
 }
 
+TEST(ConfigTest, VerbsBackendTakesTcpAddressesAndRdmaKeys) {
+  Result<ProxyConfig> parsed = parseConfig(
+      withLines({{8, "  backend: verbs"}, {14, "  gid_index: 1"}, {15, "  rdma_device: rxe0"}}),
+      "verbs.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  EXPECT_EQ(parsed->transport.backend, FabricBackend::kVerbs);
+  EXPECT_EQ(parsed->transport.listen, "10.0.0.1:15008");
+  EXPECT_EQ(parsed->transport.peers[0].address, "10.0.0.2:15008");
+  EXPECT_EQ(parsed->transport.rdma_device, "rxe0");
+  EXPECT_EQ(parsed->transport.gid_index, 1);
+
+  // Without the optional keys: any device, GID found by address.
+  parsed = parseConfig(withLine(8, "  backend: verbs"), "verbs.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  EXPECT_EQ(parsed->transport.rdma_device, "");
+  EXPECT_EQ(parsed->transport.gid_index, -1);
+}
+
 // Each case: the edit, then the whole expected message (path, line and column included).
 struct ErrorCase {
   const char* title;
@@ -267,7 +285,21 @@ INSTANTIATE_TEST_SUITE_P(
                   "test.yaml:6:12: admin.address: '127.0.0.1' is not of the form ip:port"},
         ErrorCase{"UnknownBackend",
                   {{8, "  backend: rdma"}},
-                  "test.yaml:8:12: transport.backend: unknown value 'rdma' (expected tcp or shm)"},
+                  "test.yaml:8:12: transport.backend: unknown value 'rdma' (expected tcp, shm or "
+                  "verbs)"},
+        ErrorCase{"RdmaDeviceWithoutVerbs",
+                  {{15, "  rdma_device: rxe0"}},
+                  "test.yaml:15:3: transport.rdma_device: only allowed with backend: verbs"},
+        ErrorCase{"GidIndexWithoutVerbs",
+                  {{15, "  gid_index: 1"}},
+                  "test.yaml:15:3: transport.gid_index: only allowed with backend: verbs"},
+        ErrorCase{"GidIndexOutOfRange",
+                  {{8, "  backend: verbs"}, {15, "  gid_index: 5000"}},
+                  "test.yaml:15:14: transport.gid_index: '5000' is not an integer from 0 to 1023"},
+        ErrorCase{"BadRdmaDeviceName",
+                  {{8, "  backend: verbs"}, {15, "  rdma_device: rxe/0"}},
+                  "test.yaml:15:16: transport.rdma_device: 'rxe/0' is not a device name (1-63 of "
+                  "A-Z a-z 0-9 _ -, e.g. rxe0)"},
         ErrorCase{"MissingBackend",
                   {{8, ""}},
                   "test.yaml:8:3: transport.backend: missing required field"},
@@ -554,6 +586,7 @@ TEST(ConfigTest, JsonShowsDefaultsAndParsesBackToTheSameConfig) {
 TEST(ConfigTest, EnumNames) {
   EXPECT_STREQ(toString(FabricBackend::kTcp), "tcp");
   EXPECT_STREQ(toString(FabricBackend::kShm), "shm");
+  EXPECT_STREQ(toString(FabricBackend::kVerbs), "verbs");
   EXPECT_STREQ(toString(LbPolicy::kRoundRobin), "round_robin");
   EXPECT_STREQ(toString(LbPolicy::kLeastRequest), "least_request");
 }
@@ -593,6 +626,13 @@ TEST(ConfigTest, ExampleConfigsLoad) {
   EXPECT_EQ(shm_a->transport.listen, "/var/run/rdmesh/node-a.sock");
   EXPECT_EQ(shm_a->transport.peers.at(0).address, shm_b->transport.listen);
   EXPECT_EQ(shm_b->transport.peers.at(0).address, shm_a->transport.listen);
+
+  Result<ProxyConfig> verbs_a = loadConfigFile((config_dir / "verbs-node-a.yaml").string());
+  Result<ProxyConfig> verbs_b = loadConfigFile((config_dir / "verbs-node-b.yaml").string());
+  ASSERT_TRUE(verbs_a.isOk() && verbs_b.isOk());
+  EXPECT_EQ(verbs_a->transport.backend, FabricBackend::kVerbs);
+  EXPECT_EQ(verbs_a->transport.peers.at(0).address, verbs_b->transport.listen);
+  EXPECT_EQ(verbs_b->transport.peers.at(0).address, verbs_a->transport.listen);
 }
 
 }  // namespace

@@ -95,6 +95,7 @@ bool SessionImpl::pollOnce() {
     teardown(n.status());
     return false;
   }
+  if (connection_->resumedSending()) unblockStreams();
   if (*n == 0) return false;
   last_rx_ = std::chrono::steady_clock::now();
   for (size_t i = 0; i < *n; ++i) {

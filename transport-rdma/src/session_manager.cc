@@ -231,6 +231,7 @@ class SessionManagerImpl final : public SessionManager {
     if (p.session->established()) return;  // already up through the other direction
     p.last_error.clear();
     p.backoff = kFirstBackoff;
+    stats_.setText("session." + p.name, "fabric", toString(result.value()->kind()));
     p.session->attach(std::move(result.value()));
     setState(p);
   }
@@ -301,6 +302,7 @@ class SessionManagerImpl final : public SessionManager {
       // not noticed yet.
       p.session->disconnect(unavailable("the peer dialed in again (restarted)"));
     }
+    stats_.setText("session." + p.name, "fabric", toString(result.value()->kind()));
     p.session->attach(std::move(result.value()));
     setState(p);
   }

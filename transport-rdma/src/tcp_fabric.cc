@@ -2,9 +2,6 @@
 #include "tcp_fabric.h"
 
 #include <fmt/format.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,15 +11,6 @@
 namespace rdmesh::transport {
 
 namespace {
-
-void tuneSocket(int fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  // Large buffers: one connection carries every stream between two nodes.
-  int buf = 4 << 20;
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-}
 
 Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd fd, const Hello& local,
                                                   std::unique_ptr<MemoryRegion> area, bool dialer,
@@ -50,22 +38,9 @@ class TcpFabric : public Fabric {
   Result<std::unique_ptr<FabricConnection>> connect(const std::string& address, const Hello& local,
                                                     std::unique_ptr<MemoryRegion> area,
                                                     Deadline deadline) override {
-    auto addr = InetAddress::parse(address);
-    if (!addr) return addr.status();
-    UniqueFd fd(::socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return internalError(errnoText("socket"));
-    tuneSocket(fd.get());
-    if (::connect(fd.get(), addr->sockaddrPtr(), addr->sockaddrLen()) != 0) {
-      if (errno != EINPROGRESS) {
-        return unavailable(fmt::format("connect {}: {}", address, strerror(errno)));
-      }
-      if (Status s = waitFd(fd.get(), POLLOUT, deadline); !s) return s;
-      int err = 0;
-      socklen_t len = sizeof(err);
-      ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) return unavailable(fmt::format("connect {}: {}", address, strerror(err)));
-    }
-    return bringUp(std::move(fd), local, std::move(area), /*dialer=*/true, deadline);
+    auto fd = dialTcp(address, deadline);
+    if (!fd) return fd.status();
+    return bringUp(std::move(fd.value()), local, std::move(area), /*dialer=*/true, deadline);
   }
 
   Result<std::unique_ptr<FabricConnection>> accept(int fd, const Hello& local,
@@ -73,7 +48,7 @@ class TcpFabric : public Fabric {
                                                    Deadline deadline) override {
     UniqueFd owned(fd);
     if (Status s = setNonBlocking(fd); !s) return s;
-    tuneSocket(fd);
+    tuneTcpSocket(fd);
     return bringUp(std::move(owned), local, std::move(area), /*dialer=*/false, deadline);
   }
 };

@@ -2,12 +2,16 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "rdmesh/common/address.h"
 
 namespace rdmesh::transport {
 
@@ -40,6 +44,34 @@ Result<int> listenOn(const sockaddr* address, socklen_t length, const std::strin
   }
   if (::listen(fd.get(), 128) != 0) return unavailable(errnoText("listen"));
   return fd.release();
+}
+
+void tuneTcpSocket(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // Large buffers: one connection carries every stream between two nodes.
+  int buf = 4 << 20;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+}
+
+Result<UniqueFd> dialTcp(const std::string& address, Deadline deadline) {
+  auto addr = InetAddress::parse(address);
+  if (!addr) return addr.status();
+  UniqueFd fd(::socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return internalError(errnoText("socket"));
+  tuneTcpSocket(fd.get());
+  if (::connect(fd.get(), addr->sockaddrPtr(), addr->sockaddrLen()) != 0) {
+    if (errno != EINPROGRESS) {
+      return unavailable(fmt::format("connect {}: {}", address, strerror(errno)));
+    }
+    if (Status s = waitFd(fd.get(), POLLOUT, deadline); !s) return s;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return unavailable(fmt::format("connect {}: {}", address, strerror(err)));
+  }
+  return fd;
 }
 
 Status waitFd(int fd, short events, Deadline deadline) {
@@ -163,7 +195,10 @@ Result<HelloExchange> exchangeHello(int fd, const Hello& local, bool dialer, Dea
   }
   auto peer = recvHello(fd, deadline);
   if (!peer) return peer.status();
-  if (peer->fabric != local.fabric) {
+  auto speaksTcp = [](wire::FabricKind k) {
+    return k == wire::FabricKind::kTcp || k == wire::FabricKind::kVerbs;
+  };
+  if (peer->fabric != local.fabric && !(speaksTcp(peer->fabric) && speaksTcp(local.fabric))) {
     return protocolError(fmt::format("peer '{}' runs the {} fabric, we run {}", peer->node_name,
                                      toString(peer->fabric), toString(local.fabric)));
   }

@@ -54,7 +54,13 @@ Status sendWithFds(int fd, std::span<const std::byte> bytes, std::span<const int
 Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_out,
                    Deadline deadline);
 
+// TCP bootstrap sockets (tcp and verbs backends): NODELAY and large buffers, and a dial bounded
+// by the deadline.
+void tuneTcpSocket(int fd);
+Result<UniqueFd> dialTcp(const std::string& address, Deadline deadline);
+
 // Sends our Hello and receives the peer's (dialer sends first), validates it and the version.
+// The fabrics must match, except that a verbs peer also speaks tcp (it falls back).
 struct HelloExchange {
   Hello peer;
   uint16_t version = 0;

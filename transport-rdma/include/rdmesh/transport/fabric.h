@@ -82,6 +82,10 @@ class FabricConnection {
   virtual bool prepareToSleep() = 0;
   // The doorbell fired: clear the sleeping mark.
   virtual void afterWakeup() = 0;
+  // For fabrics whose send resources are freed by completions rather than by a writable socket
+  // (verbs: send queue slots and staging memory): true once after stageWrite() came back empty
+  // and room has been freed since, so the caller retries its blocked writers.
+  virtual bool resumedSending() { return false; }
   // Back from the event loop for any reason: clear the sleeping mark (cheap, no syscall), so
   // the peer does not ring a doorbell nobody waits on.
   virtual void markAwake() = 0;
@@ -107,8 +111,19 @@ class Fabric {
       Deadline deadline) = 0;
 };
 
+// verbs backend: the RDMA device and RoCEv2 GID to use. By default every device is considered and
+// the GID is the one whose IPv4-mapped address is the local address of the bootstrap connection.
+struct VerbsFabricOptions {
+  std::string device;  // e.g. "rxe0", "mlx5_0"; empty: any
+  int gid_index = -1;  // -1: found by address
+  uint8_t port = 1;
+};
+
 std::unique_ptr<Fabric> makeTcpFabric();
 std::unique_ptr<Fabric> makeShmFabric();
+// Sessions over RC QPs (RDMA WRITE WITH IMMEDIATE), bootstrapped over TCP like the tcp backend.
+// Falls back to the tcp backend on the same connection when either side cannot run RDMA.
+std::unique_ptr<Fabric> makeVerbsFabric(VerbsFabricOptions options);
 
 const char* toString(wire::FabricKind kind);
 

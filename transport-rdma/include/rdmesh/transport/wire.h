@@ -173,6 +173,47 @@ inline constexpr size_t kMaxControlRecordBytes =
     sizeof(ControlRecordHeader) + sizeof(OpenBody) + kMaxIdentityBytes;
 static_assert(kMaxControlRecordBytes < kReservedControlBytes);
 
+// ---- verbs backend bootstrap: after the Hellos, when both announced FabricKind::kVerbs ----
+// Each side sends one VerbsQpInfo (an offer of its RC QP, or a decline with a reason), moves its
+// QP to RTS with the peer's offer, then sends one VerbsReady. Any decline or failure: both sides
+// run the tcp backend on the same bootstrap connection.
+inline constexpr uint32_t kVerbsQpInfoMagic = 0x50514452;  // "RDQP" in little-endian byte order
+inline constexpr uint32_t kVerbsReadyMagic = 0x59524452;   // "RDRY"
+inline constexpr uint16_t kVerbsInfoVersion = 1;
+inline constexpr unsigned kQpNumBits = 24;  // QP numbers and PSNs are 24-bit in the IBA
+inline constexpr uint32_t kQpNumMask = (1u << kQpNumBits) - 1;
+inline constexpr size_t kMaxVerbsReasonBytes = 240;
+inline constexpr uint8_t kMinPathMtu = 1;  // enum ibv_mtu: 1 = 256 bytes ... 5 = 4096 bytes
+inline constexpr uint8_t kMaxPathMtu = 5;
+
+enum class VerbsOffer : uint8_t { kOffer = 1, kDecline = 2 };
+
+struct VerbsQpInfo {
+  uint32_t magic;  // kVerbsQpInfoMagic
+  uint16_t version;
+  uint8_t offer;        // VerbsOffer
+  uint8_t path_mtu;     // enum ibv_mtu of the sender's port
+  uint32_t qp_num;      // kQpNumBits
+  uint32_t psn;         // first send PSN, kQpNumBits
+  uint8_t gid[16];      // sender's RoCEv2 GID (IPv4-mapped for IPv4)
+  uint64_t area_addr;   // sender's receive area: the base of remote_addr
+  uint64_t area_bytes;  // must equal the area its Hello implies
+  uint32_t area_rkey;
+  uint32_t recv_wqes;     // receive WQEs posted: at least the Hello's recv_depth
+  uint16_t reason_bytes;  // kDecline: why, in ASCII, following the struct
+  uint16_t reserved0;     // 0
+  uint32_t reserved1;     // 0
+};
+static_assert(sizeof(VerbsQpInfo) == 64, "VerbsQpInfo layout is part of the protocol");
+
+struct VerbsReady {
+  uint32_t magic;  // kVerbsReadyMagic
+  uint8_t ok;      // 1: QP is RTS; 0: failed, reason follows
+  uint8_t reserved;
+  uint16_t reason_bytes;
+};
+static_assert(sizeof(VerbsReady) == 8, "VerbsReady layout is part of the protocol");
+
 // ---- tcp backend: each write travels as a frame header followed by its payload ----
 struct TcpFrameHeader {
   uint32_t imm;

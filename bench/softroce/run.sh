@@ -1,0 +1,38 @@
+#!/bin/bash
+# bench/softroce/run.sh [BUILD_DIR]: raw verbs vs one rdmesh stream over the same Soft-RoCE devices.
+# Boots the two-guest bed (tests/softroce/run-bed.sh) in bench mode: ib_write_bw / ib_write_lat
+# between the guests, then one rdmesh stream (64 MiB to a discard server) and a 64-byte round trip
+# (1000 ping-pongs to an echo server) through a sidecar pair over the verbs backend (with and
+# without spinning) and over the tcp backend, then direct guest-to-guest TCP. Prints the figures
+# and the ratios. BUILD_DIR (default build/) must hold rdmesh-proxy and rdmesh-bed-tool.
+# Emulated guests (TCG) on a shared 2-core machine: compare ratios within one run only.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-$ROOT/build}
+OUT=${OUT:-/tmp/rdmesh-softroce-bench}
+"$ROOT/tests/softroce/run-bed.sh" "$BUILD" "$OUT" bench > "$OUT.log" 2>&1 || { cat "$OUT.log"; exit 1; }
+grep -q '^SKIP' "$OUT/report.txt" 2>/dev/null && { cat "$OUT/report.txt"; exit 0; }
+awk '
+  { v[$1] = $2 }
+  function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+  END {
+    printf "%-38s %12s\n", "figure", "value"
+    n = split("ib_write_bw_MBps ib_write_lat_typical_us ib_write_lat_avg_us " \
+              "rdmesh_verbs_spin50_stream_MBps rdmesh_verbs_spin50_rtt64_median_us " \
+              "rdmesh_verbs_spin0_stream_MBps rdmesh_verbs_spin0_rtt64_median_us " \
+              "rdmesh_tcp_spin50_stream_MBps rdmesh_tcp_spin50_rtt64_median_us " \
+              "direct_tcp_stream_MBps direct_tcp_rtt64_median_us", keys, " ")
+    for (i = 1; i <= n; i++) printf "%-38s %12s\n", keys[i], v[keys[i]]
+    lat = v["ib_write_lat_typical_us"]
+    print ""
+    printf "%-62s %6s %s\n", "ratio", "value", "target"
+    for (s = 50; s >= 0; s -= 50) {
+      p = "rdmesh_verbs_spin" s
+      printf "%-62s %6s %s\n", "verbs (spin " s " us) stream / ib_write_bw", ratio(v[p "_stream_MBps"], v["ib_write_bw_MBps"]), ">= 0.70"
+      printf "%-62s %6s %s\n", "verbs (spin " s " us) 64 B round trip / ib_write_lat", ratio(v[p "_rtt64_median_us"], lat), "<= 2"
+      printf "%-62s %6s\n", "verbs (spin " s " us) 64 B round trip / ib_write_lat round trip (2x)", ratio(v[p "_rtt64_median_us"], 2 * lat)
+    }
+    printf "%-62s %6s\n", "verbs / tcp backend, stream", ratio(v["rdmesh_verbs_spin0_stream_MBps"], v["rdmesh_tcp_spin50_stream_MBps"])
+    printf "%-62s %6s\n", "verbs / tcp backend, round trip", ratio(v["rdmesh_verbs_spin0_rtt64_median_us"], v["rdmesh_tcp_spin50_rtt64_median_us"])
+    printf "%-62s %6s\n", "verbs stream / direct guest TCP", ratio(v["rdmesh_verbs_spin0_stream_MBps"], v["direct_tcp_stream_MBps"])
+  }' "$OUT/bench.txt"

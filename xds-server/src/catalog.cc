@@ -79,7 +79,10 @@ std::vector<xds::Cluster> deriveClusters(const RegistrySnapshot& snapshot) {
 xds::Listener captureListener() {
   return {.name = std::string(xds::kCaptureListenerName),
           .direction = xds::ListenerDirection::kCapture,
-          .address = std::string(xds::kCaptureListenerAddress)};
+          .address = std::string(xds::kCaptureListenerAddress),
+          .cluster = std::nullopt,
+          .port = std::nullopt,
+          .target = std::nullopt};
 }
 
 std::vector<xds::Listener> deriveListeners(const xds::Workload& workload) {
@@ -87,6 +90,8 @@ std::vector<xds::Listener> deriveListeners(const xds::Workload& workload) {
   for (uint16_t port : workload.ports) {
     listeners.push_back({.name = fmt::format("inbound|{}", port),
                          .direction = xds::ListenerDirection::kInbound,
+                         .address = std::nullopt,
+                         .cluster = std::nullopt,
                          .port = port,
                          .target = fmt::format("127.0.0.1:{}", port)});
   }

@@ -59,20 +59,33 @@ size_t DiscoveryHandler::readBody(uint8_t* out, size_t max, bool* eof) {
   size_t written = 0;
   while (written < max) {
     if (pending_offset_ == pending_.size()) {
-      // An idle stream keeps no buffer.
-      std::string().swap(pending_);
+      // An idle stream keeps no buffer (and no reference to a shared body).
+      pending_ = ResponseLine();
       pending_offset_ = 0;
       if (failed_) {
-        pending_.swap(error_line_);
+        pending_.head.swap(error_line_);
       } else if (!draining_) {
         pending_ = session_.nextResponse();
       }
       if (pending_.empty()) break;
     }
-    size_t n = std::min(max - written, pending_.size() - pending_offset_);
-    std::memcpy(out + written, pending_.data() + pending_offset_, n);
-    written += n;
-    pending_offset_ += n;
+    // Copy from whichever piece (head, shared body, tail) the offset is in.
+    std::string_view pieces[] = {
+        pending_.head, pending_.body ? std::string_view(*pending_.body) : std::string_view(),
+        pending_.tail};
+    size_t offset = pending_offset_;
+    for (std::string_view piece : pieces) {
+      if (offset >= piece.size()) {
+        offset -= piece.size();
+        continue;
+      }
+      size_t n = std::min(max - written, piece.size() - offset);
+      std::memcpy(out + written, piece.data() + offset, n);
+      written += n;
+      pending_offset_ += n;
+      offset = 0;
+      if (written == max) break;
+    }
   }
   // The response ends after a failure's error line, on drain once the line in progress is
   // complete, and after the client ended once everything it asked for is out.

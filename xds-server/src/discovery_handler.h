@@ -48,7 +48,7 @@ class DiscoveryHandler : public H2StreamHandler {
   H2Stream& stream_;
   ClientSession session_;
   xds::NdjsonFramer framer_;
-  std::string pending_;  // the response line being written
+  ResponseLine pending_;  // the response line being written
   size_t pending_offset_ = 0;
   std::string error_line_;
   bool client_ended_ = false;  // the client ended its half

@@ -1,6 +1,7 @@
 #include "xds_server.h"
 
 #include <event2/event.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@ using nlohmann::json;
 // Registration bodies are one resource: kilobytes.
 constexpr size_t kMaxRegistrationBodyBytes = 1u << 20;
 constexpr std::string_view kBearerPrefix = "Bearer ";
+constexpr std::chrono::seconds kTrimInterval{5};
 
 bool startsWith(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
@@ -52,10 +54,24 @@ XdsServer::XdsServer(event_base* base, Registry& registry, StatsStore& stats,
       registrations_total_(stats.counter("xds", "registrations_total")),
       registry_revision_(stats.gauge("xds", "registry_revision")) {
   push_timer_ = evtimer_new(base_, &XdsServer::onPushTimer, this);
+  trim_timer_ = event_new(base_, -1, EV_PERSIST, &XdsServer::onTrimTimer, this);
+  timeval interval = toTimeval(kTrimInterval);
+  evtimer_add(trim_timer_, &interval);
 }
 
 XdsServer::~XdsServer() {
   event_free(push_timer_);
+  event_free(trim_timer_);
+}
+
+void XdsServer::onTrimTimer(int, short, void* arg) {
+  auto* self = static_cast<XdsServer*>(arg);
+  if (self->pushes_total_.value() == self->pushes_at_last_trim_) return;
+  self->pushes_at_last_trim_ = self->pushes_total_.value();
+  malloc_trim(0);
+  struct mallinfo2 heap = mallinfo2();
+  spdlog::debug("xds: heap after trim: {} KiB in use, {} KiB free", heap.uordblks / 1024,
+                heap.fordblks / 1024);
 }
 
 void XdsServer::start() {

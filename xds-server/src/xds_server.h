@@ -59,6 +59,7 @@ class XdsServer : public H2Router, public DiscoveryHost, public SessionObserver 
 
  private:
   static void onPushTimer(int fd, short what, void* arg);
+  static void onTrimTimer(int fd, short what, void* arg);
   void onRegistryChange();
   void publish();
   HttpReply handleRegistration(const H2Request& request, std::string_view body);
@@ -71,6 +72,10 @@ class XdsServer : public H2Router, public DiscoveryHost, public SessionObserver 
   CatalogPtr catalog_;
   std::unordered_set<DiscoveryHandler*> handlers_;
   event* push_timer_ = nullptr;
+  // Gives memory of finished pushes back to the kernel (glibc keeps freed heap otherwise: a
+  // push of 100 KB to each of 1,000 clients would stay in RSS).
+  event* trim_timer_ = nullptr;
+  uint64_t pushes_at_last_trim_ = 0;
   std::optional<Clock::time_point> first_unpublished_change_;
   bool started_ = false;
   bool draining_ = false;

@@ -1,6 +1,7 @@
 #include "capture_fixture.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -264,13 +265,27 @@ void CaptureScenario::SetUpScenario(bool bpf) {
   for (uint16_t port : {kWebPort, kWeb6Port, kRedisPort}) {
     b.inbound("in-" + std::to_string(port), port, "127.0.0.1:" + std::to_string(port));
   }
+  // uid 1337 must be able to run the proxy: a checkout under /root is not reachable for it,
+  // so then the sidecars run a copy in the test's directory.
+  std::string proxy = proxyBinary();
+  CommandResult reachable =
+      runCommand({findExecutable("setpriv"), "--reuid=1337", "--regid=1337", "--clear-groups",
+                  "--", "/bin/sh", "-c", "test -x \"$0\"", proxy},
+                 mesh_->logPath("access"));
+  if (bpf && !reachable.ok()) {
+    std::string copy = mesh_->dir().file("rdmesh-proxy");
+    std::filesystem::copy_file(proxy, copy, std::filesystem::copy_options::overwrite_existing);
+    ::chmod(copy.c_str(), 0755);
+    proxy = copy;
+  }
   for (SidecarSpec* spec : {&a, &b}) {
     Sidecar& s = mesh_->add(*spec);
     if (bpf) {
       // As in a pod: in the pod's cgroup (the getsockopt hook answers there), uid 1337.
       std::string cgroup = cgroups_[spec->node + "/pod"]->path();
       std::string ns = mesh_->ns(spec->node);
-      s.setLauncher([cgroup, ns](std::vector<std::string> argv) {
+      s.setLauncher([cgroup, ns, proxy](std::vector<std::string> argv) {
+        argv[0] = proxy;
         return inPod(cgroup, ns, std::move(argv), kSidecarUid);
       });
     }

@@ -42,7 +42,9 @@ PIDS=()
 cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  [[ -f $CG/cgroup.kill ]] && echo 1 >"$CG/cgroup.kill"  # the sidecar started through run_in
   wait 2>/dev/null
+  sleep 0.2
   "$NODE" --uninstall --cgroup "$CG" --bpf-pin-dir "$PIN" --state-file "$WORK/pods.json" >/dev/null
   for ns in ${TAG}p ${TAG}a ${TAG}b; do ip netns del $ns 2>/dev/null; done
   for d in "$CG"/*/ "$CG" "$CGROOT/${TAG}n"; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done

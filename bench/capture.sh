@@ -42,7 +42,9 @@ PIDS=()
 cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  [[ -f $CG/cgroup.kill ]] && echo 1 >"$CG/cgroup.kill"  # the sidecar started through run_in
   wait 2>/dev/null
+  sleep 0.2
   "$NODE" --uninstall --cgroup "$CG" --bpf-pin-dir "$PIN" --state-file "$WORK/pods.json" >/dev/null
   for ns in ${TAG}p ${TAG}a ${TAG}b; do ip netns del $ns 2>/dev/null; done
   for d in "$CG"/*/ "$CG" "$CGROOT/${TAG}n"; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done
@@ -94,7 +96,11 @@ MODES_BEFORE="no_hooks hooks_not_pod explicit_15001"
 MODES_AFTER="no_hooks hooks_excluded explicit_15001 hooks_captured preload_skipped preload_captured"
 for r in $(seq "$ROUNDS"); do for m in $MODES_BEFORE; do C[$m]+="$(cost $m) "; done; done
 node_req "{\"v\":1,\"op\":\"pod_add\",\"container_id\":\"bench\",\"netns\":\"/run/netns/${TAG}p\",\"ips\":[\"10.99.0.1\"],\"interface\":\"lo\",\"exclude_outbound_ports\":[8080]}" >/dev/null
-for r in $(seq "$ROUNDS"); do for m in $MODES_AFTER; do C[$m]+="$(cost $m) "; done; done
+for r in $(seq "$ROUNDS"); do
+  modes=$MODES_AFTER
+  ((r % 2)) || modes=$(tr ' ' '\n' <<<"$MODES_AFTER" | tac | tr '\n' ' ')
+  for m in $modes; do C[$m]+="$(cost $m) "; done
+done
 declare -A M
 for m in no_hooks hooks_not_pod hooks_excluded explicit_15001 hooks_captured preload_skipped preload_captured; do
   M[$m]=$(tr ' ' '\n' <<<"${C[$m]}" | grep . | median)
@@ -149,9 +155,10 @@ rb() {  # target -> "set_rps get_rps"
     tr '\r' '\n' | awk '/^SET:/ {s=$2} /^GET:/ {g=$2} END {print s, g}'
 }
 declare -A R
-for r in $(seq "$ROUNDS"); do
-  read -r s g < <(rb 127.0.0.1 16379); R[explicit_set]+="$s "; R[explicit_get]+="$g "
-  read -r s g < <(rb 10.96.0.11 6379); R[capture_set]+="$s "; R[capture_get]+="$g "
+explicit() { read -r s g < <(rb 127.0.0.1 16379); R[explicit_set]+="$s "; R[explicit_get]+="$g "; }
+captured() { read -r s g < <(rb 10.96.0.11 6379); R[capture_set]+="$s "; R[capture_get]+="$g "; }
+for r in $(seq "$ROUNDS"); do  # alternate the order, so drift on a busy machine cancels out
+  if ((r % 2)); then explicit; captured; else captured; explicit; fi
 done
 echo
 echo "== redis-benchmark -c 50 -n $REDIS_N through both sidecars (tcp backend), median of $ROUNDS rounds (req/s)"

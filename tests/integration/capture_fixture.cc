@@ -1,6 +1,7 @@
 #include "capture_fixture.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -264,13 +265,16 @@ void CaptureScenario::SetUpScenario(bool bpf) {
   for (uint16_t port : {kWebPort, kWeb6Port, kRedisPort}) {
     b.inbound("in-" + std::to_string(port), port, "127.0.0.1:" + std::to_string(port));
   }
+  std::string proxy = reachableBySidecarUid(proxyBinary());
+  preload_lib_ = reachableBySidecarUid(preloadLibrary());
   for (SidecarSpec* spec : {&a, &b}) {
     Sidecar& s = mesh_->add(*spec);
     if (bpf) {
       // As in a pod: in the pod's cgroup (the getsockopt hook answers there), uid 1337.
       std::string cgroup = cgroups_[spec->node + "/pod"]->path();
       std::string ns = mesh_->ns(spec->node);
-      s.setLauncher([cgroup, ns](std::vector<std::string> argv) {
+      s.setLauncher([cgroup, ns, proxy](std::vector<std::string> argv) {
+        argv[0] = proxy;
         return inPod(cgroup, ns, std::move(argv), kSidecarUid);
       });
     }
@@ -293,6 +297,20 @@ void CaptureScenario::TearDown() {
   mesh_.reset();
   while (!cgroups_.empty()) cgroups_.erase(std::prev(cgroups_.end()));  // children first
   cg_root_.reset();
+}
+
+// uid 1337 must be able to run the proxy and load the shim: a checkout under /root is not
+// reachable for it, so then a copy in the test's directory is used.
+std::string CaptureScenario::reachableBySidecarUid(const std::string& path) {
+  CommandResult reachable =
+      runCommand({findExecutable("setpriv"), "--reuid=1337", "--regid=1337", "--clear-groups", "--",
+                  "/bin/sh", "-c", "test -r \"$0\"", path},
+                 mesh_->logPath("access"));
+  if (reachable.ok()) return path;
+  std::string copy = mesh_->dir().file(std::filesystem::path(path).filename().string());
+  std::filesystem::copy_file(path, copy, std::filesystem::copy_options::overwrite_existing);
+  ::chmod(copy.c_str(), 0755);
+  return copy;
 }
 
 std::string CaptureScenario::podAddJson(const std::string& id, const std::string& node) const {

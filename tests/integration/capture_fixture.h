@@ -75,6 +75,8 @@ class CaptureScenario : public ::testing::Test {
   CommandResult curlFromPodA(const std::string& host_port, int uid = -1,
                              std::vector<std::string> env = {});
   std::string podAddJson(const std::string& id, const std::string& node) const;
+  // `path`, or a copy of it that uid 1337 can read and run.
+  std::string reachableBySidecarUid(const std::string& path);
 
   Sidecar& sidecarA() { return mesh_->sidecar("node-a"); }
   Sidecar& sidecarB() { return mesh_->sidecar("node-b"); }
@@ -89,6 +91,7 @@ class CaptureScenario : public ::testing::Test {
   std::vector<std::unique_ptr<ThreadedServer>> servers_;
   std::unique_ptr<Process> redis_;
   std::string pin_prefix_;
+  std::string preload_lib_;  // librdmesh-preload.so, reachable by uid 1337
 };
 
 // "HTTP/1.0 200" with body "<tag>:<port>\n" for any request.

@@ -19,6 +19,9 @@ packages=(
   redis-server redis-tools nginx-light haproxy wrk iperf3 curl iproute2 procps psmisc
   # the peer benchmark harness (bench/run.sh): nginx stream pair, socat pair
   libnginx-mod-stream socat
+  # rdmesh-cni's test bed: a real container runtime (ctr run --cni) with Debian's CNI plugins,
+  # busybox for the unpacked container root filesystems, nft to show no rule of rdmesh exists
+  containerd runc containernetworking-plugins busybox-static nftables
 )
 
 missing=()

@@ -14,6 +14,8 @@ packages=(
   # libraries
   libibverbs-dev librdmacm-dev libevent-dev libnghttp2-dev libssl-dev libyaml-cpp-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  # eBPF capture (cni-init/): libbpf, bpftool (vmlinux.h, skeletons), kernel uapi headers
+  libbpf-dev bpftool linux-libc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and clients for the demo, tests and benchmarks
   redis-server redis-tools nginx-light haproxy wrk iperf3 curl iproute2 procps psmisc

@@ -42,10 +42,6 @@ constexpr std::string_view kDefaultAdminAddress = "127.0.0.1:15000";
 constexpr std::string_view kDefaultTcpListen = "0.0.0.0:15008";
 constexpr std::string_view kDefaultShmDirectory = "/var/run/rdmesh/";
 
-const char* toString(ListenerDirection direction) {
-  return direction == ListenerDirection::kInbound ? "inbound" : "outbound";
-}
-
 // 1-based, as editors count.
 struct Position {
   int line = 1;
@@ -562,7 +558,8 @@ class ConfigReader {
         [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
           Mapping section;
           RETURN_IF_ERROR(openMapping(item, path, list_position,
-                                      {"name", "lb_policy", "connect_timeout_ms", "endpoints"},
+                                      {"name", "lb_policy", "connect_timeout_ms", "endpoints",
+                                       "service_addresses"},
                                       &section));
           ClusterConfig cluster;
           cluster.line = section.position.line;
@@ -612,7 +609,45 @@ class ConfigReader {
             return fail(endpoints->valuePosition(), path + ".endpoints",
                         "must list at least one endpoint");
           }
+          RETURN_IF_ERROR(readServiceAddresses(section, path, *clusters, &cluster));
           clusters->push_back(std::move(cluster));
+          return Status::ok();
+        });
+  }
+
+  // service_addresses: ["10.96.0.10:6379", ...]; each address belongs to one cluster only.
+  Status readServiceAddresses(const Mapping& section, const std::string& path,
+                              const std::vector<ClusterConfig>& others, ClusterConfig* cluster) {
+    const Entry* list = section.find("service_addresses");
+    if (list == nullptr) return Status::ok();
+    return forEachItem(
+        list, path + ".service_addresses",
+        [&](const YAML::Node& item, const std::string& item_path, Position at) -> Status {
+          Position where = positionOf(item, at);
+          if (!item.IsScalar()) {
+            return fail(where, item_path,
+                        fmt::format("expected an ip:port, got {}", describeType(item)));
+          }
+          Result<InetAddress> address = InetAddress::parse(item.Scalar());
+          if (!address || address->port() == 0) {
+            return fail(where, item_path,
+                        fmt::format("'{}' is not an ip:port with a non-zero port", item.Scalar()));
+          }
+          for (const ClusterConfig& other : others) {
+            for (const InetAddress& a : other.service_addresses) {
+              if (a == *address) {
+                return fail(where, item_path,
+                            fmt::format("{} is already a service address of cluster '{}'",
+                                        address->toString(), other.name));
+              }
+            }
+          }
+          for (const InetAddress& a : cluster->service_addresses) {
+            if (a == *address) {
+              return fail(where, item_path, fmt::format("{} is listed twice", a.toString()));
+            }
+          }
+          cluster->service_addresses.push_back(*address);
           return Status::ok();
         });
   }
@@ -649,7 +684,8 @@ class ConfigReader {
                       std::vector<ListenerConfig>* listeners) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(item, path, list_position,
-                                {"name", "direction", "address", "cluster", "port", "target"},
+                                {"name", "direction", "address", "cluster", "port", "target",
+                                 "address_v6", "unknown_destination", "preload_socket"},
                                 &section));
     ListenerConfig listener;
     listener.line = section.position.line;
@@ -677,20 +713,43 @@ class ConfigReader {
       listener.direction = ListenerDirection::kOutbound;
     } else if (direction == "inbound") {
       listener.direction = ListenerDirection::kInbound;
+    } else if (direction == "capture") {
+      listener.direction = ListenerDirection::kCapture;
     } else {
-      return fail(direction_entry->valuePosition(), path + ".direction",
-                  fmt::format("unknown value '{}' (expected outbound or inbound)", direction));
+      return fail(
+          direction_entry->valuePosition(), path + ".direction",
+          fmt::format("unknown value '{}' (expected outbound, inbound or capture)", direction));
     }
 
-    // A key of the other direction means the user misunderstood; ignoring it would hide that.
-    const bool outbound = listener.direction == ListenerDirection::kOutbound;
-    static constexpr std::array<std::string_view, 2> kInboundOnly = {"port", "target"};
-    static constexpr std::array<std::string_view, 2> kOutboundOnly = {"address", "cluster"};
-    for (std::string_view key : outbound ? kInboundOnly : kOutboundOnly) {
-      if (const Entry* wrong = section.find(key)) {
-        return fail(wrong->key_position, section.fieldPath(key),
-                    fmt::format("only valid for {} listeners", outbound ? "inbound" : "outbound"));
+    // A key of another direction means the user misunderstood; ignoring it would hide that.
+    static constexpr std::array<std::string_view, 2> kOutboundKeys = {"address", "cluster"};
+    static constexpr std::array<std::string_view, 2> kInboundKeys = {"port", "target"};
+    static constexpr std::array<std::string_view, 4> kCaptureKeys = {
+        "address", "address_v6", "unknown_destination", "preload_socket"};
+    auto allowed = [&](std::string_view key) {
+      auto in = [key](const auto& keys) {
+        return std::find(keys.begin(), keys.end(), key) != keys.end();
+      };
+      switch (listener.direction) {
+        case ListenerDirection::kOutbound:
+          return in(kOutboundKeys);
+        case ListenerDirection::kInbound:
+          return in(kInboundKeys);
+        case ListenerDirection::kCapture:
+          return in(kCaptureKeys);
       }
+      return false;
+    };
+    for (const Entry& e : section.entries) {
+      if (e.key == "name" || e.key == "direction" || allowed(e.key)) continue;
+      return fail(e.key_position, section.fieldPath(e.key),
+                  fmt::format("not valid for {} listeners", toString(listener.direction)));
+    }
+    const bool outbound = listener.direction == ListenerDirection::kOutbound;
+    if (listener.direction == ListenerDirection::kCapture) {
+      RETURN_IF_ERROR(readCaptureListener(section, path, *listeners, &listener));
+      listeners->push_back(std::move(listener));
+      return Status::ok();
     }
 
     if (outbound) {
@@ -727,6 +786,67 @@ class ConfigReader {
           readAddress(section, "target", Need::kOptional, PortZero::kRejected, &listener.target));
     }
     listeners->push_back(std::move(listener));
+    return Status::ok();
+  }
+
+  Status readCaptureListener(const Mapping& section, const std::string& path,
+                             const std::vector<ListenerConfig>& others, ListenerConfig* listener) {
+    for (const ListenerConfig& other : others) {
+      if (other.direction == ListenerDirection::kCapture) {
+        return fail(section.position, path,
+                    fmt::format("only one capture listener is allowed ('{}' is one, line {})",
+                                other.name, other.line));
+      }
+    }
+    listener->address = InetAddress::parse(kDefaultCaptureAddress).value();
+    RETURN_IF_ERROR(readAddress(section, "address", Need::kOptional, PortZero::kRejected,
+                                &listener->address));
+    std::string v6;
+    const Entry* v6_entry = nullptr;
+    RETURN_IF_ERROR(readString(section, "address_v6", Need::kOptional, &v6, &v6_entry));
+    if (v6_entry == nullptr) {
+      listener->has_address_v6 = true;
+      listener->address_v6 = InetAddress::parse(kDefaultCaptureAddressV6).value();
+    } else if (v6 != "none") {
+      RETURN_IF_ERROR(readAddress(section, "address_v6", Need::kOptional, PortZero::kRejected,
+                                  &listener->address_v6));
+      if (listener->address_v6.isV4()) {
+        return fail(v6_entry->valuePosition(), path + ".address_v6",
+                    "must be an IPv6 address (or none)");
+      }
+      listener->has_address_v6 = true;
+    }
+    for (const ListenerConfig& other : others) {
+      if (other.direction == ListenerDirection::kOutbound && other.address == listener->address) {
+        return fail(section.position, path + ".address",
+                    fmt::format("{} is already used by listener '{}' (line {})",
+                                listener->address.toString(), other.name, other.line));
+      }
+    }
+    std::string unknown = "passthrough";
+    const Entry* unknown_entry = nullptr;
+    RETURN_IF_ERROR(
+        readString(section, "unknown_destination", Need::kOptional, &unknown, &unknown_entry));
+    if (unknown == "passthrough") {
+      listener->unknown_destination = UnknownDestination::kPassthrough;
+    } else if (unknown == "reject") {
+      listener->unknown_destination = UnknownDestination::kReject;
+    } else {
+      return fail(unknown_entry->valuePosition(), path + ".unknown_destination",
+                  fmt::format("unknown value '{}' (expected passthrough or reject)", unknown));
+    }
+    listener->preload_socket = kDefaultPreloadSocket;
+    const Entry* preload = nullptr;
+    RETURN_IF_ERROR(
+        readString(section, "preload_socket", Need::kOptional, &listener->preload_socket, &preload));
+    if (preload != nullptr && listener->preload_socket == "none") listener->preload_socket.clear();
+    if (!listener->preload_socket.empty() &&
+        (listener->preload_socket.size() < 2 || listener->preload_socket.front() != '@' ||
+         listener->preload_socket.size() > kMaxUnixPathBytes ||
+         !isPrintableAscii(listener->preload_socket, false))) {
+      return fail(preload->valuePosition(), path + ".preload_socket",
+                  "expected an abstract socket name '@name' (or none)");
+    }
     return Status::ok();
   }
 
@@ -797,6 +917,22 @@ const char* toString(FabricBackend b) {
 
 const char* toString(LbPolicy p) {
   return p == LbPolicy::kLeastRequest ? "least_request" : "round_robin";
+}
+
+const char* toString(ListenerDirection d) {
+  switch (d) {
+    case ListenerDirection::kInbound:
+      return "inbound";
+    case ListenerDirection::kCapture:
+      return "capture";
+    case ListenerDirection::kOutbound:
+      break;
+  }
+  return "outbound";
+}
+
+const char* toString(UnknownDestination u) {
+  return u == UnknownDestination::kReject ? "reject" : "passthrough";
 }
 
 Result<ProxyConfig> parseConfig(const std::string& yaml_text, const std::string& source_name) {
@@ -883,6 +1019,11 @@ std::string configToJson(const ProxyConfig& config) {
       if (listener.direction == ListenerDirection::kOutbound) {
         json["address"] = listener.address.toString();
         json["cluster"] = listener.cluster;
+      } else if (listener.direction == ListenerDirection::kCapture) {
+        json["address"] = listener.address.toString();
+        json["address_v6"] = listener.has_address_v6 ? listener.address_v6.toString() : "none";
+        json["unknown_destination"] = toString(listener.unknown_destination);
+        json["preload_socket"] = listener.preload_socket.empty() ? "none" : listener.preload_socket;
       } else {
         json["port"] = listener.port;
         json["target"] = listener.target.toString();
@@ -895,9 +1036,12 @@ std::string configToJson(const ProxyConfig& config) {
       for (const EndpointConfig& endpoint : cluster.endpoints) {
         endpoints.push_back({{"node", endpoint.node}, {"address", endpoint.address.toString()}});
       }
+      Json services = Json::array();
+      for (const InetAddress& a : cluster.service_addresses) services.push_back(a.toString());
       clusters.push_back({{"name", cluster.name},
                           {"lb_policy", toString(cluster.lb_policy)},
                           {"connect_timeout_ms", cluster.connect_timeout.count()},
+                          {"service_addresses", std::move(services)},
                           {"endpoints", std::move(endpoints)}});
     }
     const TransportConfig& transport = config.transport;

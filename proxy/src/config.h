@@ -13,7 +13,10 @@ namespace rdmesh::proxy {
 
 enum class FabricBackend { kTcp, kShm };
 enum class LbPolicy { kRoundRobin, kLeastRequest };
-enum class ListenerDirection { kOutbound, kInbound };
+enum class ListenerDirection { kOutbound, kInbound, kCapture };
+// What the capture listener does with a connection whose original destination is neither a
+// service address nor an endpoint of any cluster.
+enum class UnknownDestination { kPassthrough, kReject };
 
 struct NodeConfig {
   std::string name;      // unique per node; the session key
@@ -51,6 +54,15 @@ struct ListenerConfig {
   // inbound: destination port accepted from the tunnel, and the local app it maps to.
   uint16_t port = 0;
   InetAddress target;  // default 127.0.0.1:<port>
+  // capture: where eBPF/LD_PRELOAD capture sends apps (`address`, default 127.0.0.1:15001, and
+  // `address_v6`, default [::1]:15001 unless `address_v6: none`); each connection is routed by
+  // its original destination (service address -> cluster, endpoint -> that endpoint).
+  bool has_address_v6 = false;
+  InetAddress address_v6;
+  UnknownDestination unknown_destination = UnknownDestination::kPassthrough;
+  // Abstract unix socket ("@name") where librdmesh-preload.so registers original destinations;
+  // "" = the LD_PRELOAD path is off (eBPF's SO_ORIGINAL_DST only).
+  std::string preload_socket;
   int line = 0;
 };
 
@@ -64,6 +76,9 @@ struct ClusterConfig {
   LbPolicy lb_policy = LbPolicy::kRoundRobin;
   std::chrono::milliseconds connect_timeout{1000};
   std::vector<EndpointConfig> endpoints;
+  // Addresses apps use for the whole cluster (a Kubernetes service's cluster IP:port); the
+  // capture listener sends connections to them to this cluster's endpoints.
+  std::vector<InetAddress> service_addresses;
   int line = 0;
 };
 
@@ -91,5 +106,11 @@ std::string configToJson(const ProxyConfig& config);
 
 const char* toString(FabricBackend b);
 const char* toString(LbPolicy p);
+const char* toString(ListenerDirection d);
+const char* toString(UnknownDestination u);
+
+inline constexpr const char* kDefaultCaptureAddress = "127.0.0.1:15001";
+inline constexpr const char* kDefaultCaptureAddressV6 = "[::1]:15001";
+inline constexpr const char* kDefaultPreloadSocket = "@rdmesh-preload";
 
 }  // namespace rdmesh::proxy

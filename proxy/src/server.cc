@@ -40,9 +40,11 @@ Status Server::start() {
   for (unsigned i = 0; i < config_.node.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, config_, stats_));
   }
+  if (Status s = setUpCapture(); !s) return s;
   Worker* session_worker = workers_.front().get();
   for (auto& w : workers_) {
     w->setSessionWorker(session_worker);
+    w->setOriginalDestination(&original_destination_);
     if (Status s = w->bindListeners(); !s) return s;
   }
   auto fabric = config_.transport.backend == FabricBackend::kShm ? transport::makeShmFabric()
@@ -59,6 +61,19 @@ Status Server::start() {
   spdlog::info("rdmesh-proxy {}: ready ({} worker(s), {} fabric, admin on {})", config_.node.name,
                workers_.size(), toString(config_.transport.backend),
                config_.admin.address.toString());
+  return {};
+}
+
+Status Server::setUpCapture() {
+  for (const ListenerConfig& l : config_.listeners) {
+    if (l.direction != ListenerDirection::kCapture) continue;
+    original_destination_.add(makeSoOriginalDst());
+    if (!l.preload_socket.empty()) {
+      Result<std::unique_ptr<PreloadRegistry>> registry = PreloadRegistry::bind(l.preload_socket);
+      if (!registry) return registry.status();
+      original_destination_.add(std::move(*registry));
+    }
+  }
   return {};
 }
 

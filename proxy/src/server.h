@@ -7,6 +7,7 @@
 
 #include "admin_server.h"
 #include "config.h"
+#include "original_destination.h"
 #include "rdmesh/common/stats.h"
 #include "worker.h"
 
@@ -28,6 +29,7 @@ class Server {
   StatsStore& stats() { return stats_; }
 
  private:
+  Status setUpCapture();
   void beginDrain(const char* why);
   void checkDrained();
   static void onSignal(int sig, short what, void* arg);
@@ -37,6 +39,9 @@ class Server {
   StatsStore stats_;
   event_base* base_;
   std::unique_ptr<AdminServer> admin_;
+  // The capture listener's original-destination sources (SO_ORIGINAL_DST, then the LD_PRELOAD
+  // registry); shared by every worker.
+  ChainedOriginalDestination original_destination_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<event*> signal_events_;
   event* drain_timer_ = nullptr;

@@ -41,13 +41,25 @@ ConnectionStats clusterStats(StatsStore& s, const std::string& name) {
 
 }  // namespace
 
+Worker::CaptureStats Worker::captureStats(StatsStore& s, const std::string& name) {
+  std::string scope = "listener." + name;
+  return {&s.counter(scope, "capture_to_service"), &s.counter(scope, "capture_to_endpoint"),
+          &s.counter(scope, "capture_passthrough"), &s.counter(scope, "capture_rejected"),
+          &s.counter(scope, "capture_no_original_dst")};
+}
+
+namespace {
+
+}  // namespace
+
 Worker::Worker(unsigned index, const ProxyConfig& config, StatsStore& stats)
     : index_(index),
       config_(config),
       stats_(stats),
       base_(event_base_new()),
       tasks_(base_),
-      poller_(base_, config.transport.poll_budget) {
+      poller_(base_, config.transport.poll_budget),
+      capture_router_(config.clusters) {
   poller_.add(this);
   std::map<std::string, size_t> cluster_index;
   for (const ClusterConfig& c : config_.clusters) {
@@ -63,8 +75,19 @@ Worker::Worker(unsigned index, const ProxyConfig& config, StatsStore& stats)
     auto listener = std::make_unique<Listener>();
     listener->worker = this;
     listener->config = &l;
-    listener->cluster = cluster_index.at(l.cluster);
+    listener->address = l.address;
     listener->stats = listenerStats(stats_, l.name);
+    if (l.direction == ListenerDirection::kCapture) {
+      listener->capture = captureStats(stats_, l.name);
+      if (l.has_address_v6) {
+        auto v6 = std::make_unique<Listener>(*listener);
+        v6->address = l.address_v6;
+        v6->optional = l.address_v6.toString() == kDefaultCaptureAddressV6;
+        listeners_.push_back(std::move(v6));
+      }
+    } else {
+      listener->cluster = cluster_index.at(l.cluster);
+    }
     listeners_.push_back(std::move(listener));
   }
 }
@@ -82,13 +105,20 @@ Worker::~Worker() {
 
 Status Worker::bindListeners() {
   for (auto& l : listeners_) {
-    const InetAddress& addr = l->config->address;
+    const InetAddress& addr = l->address;
     int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return internalError(std::string("socket: ") + strerror(errno));
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (::bind(fd, addr.sockaddrPtr(), addr.sockaddrLen()) != 0 || ::listen(fd, 1024) != 0) {
+    bool bound = ::bind(fd, addr.sockaddrPtr(), addr.sockaddrLen()) == 0;
+    if (!bound && l->optional && errno == EADDRNOTAVAIL) {
+      spdlog::warn("listener {}: no {} here (IPv6 off?); capturing IPv4 only", l->config->name,
+                   addr.toString());
+      ::close(fd);
+      continue;
+    }
+    if (!bound || ::listen(fd, 1024) != 0) {
       Status s = unavailable(fmt::format("listener {}: cannot listen on {}: {}", l->config->name,
                                          addr.toString(), strerror(errno)));
       ::close(fd);
@@ -150,16 +180,68 @@ void Worker::onAccept(int /*fd*/, short /*what*/, void* arg) {
 }
 
 void Worker::acceptFrom(Listener& listener) {
+  const bool capture = listener.config->direction == ListenerDirection::kCapture;
   for (int i = 0; i < kMaxAcceptsPerEvent && listener.fd >= 0; ++i) {
-    int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    int fd = ::accept4(listener.fd, capture ? reinterpret_cast<sockaddr*>(&peer) : nullptr,
+                       capture ? &peer_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    routeOutbound(fd, listener);
+    if (capture) {
+      routeCaptured(fd, InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&peer), peer_len),
+                    listener);
+    } else {
+      routeOutbound(fd, listener);
+    }
   }
 }
 
 void Worker::routeOutbound(int fd, Listener& listener) {
   Cluster& cluster = clusters_[listener.cluster];
-  int ep = cluster.lb->pick();
+  forward(fd, listener, cluster, cluster.lb->pick());
+}
+
+void Worker::routeCaptured(int fd, const InetAddress& peer, Listener& listener) {
+  Result<InetAddress> dst = original_destination_ != nullptr
+                                ? original_destination_->lookup(fd, peer)
+                                : Result<InetAddress>(unavailable("no original destination source"));
+  if (!dst) {
+    // Not a connection our capture made (or its record is gone): nowhere to send it.
+    spdlog::debug("capture: connection from {}: {}", peer.toString(), dst.status().message());
+    listener.capture.no_original_dst->inc();
+    listener.stats.cx_total->inc();
+    closeWithReset(fd);
+    return;
+  }
+  CaptureRoute route = capture_router_.route(*dst);
+  switch (route.kind) {
+    case CaptureRoute::kService: {
+      listener.capture.to_service->inc();
+      Cluster& cluster = clusters_[route.cluster];
+      forward(fd, listener, cluster, cluster.lb->pick());
+      return;
+    }
+    case CaptureRoute::kEndpoint:
+      listener.capture.to_endpoint->inc();
+      forward(fd, listener, clusters_[route.cluster], route.endpoint);
+      return;
+    case CaptureRoute::kUnknown:
+      break;
+  }
+  if (listener.config->unknown_destination == UnknownDestination::kReject) {
+    spdlog::debug("capture: {} is not in the mesh; rejected", dst->toString());
+    listener.capture.rejected->inc();
+    listener.stats.cx_total->inc();
+    closeWithReset(fd);
+    return;
+  }
+  // Passthrough: plain TCP from the sidecar (uid 1337, never captured) to where the app meant.
+  listener.capture.passthrough->inc();
+  adopt(std::make_unique<TcpRelay>(*this, std::vector<ConnectionStats>{listener.stats}, nullptr,
+                                   fd, *dst, config_.transport.connect_timeout));
+}
+
+void Worker::forward(int fd, Listener& listener, Cluster& cluster, int ep) {
   if (ep < 0) {
     listener.stats.cx_total->inc();
     closeWithReset(fd);

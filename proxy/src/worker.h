@@ -12,8 +12,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "capture_router.h"
 #include "config.h"
 #include "load_balancer.h"
+#include "original_destination.h"
 #include "rdmesh/common/stats.h"
 #include "rdmesh/common/task_queue.h"
 #include "rdmesh/transport/adaptive_poller.h"
@@ -35,6 +37,9 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   // On the main thread, before start(): make this the session worker.
   Status startSessions(std::unique_ptr<transport::Fabric> fabric);
   void setSessionWorker(Worker* worker) { session_worker_ = worker; }
+  // Before start(), when there is a capture listener: how it finds original destinations
+  // (shared by the workers, thread-safe, owned by the server).
+  void setOriginalDestination(OriginalDestination* source) { original_destination_ = source; }
 
   void start();
   void join();
@@ -61,13 +66,24 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   }
 
  private:
+  // Counters of the capture listener: where captured connections went.
+  struct CaptureStats {
+    Stat* to_service = nullptr;      // original destination was a service address
+    Stat* to_endpoint = nullptr;     // ... an endpoint (pod IP:port) of a cluster
+    Stat* passthrough = nullptr;     // ... unknown: plain TCP to it
+    Stat* rejected = nullptr;        // ... unknown, and unknown_destination: reject
+    Stat* no_original_dst = nullptr; // no source knew it (not captured by us): reset
+  };
   struct Listener {
     Worker* worker = nullptr;
     const ListenerConfig* config = nullptr;
+    InetAddress address;  // config->address, or address_v6 for a capture listener's v6 socket
+    bool optional = false;  // a default v6 capture address on a host without IPv6: skip
     int fd = -1;
     event* ev = nullptr;
     size_t cluster = 0;
     ConnectionStats stats;
+    CaptureStats capture;
   };
   struct Cluster {
     const ClusterConfig* config;
@@ -79,9 +95,13 @@ class Worker final : public ConnectionHost, public transport::Pollable {
     ConnectionStats stats;
   };
 
+  static CaptureStats captureStats(StatsStore& s, const std::string& name);
   static void onAccept(int fd, short what, void* arg);
   void acceptFrom(Listener& listener);
   void routeOutbound(int fd, Listener& listener);
+  void routeCaptured(int fd, const InetAddress& peer, Listener& listener);
+  // Sends an accepted connection to endpoint `ep` of `cluster` (local TCP or a tunnel stream).
+  void forward(int fd, Listener& listener, Cluster& cluster, int ep);
   // Session worker only: open a stream for an accepted app connection.
   void openTunnel(int fd, const EndpointConfig& endpoint, std::vector<ConnectionStats> stats,
                   std::function<void()> on_finish, std::chrono::milliseconds timeout);
@@ -98,6 +118,8 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   std::thread thread_;
   Worker* session_worker_ = nullptr;
   std::unique_ptr<transport::SessionManager> sessions_;
+  CaptureRouter capture_router_;
+  OriginalDestination* original_destination_ = nullptr;
 
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<Cluster> clusters_;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -199,42 +200,49 @@ Containerd::Containerd(const std::string& dir) : dir_(dir + "/containerd") {
 }
 
 Containerd::~Containerd() {
-  removeAll();
+  for (const auto& ns : namespaces_) removeAll(ns);
   daemon_->terminate(10s);
-  // Empty per-namespace cgroups runc leaves behind.
+  // Empty per-namespace cgroups runc leaves behind (v1 hierarchies; v2 under "unified").
   std::error_code ec;
   for (const auto& hierarchy : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    ::rmdir((hierarchy.path() / kNamespace).c_str());
+    for (const auto& ns : namespaces_) ::rmdir((hierarchy.path() / ns).c_str());
   }
 }
 
-CommandResult Containerd::ctr(const std::vector<std::string>& args, Millis timeout) {
-  std::vector<std::string> argv = {"ctr", "--address", address_, "-n", kNamespace};
+void Containerd::useNamespace(const std::string& ns) {
+  if (std::find(namespaces_.begin(), namespaces_.end(), ns) == namespaces_.end())
+    namespaces_.push_back(ns);
+}
+
+CommandResult Containerd::ctr(const std::vector<std::string>& args, Millis timeout,
+                              const std::string& ns) {
+  std::vector<std::string> argv = {"ctr", "--address", address_, "-n", ns};
   argv.insert(argv.end(), args.begin(), args.end());
   return runCommand(argv, dir_ + "/ctr-command.log", {}, timeout);
 }
 
-std::vector<std::string> Containerd::runningTasks() {
+std::vector<std::string> Containerd::runningTasks(const std::string& ns) {
   std::vector<std::string> ids;
-  CommandResult r = ctr({"task", "ls", "-q"});
+  CommandResult r = ctr({"task", "ls", "-q"}, 60s, ns);
   std::istringstream lines(r.output);
   std::string line;
   while (std::getline(lines, line)) {
-    if (!line.empty() && line.rfind("###", 0) != 0) ids.push_back(line);
+    if (!line.empty() && line.rfind("###", 0) != 0 && line.find(' ') == std::string::npos)
+      ids.push_back(line);
   }
   return ids;
 }
 
-void Containerd::removeAll() {
-  for (const auto& id : runningTasks()) {
-    ctr({"task", "kill", "-s", "SIGKILL", id});
-    waitFor([&] { return ctr({"task", "delete", id}).ok(); }, 10s, 100ms);
+void Containerd::removeAll(const std::string& ns) {
+  for (const auto& id : runningTasks(ns)) {
+    ctr({"task", "kill", "-s", "SIGKILL", id}, 60s, ns);
+    waitFor([&] { return ctr({"task", "delete", id}, 60s, ns).ok(); }, 10s, 100ms);
   }
-  CommandResult containers = ctr({"container", "ls", "-q"});
+  CommandResult containers = ctr({"container", "ls", "-q"}, 60s, ns);
   std::istringstream lines(containers.output);
   std::string id;
   while (std::getline(lines, id)) {
-    if (!id.empty() && id.rfind("###", 0) != 0) ctr({"container", "delete", id});
+    if (!id.empty() && id.rfind("###", 0) != 0) ctr({"container", "delete", id}, 60s, ns);
   }
 }
 
@@ -242,6 +250,7 @@ void Containerd::removeAll() {
 
 Container::Container(Containerd& containerd, ContainerSpec spec, const std::string& log_dir)
     : containerd_(containerd), spec_(std::move(spec)), log_dir_(log_dir) {
+  containerd_.useNamespace(spec_.ctr_namespace);
   ensureDir(kHostCniConfDir);
   ensureDir(kHostCniBinDir);
   ensureDir(kHostCniCacheDir);
@@ -250,8 +259,8 @@ Container::Container(Containerd& containerd, ContainerSpec spec, const std::stri
                        kHostCniBinDir + "; mount --bind " + shellQuote(spec_.cni.cache_dir) + " " +
                        kHostCniCacheDir + "; exec ";
   if (!spec_.node_netns.empty()) script += "nsenter --net=/run/netns/" + spec_.node_netns + " ";
-  script += "ctr --address " + shellQuote(containerd_.address()) + " -n " + Containerd::kNamespace +
-            " run --rm --cni";
+  script += "ctr --address " + shellQuote(containerd_.address()) + " -n " +
+            shellQuote(spec_.ctr_namespace) + " run --rm --cni";
   for (const auto& e : spec_.env) script += " --env " + shellQuote(e);
   script += " --rootfs " + shellQuote(spec_.rootfs) + " " + shellQuote(spec_.id);
   for (const auto& a : spec_.argv) script += " " + shellQuote(a);
@@ -266,18 +275,28 @@ Container::~Container() {
 }
 
 std::string Container::cniContainerId() const {
-  return std::string(Containerd::kNamespace) + "-" + spec_.id;
+  return spec_.ctr_namespace + "-" + spec_.id;
+}
+
+std::string Container::cgroupDir(const std::string& cgroup_root) const {
+  return cgroup_root + "/" + spec_.ctr_namespace + "/" + spec_.id;
+}
+
+std::string Container::output() const {
+  // Skip the "### name: argv" line Process starts its log with (it quotes the command).
+  const std::string log = ctr_->output();
+  const size_t eol = log.rfind("### ", 0) == 0 ? log.find('\n') : std::string::npos;
+  return eol == std::string::npos ? log : log.substr(eol + 1);
 }
 
 bool Container::waitOutput(const std::string& marker, Millis timeout) {
-  return waitFor(
-             [&] { return ctr_->output().find(marker) != std::string::npos || !ctr_->running(); },
-             timeout, 50ms) &&
-         ctr_->output().find(marker) != std::string::npos;
+  const auto seen = [&] { return output().find(marker) != std::string::npos; };
+  waitFor([&] { return seen() || !ctr_->running(); }, timeout, 50ms);
+  return seen();
 }
 
 pid_t Container::taskPid() {
-  CommandResult r = containerd_.ctr({"task", "ls"});
+  CommandResult r = containerd_.ctr({"task", "ls"}, 60s, spec_.ctr_namespace);
   std::istringstream lines(r.output);
   std::string line;
   while (std::getline(lines, line)) {
@@ -294,21 +313,37 @@ std::string Container::netnsPath() {
   return pid > 0 ? "/proc/" + std::to_string(pid) + "/ns/net" : std::string();
 }
 
-CommandResult Container::exec(const std::vector<std::string>& argv, Millis timeout) {
+CommandResult Container::exec(const std::vector<std::string>& argv, Millis timeout,
+                              const std::string& user) {
   std::vector<std::string> args = {"task", "exec", "--exec-id", "e" + std::to_string(++execs_)};
+  if (!user.empty()) {
+    args.push_back("--user");
+    args.push_back(user);
+  }
   args.push_back(spec_.id);
   args.insert(args.end(), argv.begin(), argv.end());
-  return containerd_.ctr(args, timeout);
+  return containerd_.ctr(args, timeout, spec_.ctr_namespace);
 }
 
 std::optional<int> Container::stop(Millis timeout) {
-  containerd_.ctr({"task", "kill", "-s", "SIGKILL", spec_.id});
+  containerd_.ctr({"task", "kill", "-s", "SIGKILL", spec_.id}, 60s, spec_.ctr_namespace);
   auto status = ctr_->wait(timeout);
   if (!status) {
     ADD_FAILURE() << "ctr run " << spec_.id << " did not exit after its task was killed";
     ctr_->kill();
   }
   return status;
+}
+
+// ------------------------------------------------------------------------------------ netns
+
+AttachedNetns::AttachedNetns(const std::string& tag, pid_t pid) : name_(uniqueName(tag)) {
+  CommandResult r = runCommand({"ip", "netns", "attach", name_, std::to_string(pid)}, "/dev/null");
+  if (!r.ok()) throw std::runtime_error("ip netns attach " + name_ + ": " + r.describe());
+}
+
+AttachedNetns::~AttachedNetns() {
+  runCommand({"ip", "netns", "delete", name_}, "/dev/null");
 }
 
 }  // namespace rdmesh::it

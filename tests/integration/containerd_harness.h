@@ -68,14 +68,20 @@ class Containerd {
   Containerd& operator=(const Containerd&) = delete;
 
   const std::string& address() const { return address_; }
-  // ctr namespace used for every container (so CNI_CONTAINERID is "<namespace>-<id>").
+  // Default ctr namespace. CNI_CONTAINERID is "<namespace>-<id>", and runc puts a container in
+  // the cgroup "/<namespace>/<id>", so a namespace per emulated node gives each node its own
+  // cgroup subtree (where that node's agent attaches its capture programs).
   static constexpr const char* kNamespace = "rdmeshit";
   // `ctr --address A -n NS <args...>` to completion.
-  CommandResult ctr(const std::vector<std::string>& args, Millis timeout = 60s);
-  std::vector<std::string> runningTasks();
+  CommandResult ctr(const std::vector<std::string>& args, Millis timeout = 60s,
+                    const std::string& ns = kNamespace);
+  std::vector<std::string> runningTasks(const std::string& ns = kNamespace);
+  // Namespaces containers were started in (the destructor cleans each).
+  void useNamespace(const std::string& ns);
 
  private:
-  void removeAll();
+  void removeAll(const std::string& ns);
+  std::vector<std::string> namespaces_ = {kNamespace};
   std::string dir_;
   std::string address_;
   std::unique_ptr<Process> daemon_;
@@ -89,6 +95,7 @@ struct ContainerSpec {
   std::vector<std::string> env;  // "K=V"
   std::string node_netns;        // namespace ctr (and the CNI plugins) run in; "" = the test's
   CniDirs cni;
+  std::string ctr_namespace = Containerd::kNamespace;
 };
 
 // One `ctr run --rm --cni` in the foreground: CNI ADD happens before the task starts; when the
@@ -106,13 +113,17 @@ class Container {
   // Waits until the container printed `marker` on stdout/stderr (a readiness line its command
   // prints) or ctr exited.
   bool waitOutput(const std::string& marker, Millis timeout = 60s);
-  std::string output() const { return ctr_->output(); }
+  std::string output() const;  // what ctr and the container printed
   bool ctrRunning() { return ctr_->running(); }
   // The task's init pid on the host (0 if unknown) and its network namespace path.
   pid_t taskPid();
   std::string netnsPath();
-  // `ctr task exec` in the container (as root; `setpriv --reuid 1337 ...` for another user).
-  CommandResult exec(const std::vector<std::string>& argv, Millis timeout = 60s);
+  // Its cgroup v2 directory under `cgroup_root` ("/<ctr namespace>/<id>").
+  std::string cgroupDir(const std::string& cgroup_root) const;
+  // `ctr task exec` in the container (its cgroup and namespaces), as root or as `user` ("1337").
+  // The exec'd process gets no PATH: name programs by absolute path.
+  CommandResult exec(const std::vector<std::string>& argv, Millis timeout = 60s,
+                     const std::string& user = "");
   // Kills the task and waits for ctr to run DEL and exit; ctr's wait status.
   std::optional<int> stop(Millis timeout = 60s);
 
@@ -122,6 +133,21 @@ class Container {
   std::string log_dir_;
   int execs_ = 0;
   std::unique_ptr<Process> ctr_;
+};
+
+// A name under /run/netns for a running process's network namespace (`ip netns attach`), so
+// the harness's namespace helpers (inNetns, httpGet, Sidecar, inPod) work on a container's
+// namespace. Removing the name leaves the namespace to its process.
+class AttachedNetns {
+ public:
+  AttachedNetns(const std::string& tag, pid_t pid);
+  ~AttachedNetns();
+  AttachedNetns(const AttachedNetns&) = delete;
+  AttachedNetns& operator=(const AttachedNetns&) = delete;
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
 };
 
 }  // namespace rdmesh::it

@@ -589,13 +589,25 @@ UniqueFd tcpConnect(const std::string& ns, const std::string& ip, uint16_t port,
 }
 
 UniqueFd tcpListen(const std::string& ns, const std::string& ip, uint16_t port, int backlog) {
-  sockaddr_in sa = makeAddr(ip, port);
+  // IPv4, or IPv6 when the address has a ':' ("::" listens dual-stack).
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (ip.find(':') != std::string::npos) {
+    auto* sa6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sa6->sin6_family = AF_INET6;
+    sa6->sin6_port = htons(port);
+    if (inet_pton(AF_INET6, ip.c_str(), &sa6->sin6_addr) != 1) fail("bad IPv6 address: " + ip);
+    len = sizeof(sockaddr_in6);
+  } else {
+    *reinterpret_cast<sockaddr_in*>(&ss) = makeAddr(ip, port);
+    len = sizeof(sockaddr_in);
+  }
   return inNetns(ns, [&]() -> UniqueFd {
-    UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd s(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!s) fail("socket: " + errnoText(errno));
     int one = 1;
     setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    if (bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
       fail("bind " + ip + ":" + std::to_string(port) + " in " + ns + ": " + errnoText(errno));
     }
     if (listen(s.get(), backlog) != 0) fail("listen: " + errnoText(errno));
@@ -1135,6 +1147,16 @@ SidecarSpec& SidecarSpec::outbound(const std::string& name, const std::string& a
   return *this;
 }
 
+SidecarSpec& SidecarSpec::capture(const std::string& name,
+                                  std::map<std::string, std::string> options) {
+  ListenerSpec l;
+  l.name = name;
+  l.direction = "capture";
+  l.options = std::move(options);
+  listeners.push_back(l);
+  return *this;
+}
+
 SidecarSpec& SidecarSpec::inbound(const std::string& name, uint16_t port,
                                   const std::string& target) {
   ListenerSpec l;
@@ -1174,6 +1196,8 @@ std::string SidecarSpec::toYaml() const {
     y << "  - name: " << l.name << "\n    direction: " << l.direction << "\n";
     if (l.direction == "outbound") {
       y << "    address: " << q(l.address) << "\n    cluster: " << l.cluster << "\n";
+    } else if (l.direction == "capture") {
+      for (auto& [k, v] : l.options) y << "    " << k << ": " << q(v) << "\n";
     } else {
       y << "    port: " << l.port << "\n";
       if (!l.target.empty()) y << "    target: " << q(l.target) << "\n";
@@ -1184,6 +1208,10 @@ std::string SidecarSpec::toYaml() const {
     for (auto& c : clusters) {
       y << "  - name: " << c.name << "\n    lb_policy: " << c.lb_policy << "\n";
       if (c.connect_timeout_ms > 0) y << "    connect_timeout_ms: " << c.connect_timeout_ms << "\n";
+      if (!c.service_addresses.empty()) {
+        y << "    service_addresses:\n";
+        for (auto& a : c.service_addresses) y << "      - " << q(a) << "\n";
+      }
       y << "    endpoints:\n";
       for (auto& e : c.endpoints)
         y << "      - {node: " << e.node << ", address: " << q(e.address) << "}\n";
@@ -1221,9 +1249,12 @@ void Sidecar::start() {
   ++starts_;
   logs_.push_back(log);
   std::string level = getenv("RDMESH_IT_LOG_LEVEL") ? getenv("RDMESH_IT_LOG_LEVEL") : "info";
-  proc_ = std::make_unique<Process>(
-      "rdmesh-proxy " + spec_.node,
-      std::vector<std::string>{proxyBinary(), "-c", config_path_, "--log-level", level}, log, ns_);
+  std::vector<std::string> argv{proxyBinary(), "-c", config_path_, "--log-level", level};
+  if (launcher_) {
+    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.node, launcher_(std::move(argv)), log);
+  } else {
+    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.node, std::move(argv), log, ns_);
+  }
 }
 
 bool Sidecar::waitReady(Millis timeout) {
@@ -1392,6 +1423,46 @@ bool Mesh::waitEstablished(const std::string& a, const std::string& b, Millis ti
   };
   return sidecar(a).waitSessionState(b, "established", left()) &&
          sidecar(b).waitSessionState(a, "established", left());
+}
+
+}  // namespace rdmesh::it
+
+namespace rdmesh::it {
+
+std::vector<std::string> inPod(const std::string& cgroup_dir, const std::string& ns,
+                               std::vector<std::string> argv, int uid) {
+  std::vector<std::string> out = {"/bin/sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"",
+                                  cgroup_dir, findExecutable("nsenter"), "--net=/run/netns/" + ns};
+  if (uid >= 0) {
+    std::string id = std::to_string(uid);
+    // Changing uid clears PR_SET_PDEATHSIG: ask setpriv to set it again.
+    for (const std::string& a : {findExecutable("setpriv"), "--reuid=" + id, "--regid=" + id,
+                                 std::string("--clear-groups"), std::string("--pdeathsig=KILL"),
+                                 std::string("--")}) {
+      out.push_back(a);
+    }
+  }
+  for (auto& a : argv) out.push_back(std::move(a));
+  return out;
+}
+
+std::string cgroupV2Root() {
+  for (const char* candidate : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+    if (access((std::string(candidate) + "/cgroup.procs").c_str(), F_OK) == 0 &&
+        access((std::string(candidate) + "/cgroup.subtree_control").c_str(), F_OK) == 0) {
+      return candidate;
+    }
+  }
+  return "";
+}
+
+TestCgroup::TestCgroup(const std::string& path) : path_(path) {
+  if (mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST) fail("mkdir " + path_ + ": " + errnoText(errno));
+}
+
+TestCgroup::~TestCgroup() {
+  // rmdir succeeds once the cgroup is empty; processes of the test may take a moment to go.
+  waitFor([&] { return rmdir(path_.c_str()) == 0 || errno == ENOENT; }, 5s, 20ms);
 }
 
 }  // namespace rdmesh::it

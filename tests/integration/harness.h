@@ -392,11 +392,12 @@ class SourceServer {
 
 struct ListenerSpec {
   std::string name;
-  std::string direction;  // "outbound" | "inbound"
+  std::string direction;  // "outbound" | "inbound" | "capture"
   std::string address;    // outbound: ip:port apps connect to
   std::string cluster;    // outbound
   uint16_t port = 0;      // inbound: destination port accepted from the tunnel
   std::string target;     // inbound: local app ip:port
+  std::map<std::string, std::string> options;  // capture: address, unknown_destination, ...
 };
 struct EndpointSpec {
   std::string node;
@@ -407,6 +408,7 @@ struct ClusterSpec {
   std::string lb_policy = "round_robin";
   std::vector<EndpointSpec> endpoints;
   int connect_timeout_ms = 0;  // 0 = default
+  std::vector<std::string> service_addresses;  // ip:port apps use for the whole cluster
 };
 struct PeerSpec {
   std::string name;
@@ -428,6 +430,8 @@ struct SidecarSpec {
   SidecarSpec& outbound(const std::string& name, const std::string& address,
                         const std::string& cluster);
   SidecarSpec& inbound(const std::string& name, uint16_t port, const std::string& target);
+  // The outbound capture listener (127.0.0.1:15001 / [::1]:15001 unless options say otherwise).
+  SidecarSpec& capture(const std::string& name, std::map<std::string, std::string> options = {});
   SidecarSpec& cluster(const std::string& name, std::vector<EndpointSpec> endpoints,
                        const std::string& lb_policy = "round_robin");
   std::string toYaml() const;
@@ -442,6 +446,10 @@ class Sidecar {
   Sidecar& operator=(const Sidecar&) = delete;
 
   const SidecarSpec& spec() const { return spec_; }
+  // Starts the sidecar through `launcher(argv)` instead of `ip netns exec <ns> argv` (e.g. to
+  // put it in a pod's cgroup and run it as uid 1337); the admin endpoint is still reached in ns.
+  using Launcher = std::function<std::vector<std::string>(std::vector<std::string> argv)>;
+  void setLauncher(Launcher launcher) { launcher_ = std::move(launcher); }
   const std::string& ns() const { return ns_; }
   const std::string& configPath() const { return config_path_; }
   // Starts the process (again, after kill()/stop(): a new log file per start).
@@ -469,6 +477,7 @@ class Sidecar {
   std::vector<std::string> logs_;
   std::unique_ptr<Process> proc_;
   std::vector<std::unique_ptr<Process>> old_;
+  Launcher launcher_;
 };
 
 // Emulated nodes for one test: namespaces + veth links, a temp dir for configs, logs and shm
@@ -503,6 +512,29 @@ class Mesh {
   std::vector<std::unique_ptr<Netns>> ns_;
   std::map<std::string, std::string> ip_;
   std::map<std::string, std::unique_ptr<Sidecar>> sidecars_;
+};
+
+// ------------------------------------------------------------------------------------ pods
+
+// argv that runs `argv` as a process of a pod: it joins the cgroup v2 directory `cgroup_dir`
+// first, then enters only the network namespace `ns` (nsenter, so /sys stays the host's, unlike
+// `ip netns exec`), then drops to `uid` (>= 0) with setpriv. Give it to Process with no netns.
+std::vector<std::string> inPod(const std::string& cgroup_dir, const std::string& ns,
+                               std::vector<std::string> argv, int uid = -1);
+
+// A cgroup v2 directory made for a test (under the cgroup v2 root), removed by the destructor
+// after its processes are gone. Skips nothing itself: check cgroupV2Root() first.
+std::string cgroupV2Root();  // "" if there is no cgroup v2 mount
+class TestCgroup {
+ public:
+  explicit TestCgroup(const std::string& path);
+  ~TestCgroup();
+  TestCgroup(const TestCgroup&) = delete;
+  TestCgroup& operator=(const TestCgroup&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
 };
 
 // Test name suffix for backend-parameterised suites.

@@ -16,6 +16,7 @@
 
 #include "cni_node_client.h"
 #include "fake_node_agent.h"
+#include "rdmesh/capture/netns_cookie.h"
 
 namespace rdmesh::cni {
 namespace {
@@ -53,8 +54,7 @@ class NodeClientTest : public ::testing::Test {
 TEST_F(NodeClientTest, PodLifecycle) {
   auto cookie = client_.podAdd(ownPod("c1"));
   ASSERT_TRUE(cookie.isOk()) << cookie.status().message();
-  std::string why;
-  EXPECT_EQ(*cookie, testing::netnsCookieOf("/proc/self/ns/net", &why).value());
+  EXPECT_EQ(*cookie, capture::netnsCookie("/proc/self/ns/net").value());
 
   const auto sent = agent_.requests().at(0);
   EXPECT_EQ(sent["v"], 1);

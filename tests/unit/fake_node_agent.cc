@@ -1,43 +1,22 @@
 #include "fake_node_agent.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <future>
 #include <stdexcept>
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
-#endif
+#include "rdmesh/capture/netns_cookie.h"
 
 namespace rdmesh::testing {
 
 using Json = nlohmann::json;
 
 namespace {
-
-std::optional<uint64_t> cookieOfCurrentNetns(std::string* error) {
-  UniqueFd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  if (!s || ::getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0) {
-    *error = std::string("SO_NETNS_COOKIE: ") + std::strerror(errno);
-    return std::nullopt;
-  }
-  return cookie;
-}
-
-bool sameFile(const struct stat& a, const struct stat& b) {
-  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
 
 std::string field(const Json& request, const char* key) {
   auto it = request.find(key);
@@ -49,30 +28,6 @@ Json error(const std::string& why) {
 }
 
 }  // namespace
-
-std::optional<uint64_t> netnsCookieOf(const std::string& path, std::string* error) {
-  struct stat target {};
-  struct stat own {};
-  if (::stat(path.c_str(), &target) != 0) {
-    *error = "netns " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  if (::stat("/proc/thread-self/ns/net", &own) == 0 && sameFile(target, own)) {
-    return cookieOfCurrentNetns(error);
-  }
-  // Another namespace: enter it from a thread of its own (setns changes only the caller).
-  std::string thread_error;
-  auto cookie = std::async(std::launch::async, [&]() -> std::optional<uint64_t> {
-                  UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-                  if (!ns || ::setns(ns.get(), CLONE_NEWNET) != 0) {
-                    thread_error = "setns " + path + ": " + std::strerror(errno);
-                    return std::nullopt;
-                  }
-                  return cookieOfCurrentNetns(&thread_error);
-                }).get();
-  if (!cookie) *error = thread_error;
-  return cookie;
-}
 
 FakeNodeAgent::FakeNodeAgent(std::string socket_path) : path_(std::move(socket_path)) {
   sockaddr_un addr{};
@@ -198,9 +153,8 @@ Json FakeNodeAgent::answer(const Json& request) {
     auto ips = request.find("ips");
     if (ips == request.end() || !ips->is_array() || ips->empty())
       return error("pod_add: \"ips\" must be a non-empty list of strings");
-    std::string why;
-    auto cookie = netnsCookieOf(field(request, "netns"), &why);
-    if (!cookie) return error("pod_add: \"netns\": " + why);
+    auto cookie = capture::netnsCookie(field(request, "netns"));
+    if (!cookie) return error("pod_add: \"netns\": " + cookie.status().message());
     if (auto it = pods_.find(id); it != pods_.end()) {
       Json previous = it->second.request;
       if (previous != request) return error("pod_add: " + id + " is registered with other data");

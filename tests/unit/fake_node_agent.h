@@ -20,10 +20,6 @@
 
 namespace rdmesh::testing {
 
-// Cookie of the network namespace at `path` (SO_NETNS_COOKIE of a socket made inside it), or
-// nullopt with `*error` set.
-std::optional<uint64_t> netnsCookieOf(const std::string& path, std::string* error);
-
 class FakeNodeAgent {
  public:
   struct Pod {

@@ -1,0 +1,85 @@
+#include "agent.h"
+
+#include <event2/event.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "rdmesh/capture/bpf_capture.h"
+#include "rdmesh/capture/netns_cookie.h"
+
+namespace rdmesh::node {
+
+using nlohmann::json;
+
+NodeAgent::NodeAgent(NodeAgentConfig config)
+    : config_(std::move(config)), base_(event_base_new()), registry_(config_.state_file) {}
+
+NodeAgent::~NodeAgent() {
+  socket_.reset();
+  modules_.clear();
+  maps_.reset();
+  for (event* ev : signal_events_) event_free(ev);
+  event_base_free(base_);
+}
+
+Status NodeAgent::start() {
+  if (Status s = registry_.load(); !s) return s;
+  if (config_.bpf) {
+    Result<std::unique_ptr<capture::InterceptionMaps>> maps =
+        capture::installBpfCapture({config_.cgroup_path, config_.pin_dir});
+    if (!maps) return maps.status();
+    maps_ = std::move(*maps);
+  } else {
+    spdlog::info("eBPF capture off: pods are registered only (LD_PRELOAD capture)");
+  }
+  auto pods = std::make_unique<PodModule>(registry_, maps_.get(), capture::netnsCookie, stats_);
+  // Pinned maps survive restarts; fresh ones (first start after --uninstall) are refilled.
+  pods->restoreMaps();
+  modules_.push_back(std::move(pods));
+  for (auto& m : modules_) m->registerOps(ops_);
+  ops_.add("stats", [this](const RequestEnvelope&, RequestFds&) { return statsOp(); });
+
+  socket_ = std::make_unique<NodeSocketServer>(base_, ops_, stats_);
+  if (Status s = socket_->listen(config_.socket_path); !s) return s;
+  for (int sig : {SIGTERM, SIGINT}) {
+    event* ev = evsignal_new(base_, sig, &NodeAgent::onSignal, this);
+    event_add(ev, nullptr);
+    signal_events_.push_back(ev);
+  }
+  spdlog::info("rdmesh-node '{}' ready: {} pod(s) registered", config_.node_name,
+               registry_.pods().size());
+  return {};
+}
+
+int NodeAgent::run() {
+  event_base_dispatch(base_);
+  socket_->close();
+  spdlog::info("rdmesh-node stopped; capture stays attached (rdmesh-node --uninstall removes it)");
+  return 0;
+}
+
+void NodeAgent::onSignal(int sig, short /*what*/, void* arg) {
+  auto* self = static_cast<NodeAgent*>(arg);
+  spdlog::info("signal {}: shutting down", sig);
+  event_base_loopbreak(self->base_);
+}
+
+Result<json> NodeAgent::statsOp() {
+  if (maps_ != nullptr) {
+    capture::CaptureCounters c = maps_->counters();
+    for (auto [name, value] : {std::pair{"captured", c.captured},
+                               std::pair{"skipped_uid", c.skipped_uid},
+                               std::pair{"skipped_port", c.skipped_port},
+                               std::pair{"skipped_loopback", c.skipped_loopback},
+                               std::pair{"established", c.established},
+                               std::pair{"original_dst_answered", c.original_dst_answered}}) {
+      stats_.gauge("node.capture", name).set(value);
+    }
+  }
+  json out = json::object();
+  for (const auto& e : stats_.snapshot().numbers) out[e.name] = e.value;
+  return json{{"node", config_.node_name}, {"stats", out}};
+}
+
+}  // namespace rdmesh::node

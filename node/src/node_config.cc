@@ -1,0 +1,142 @@
+#include "node_config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <array>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace rdmesh::node {
+
+namespace {
+
+constexpr std::array<const char*, 5> kLogLevels = {"trace", "debug", "info", "warn", "error"};
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  Status fail(const YAML::Node& at, const std::string& field, const std::string& what) const {
+    YAML::Mark m = at.Mark();
+    int line = m.is_null() ? 1 : m.line + 1;
+    int col = m.is_null() ? 1 : m.column + 1;
+    return invalidArgument(fmt::format("{}:{}:{}: {}: {}", source_, line, col, field, what));
+  }
+
+  // Every key of `map` must be in `known`.
+  Status keys(const YAML::Node& map, const std::string& path, std::set<std::string> known) const {
+    if (!map.IsMap()) return fail(map, path.empty() ? "(document)" : path, "expected a mapping");
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
+      if (known.count(key) == 0) {
+        return fail(it->first, path.empty() ? key : path + "." + key, "unknown field");
+      }
+    }
+    return {};
+  }
+
+  Status string(const YAML::Node& map, const char* key, const std::string& path,
+                std::string* out) const {
+    YAML::Node v = map[key];
+    if (!v) return {};
+    std::string field = path.empty() ? key : path + "." + key;
+    if (!v.IsScalar() || v.Scalar().empty()) return fail(v, field, "expected a non-empty value");
+    *out = v.Scalar();
+    return {};
+  }
+
+  Status boolean(const YAML::Node& map, const char* key, const std::string& path, bool* out) const {
+    YAML::Node v = map[key];
+    if (!v) return {};
+    std::string field = path + "." + key;
+    if (!v.IsScalar()) return fail(v, field, "expected true or false");
+    const std::string& s = v.Scalar();
+    if (s == "true") {
+      *out = true;
+    } else if (s == "false") {
+      *out = false;
+    } else {
+      return fail(v, field, fmt::format("expected true or false, got '{}'", s));
+    }
+    return {};
+  }
+
+ private:
+  std::string source_;
+};
+
+Status read(const YAML::Node& root, const Reader& r, NodeAgentConfig* c) {
+  if (root.IsNull()) return {};
+  if (Status s = r.keys(root, "", {"node", "socket", "state_file", "capture", "log_level"}); !s) {
+    return s;
+  }
+  if (YAML::Node node = root["node"]) {
+    if (Status s = r.keys(node, "node", {"name"}); !s) return s;
+    if (Status s = r.string(node, "name", "node", &c->node_name); !s) return s;
+  }
+  if (Status s = r.string(root, "socket", "", &c->socket_path); !s) return s;
+  if (Status s = r.string(root, "state_file", "", &c->state_file); !s) return s;
+  if (Status s = r.string(root, "log_level", "", &c->log_level); !s) return s;
+  if (YAML::Node capture = root["capture"]) {
+    if (Status s = r.keys(capture, "capture", {"bpf", "cgroup", "pin_dir"}); !s) return s;
+    if (Status s = r.boolean(capture, "bpf", "capture", &c->bpf); !s) return s;
+    if (Status s = r.string(capture, "cgroup", "capture", &c->cgroup_path); !s) return s;
+    if (Status s = r.string(capture, "pin_dir", "capture", &c->pin_dir); !s) return s;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<NodeAgentConfig> parseNodeConfig(const std::string& yaml_text,
+                                        const std::string& source_name) {
+  NodeAgentConfig config;
+  Reader reader(source_name);
+  try {  // yaml-cpp reports syntax errors by throwing; start-up only, never on the loop
+    YAML::Node root = YAML::Load(yaml_text);
+    if (Status s = read(root, reader, &config); !s) return s;
+  } catch (const YAML::Exception& e) {
+    return invalidArgument(fmt::format("{}:{}:{}: {}", source_name, e.mark.line + 1,
+                                       e.mark.column + 1, e.msg));
+  }
+  return config;
+}
+
+Result<NodeAgentConfig> loadNodeConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return invalidArgument(fmt::format("{}: cannot read", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return parseNodeConfig(text.str(), path);
+}
+
+Status finishNodeConfig(NodeAgentConfig* c) {
+  if (c->node_name.empty()) {
+    std::array<char, 256> host{};
+    if (::gethostname(host.data(), host.size() - 1) != 0) {
+      return invalidArgument("node name: not set and the host name is unknown");
+    }
+    c->node_name = host.data();
+  }
+  if (std::find(kLogLevels.begin(), kLogLevels.end(), c->log_level) == kLogLevels.end()) {
+    return invalidArgument(fmt::format("log_level: '{}' is not one of trace, debug, info, warn, error",
+                                       c->log_level));
+  }
+  for (const auto& [name, path] : {std::pair{"socket", &c->socket_path},
+                                   std::pair{"capture.pin_dir", &c->pin_dir}}) {
+    if (path->empty() || path->front() != '/') {
+      return invalidArgument(fmt::format("{}: '{}' must be an absolute path", name, *path));
+    }
+  }
+  if (!c->cgroup_path.empty() && c->cgroup_path.front() != '/') {
+    return invalidArgument(fmt::format("capture.cgroup: '{}' must be an absolute path",
+                                       c->cgroup_path));
+  }
+  return {};
+}
+
+}  // namespace rdmesh::node

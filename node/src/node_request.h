@@ -1,0 +1,48 @@
+// node.sock requests (docs/node-agent.md, contract version 1): the envelope every request shares,
+// and typed parsing of the fields of each op. Pure functions over bytes/JSON: no I/O, never
+// throws, every error names the field that is wrong. Fuzzed by tests/fuzz/fuzz_node_request.cc.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rdmesh/common/status.h"
+
+namespace rdmesh::node {
+
+inline constexpr int kNodeProtocolVersion = 1;
+inline constexpr size_t kMaxRequestBytes = 64 * 1024;
+
+// {"v":1, "op":"<op>", ...fields}
+struct RequestEnvelope {
+  std::string op;
+  nlohmann::json body;  // the whole object (fields are read by the op's parser)
+};
+Result<RequestEnvelope> parseEnvelope(std::string_view datagram);
+
+struct PodAddRequest {
+  std::string container_id;
+  std::string netns;              // path of the pod's network namespace
+  std::vector<std::string> ips;   // canonical text form, v4 and/or v6
+  std::string interface;
+  std::string pod_name;           // optional fields are "" when absent
+  std::string pod_namespace;
+  std::string pod_uid;
+  std::vector<uint16_t> exclude_outbound_ports;  // sorted, unique
+  bool operator==(const PodAddRequest&) const = default;
+};
+Result<PodAddRequest> parsePodAdd(const nlohmann::json& body);
+
+// pod_del and pod_check carry only the container id.
+Result<std::string> parseContainerIdOnly(const nlohmann::json& body);
+
+// Replies. Strings are dumped with invalid UTF-8 replaced, so a reply is always valid JSON.
+std::string okReply(nlohmann::json fields = nlohmann::json::object());
+std::string errorReply(std::string_view message);
+
+}  // namespace rdmesh::node

@@ -148,8 +148,12 @@ constexpr const char* kPodSubnet[] = {"10.88.1.0/24", "10.88.2.0/24"};
 constexpr const char* kNodeName[] = {"node-a", "node-b"};
 constexpr uint16_t kExcludedRedisPort = 6380;
 
-class ContainerdMeshTest : public ::testing::Test {
+// The parameter: "ebpf" (rdmesh-node attaches its capture programs) or "preload" (rdmesh-node
+// --bpf false; the client's apps run with LD_PRELOAD=librdmesh-preload.so, copied into the rootfs).
+class ContainerdMeshTest : public ::testing::TestWithParam<std::string> {
  protected:
+  bool bpf() const { return GetParam() == "ebpf"; }
+
   void SetUp() override {
     if (auto why = containerdUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
     cgroup_root_ = cgroupV2Root();
@@ -173,10 +177,9 @@ class ContainerdMeshTest : public ::testing::Test {
     for (int i = 0; i < 2; ++i) {
       ctr_ns_[i] = tag_ + (i ? "b" : "a");
       node_cgroups_.push_back(std::make_unique<TestCgroup>(cgroup_root_ + "/" + ctr_ns_[i]));
-      agents_.push_back(std::make_unique<NodeAgent>(kNodeName[i], dir_.path(),
-                                                    node_cgroups_.back()->path(),
-                                                    "/sys/fs/bpf/" + tag_ + "-" + kNodeName[i],
-                                                    /*bpf=*/true));
+      agents_.push_back(
+          std::make_unique<NodeAgent>(kNodeName[i], dir_.path(), node_cgroups_.back()->path(),
+                                      "/sys/fs/bpf/" + tag_ + "-" + kNodeName[i], bpf()));
       agents_.back()->start();
       ChainSpec chain;
       chain.bridge = "cni0";  // inside the node's own namespace
@@ -186,8 +189,9 @@ class ContainerdMeshTest : public ::testing::Test {
                                 R"(","excludeOutboundPorts":[)" +
                                 std::to_string(kExcludedRedisPort) + "]}";
       cni_[i] = makeCniDirs(dir_.file(std::string("cni-") + kNodeName[i]), chain, cniBinary());
-      buildRootfs(dir_.file(std::string("rootfs-") + kNodeName[i]),
-                  {"redis-server", "redis-cli", "redis-benchmark"});
+      std::vector<std::string> executables = {"redis-server", "redis-cli", "redis-benchmark"};
+      if (!bpf()) executables.push_back(preloadLibrary());
+      buildRootfs(dir_.file(std::string("rootfs-") + kNodeName[i]), executables);
     }
     pins_before_ = pins(0);
 
@@ -267,9 +271,20 @@ class ContainerdMeshTest : public ::testing::Test {
   }
 
   // A command in the client pod (`ctr task exec`: its cgroup and netns), optionally as uid 1337.
+  // A client app in the client pod. With the shim, the pod's environment carries LD_PRELOAD and
+  // the excluded ports (what the injector would set; rdmesh-cni's list feeds only eBPF).
   CommandResult inClient(std::vector<std::string> argv, bool as_sidecar_uid = false) {
     argv[0] = "/usr/bin/" + argv[0];  // the rootfs keeps host paths; exec has no PATH
+    if (!bpf()) {
+      argv.insert(argv.begin(),
+                  {"/bin/env", "LD_PRELOAD=" + preloadLibrary(),
+                   "RDMESH_EXCLUDE_OUTBOUND_PORTS=" + std::to_string(kExcludedRedisPort)});
+    }
     return client_->exec(argv, 120s, as_sidecar_uid ? std::to_string(kSidecarUid) : "");
+  }
+  int64_t captured() {
+    return bpf() ? agents_[0]->stat("rdmesh.node.capture.captured")
+                 : sidecars_[0]->statInt("rdmesh.listener.capture.capture_to_endpoint");
   }
 
   std::set<std::string> pins(int node) {
@@ -307,7 +322,7 @@ class ContainerdMeshTest : public ::testing::Test {
   std::vector<std::unique_ptr<Sidecar>> sidecars_;
 };
 
-TEST_F(ContainerdMeshTest, RedisClientReachesServerPodIpThroughBothSidecars) {
+TEST_P(ContainerdMeshTest, RedisClientReachesServerPodIpThroughBothSidecars) {
   // rdmesh-cni registered each container with its own node's agent.
   for (int i = 0; i < 2; ++i) {
     Json list = podList(i);
@@ -335,7 +350,7 @@ TEST_F(ContainerdMeshTest, RedisClientReachesServerPodIpThroughBothSidecars) {
   EXPECT_GT(sessionBytes(1, "bytes_received") - received_before, 4000 * 30);
   EXPECT_GE(sidecars_[0]->statInt("rdmesh.listener.capture.capture_to_endpoint"), 6);
   EXPECT_GE(sidecars_[1]->statInt("rdmesh.listener.in-redis.downstream_cx_total"), 6);
-  EXPECT_GE(agents_[0]->stat("rdmesh.node.capture.captured"), 6);
+  EXPECT_GE(captured(), 6);
 
   // No packet filter rule of rdmesh anywhere: host, nodes, pods.
   std::vector<std::string> namespaces = {"", nodes_[0]->name(), nodes_[1]->name(),
@@ -350,8 +365,8 @@ TEST_F(ContainerdMeshTest, RedisClientReachesServerPodIpThroughBothSidecars) {
   }
 }
 
-TEST_F(ContainerdMeshTest, SidecarUidAndExcludedPortGoStraight) {
-  const int64_t captured = agents_[0]->stat("rdmesh.node.capture.captured");
+TEST_P(ContainerdMeshTest, SidecarUidAndExcludedPortGoStraight) {
+  const int64_t captured_before = captured();
   const int64_t inbound = sidecars_[1]->statInt("rdmesh.listener.in-redis.downstream_cx_total");
   // uid 1337: the server sees the client pod's own address.
   CommandResult as_sidecar = inClient(
@@ -365,25 +380,32 @@ TEST_F(ContainerdMeshTest, SidecarUidAndExcludedPortGoStraight) {
   ASSERT_TRUE(excluded.ok()) << excluded.describe();
   EXPECT_NE(excluded.output.find("addr=" + client_ip_ + ":"), std::string::npos) << excluded.output;
 
-  EXPECT_EQ(agents_[0]->stat("rdmesh.node.capture.captured"), captured);
-  EXPECT_GE(agents_[0]->stat("rdmesh.node.capture.skipped_port"), 1);
+  EXPECT_EQ(captured(), captured_before);
+  if (bpf()) EXPECT_GE(agents_[0]->stat("rdmesh.node.capture.skipped_port"), 1);
   EXPECT_EQ(sidecars_[1]->statInt("rdmesh.listener.in-redis.downstream_cx_total"), inbound);
 }
 
-TEST_F(ContainerdMeshTest, DelLeavesNoMapEntryAndNoPin) {
-  ASSERT_NE(agents_[0]->dumpMap("rdmesh_pods"), "[]");
-  ASSERT_NE(agents_[0]->dumpMap("rdmesh_excl"), "[]");
+TEST_P(ContainerdMeshTest, DelLeavesNoMapEntryAndNoPin) {
+  if (bpf()) {
+    ASSERT_NE(agents_[0]->dumpMap("rdmesh_pods"), "[]");
+    ASSERT_NE(agents_[0]->dumpMap("rdmesh_excl"), "[]");
+  }
   sidecars_[0].reset();
   pod_ns_[0].reset();
   ASSERT_TRUE(client_->stop().has_value());  // ctr runs DEL through the chain
 
   EXPECT_TRUE(podList(0)["pods"].empty()) << podList(0).dump();
-  for (const char* map : {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_sk", "rdmesh_dst_conn"})
-    EXPECT_EQ(agents_[0]->dumpMap(map), "[]") << map;
+  if (bpf()) {
+    for (const char* map : {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_sk", "rdmesh_dst_conn"})
+      EXPECT_EQ(agents_[0]->dumpMap(map), "[]") << map;
+  }
   EXPECT_EQ(pins(0), pins_before_);          // nothing pinned per pod
   EXPECT_EQ(podList(1)["pods"].size(), 1U);  // the other node's pod is untouched
   EXPECT_EQ(leaseFiles(cni_[0].ipam_dir), 0U);
 }
+
+INSTANTIATE_TEST_SUITE_P(Capture, ContainerdMeshTest, ::testing::Values("ebpf", "preload"),
+                         BackendName());
 
 }  // namespace
 }  // namespace rdmesh::it

@@ -23,8 +23,9 @@ Status waitFor(int fd, short events, Clock::time_point deadline, const char* wha
   for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0)
+    if (left <= 0) {
       return {StatusCode::kTimeout, std::string("node agent: no ") + what + " in time"};
+    }
     pollfd p{fd, events, 0};
     const int n = ::poll(&p, 1, static_cast<int>(left));
     if (n > 0) return Status::ok();
@@ -74,14 +75,16 @@ Result<std::string> NodeSocketConnection::call(std::string_view request,
     if (auto s = waitFor(fd_.get(), POLLIN, deadline, "reply"); !s) return s;
     const ssize_t n = ::recv(fd_.get(), reply.data(), reply.size(), 0);
     if (n > 0) {
-      if (static_cast<size_t>(n) > kMaxNodeMessageBytes)
+      if (static_cast<size_t>(n) > kMaxNodeMessageBytes) {
         return protocolError("node agent reply larger than 64 KiB");
+      }
       reply.resize(static_cast<size_t>(n));
       return reply;
     }
     if (n == 0) return unavailable("node agent closed the connection without replying");
-    if (errno != EINTR && errno != EAGAIN)
+    if (errno != EINTR && errno != EAGAIN) {
       return unavailable("recv from the node agent: " + errnoText(errno));
+    }
   }
 }
 

@@ -105,14 +105,18 @@ Result<std::vector<RegisteredPod>> decodePodListReply(std::string_view datagram)
       return protocolError("pod_list entry without a string \"container_id\"");
     }
     pod.container_id = id->get<std::string>();
-    if (auto c = entry.find("netns_cookie"); c != entry.end() && c->is_number_unsigned())
+    if (auto c = entry.find("netns_cookie"); c != entry.end() && c->is_number_unsigned()) {
       pod.netns_cookie = c->get<uint64_t>();
-    if (auto ips = entry.find("ips"); ips != entry.end() && !stringList(*ips, &pod.ips))
+    }
+    if (auto ips = entry.find("ips"); ips != entry.end() && !stringList(*ips, &pod.ips)) {
       return protocolError("pod_list entry \"ips\" is not a list of strings");
-    if (auto n = entry.find("pod_name"); n != entry.end() && n->is_string())
+    }
+    if (auto n = entry.find("pod_name"); n != entry.end() && n->is_string()) {
       pod.pod_name = n->get<std::string>();
-    if (auto n = entry.find("pod_namespace"); n != entry.end() && n->is_string())
+    }
+    if (auto n = entry.find("pod_namespace"); n != entry.end() && n->is_string()) {
       pod.pod_namespace = n->get<std::string>();
+    }
     out.push_back(std::move(pod));
   }
   return out;

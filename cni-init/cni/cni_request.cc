@@ -39,8 +39,9 @@ std::string supportedList() {
 // Spec 1.0.0: a container id starts with an alphanumeric character, then alphanumerics, '_',
 // '.' or '-'.
 bool validContainerId(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength || !std::isalnum(static_cast<unsigned char>(id[0])))
+  if (id.empty() || id.size() > kMaxIdLength || !std::isalnum(static_cast<unsigned char>(id[0]))) {
     return false;
+  }
   return std::all_of(id.begin(), id.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
   });
@@ -301,8 +302,9 @@ CniOr<std::map<std::string, std::string>> parseCniArgs(std::string_view text) {
 
 CniOr<std::vector<std::string>> podIpsFromResult(const Json& result, std::string_view ifname) {
   const auto bad = [](const std::string& why) { return configError("invalid prevResult", why); };
-  if (!result.is_object())
+  if (!result.is_object()) {
     return bad("prevResult must be an object, got " + result.dump(-1).substr(0, 200));
+  }
 
   std::vector<bool> in_pod;  // per interfaces[] entry: is it the pod's side?
   if (auto it = result.find("interfaces"); it != result.end() && !it->is_null()) {
@@ -344,8 +346,9 @@ CniOr<std::vector<std::string>> podIpsFromResult(const Json& result, std::string
     }
     const std::string& cidr = address->get_ref<const std::string&>();
     const size_t slash = cidr.find('/');
-    if (slash == std::string::npos)
+    if (slash == std::string::npos) {
       return bad(where + ".address " + shown(cidr) + " has no /prefix");
+    }
     auto ip = InetAddress::fromIp(std::string_view(cidr).substr(0, slash), 0);
     const std::string_view prefix_text = std::string_view(cidr).substr(slash + 1);
     unsigned prefix = 0;
@@ -429,14 +432,16 @@ CniOr<CniRequest> parseRequest(const CniEnvironment& env, std::string_view stdin
 }
 
 std::string errorVersionFor(std::string_view stdin_text) {
-  if (stdin_text.size() > kMaxStdinBytes || jsonNestingDepth(stdin_text) > kMaxJsonDepth)
+  if (stdin_text.size() > kMaxStdinBytes || jsonNestingDepth(stdin_text) > kMaxJsonDepth) {
     return std::string(kNewestVersion);
+  }
   Json conf = Json::parse(stdin_text, nullptr, /*allow_exceptions=*/false);
   if (conf.is_object()) {
     auto it = conf.find("cniVersion");
     if (it != conf.end() && it->is_string() &&
-        isSupportedVersion(it->get_ref<const std::string&>()))
+        isSupportedVersion(it->get_ref<const std::string&>())) {
       return it->get<std::string>();
+    }
   }
   return std::string(kNewestVersion);
 }

@@ -78,8 +78,9 @@ std::string containerdUnavailableReason() {
     }
   }
   for (const char* plugin : {"bridge", "host-local", "loopback"}) {
-    if (!fs::exists(fs::path(kDebianCniDir) / plugin))
+    if (!fs::exists(fs::path(kDebianCniDir) / plugin)) {
       return std::string("CNI plugin ") + plugin + " not found in " + kDebianCniDir;
+    }
   }
   return netnsUnavailableReason();
 }
@@ -90,8 +91,9 @@ std::string cniBinary() {
 }
 
 void buildRootfs(const std::string& dir, const std::vector<std::string>& executables) {
-  for (const char* sub : {"bin", "proc", "sys", "dev", "tmp", "etc", "run", "data"})
+  for (const char* sub : {"bin", "proc", "sys", "dev", "tmp", "etc", "run", "data"}) {
     fs::create_directories(fs::path(dir) / sub);
+  }
   fs::permissions(fs::path(dir) / "tmp", fs::perms::all | fs::perms::sticky_bit);
   fs::permissions(fs::path(dir) / "data", fs::perms::all);
   const std::string log = dir + "/../rootfs-build.log";
@@ -109,16 +111,18 @@ void buildRootfs(const std::string& dir, const std::vector<std::string>& executa
   for (const auto& f : with_libs) copyExecutableInto(dir, f);
   // busybox at /bin/busybox, every applet a relative link to it.
   const fs::path busybox_in_root = fs::path(dir) / fs::path(files[0]).relative_path();
-  if (busybox_in_root != fs::path(dir) / "bin/busybox")
+  if (busybox_in_root != fs::path(dir) / "bin/busybox") {
     fs::copy_file(busybox_in_root, fs::path(dir) / "bin/busybox",
                   fs::copy_options::overwrite_existing);
+  }
   CommandResult list = runCommand({files[0], "--list"}, log);
   std::istringstream applets(list.output);
   std::string applet;
   while (std::getline(applets, applet)) {
     if (applet.empty() || applet == "busybox" || applet.find('/') != std::string::npos ||
-        applet.front() == '#')
+        applet.front() == '#') {
       continue;
+    }
     const fs::path link = fs::path(dir) / "bin" / applet;
     if (!fs::exists(fs::symlink_status(link))) fs::create_symlink("busybox", link);
   }
@@ -131,13 +135,15 @@ void buildRootfs(const std::string& dir, const std::vector<std::string>& executa
 CniDirs makeCniDirs(const std::string& root, const ChainSpec& chain,
                     const std::string& rdmesh_cni_binary) {
   CniDirs d{root + "/net.d", root + "/bin", root + "/cache", root + "/ipam"};
-  for (const auto* p : {&d.conf_dir, &d.bin_dir, &d.cache_dir, &d.ipam_dir})
+  for (const auto* p : {&d.conf_dir, &d.bin_dir, &d.cache_dir, &d.ipam_dir}) {
     fs::create_directories(*p);
+  }
   for (const auto& entry : fs::directory_iterator(kDebianCniDir)) {
     fs::create_symlink(entry.path(), fs::path(d.bin_dir) / entry.path().filename());
   }
-  if (!rdmesh_cni_binary.empty())
+  if (!rdmesh_cni_binary.empty()) {
     fs::create_symlink(fs::absolute(rdmesh_cni_binary), fs::path(d.bin_dir) / "rdmesh-cni");
+  }
 
   std::ostringstream conf;
   conf << "{\n  \"cniVersion\": \"" << chain.cni_version << "\",\n  \"name\": \""
@@ -210,8 +216,9 @@ Containerd::~Containerd() {
 }
 
 void Containerd::useNamespace(const std::string& ns) {
-  if (std::find(namespaces_.begin(), namespaces_.end(), ns) == namespaces_.end())
+  if (std::find(namespaces_.begin(), namespaces_.end(), ns) == namespaces_.end()) {
     namespaces_.push_back(ns);
+  }
 }
 
 CommandResult Containerd::ctr(const std::vector<std::string>& args, Millis timeout,
@@ -227,8 +234,9 @@ std::vector<std::string> Containerd::runningTasks(const std::string& ns) {
   std::istringstream lines(r.output);
   std::string line;
   while (std::getline(lines, line)) {
-    if (!line.empty() && line.rfind("###", 0) != 0 && line.find(' ') == std::string::npos)
+    if (!line.empty() && line.rfind("###", 0) != 0 && line.find(' ') == std::string::npos) {
       ids.push_back(line);
+    }
   }
   return ids;
 }

@@ -90,7 +90,7 @@ void FakeNodeAgent::loop() {
     }
     for (size_t i = 2; i < fds.size(); ++i) {
       if (!fds[i].revents) continue;
-      std::string buf(64 * 1024 + 1, '\0');
+      std::string buf(size_t{64} * 1024 + 1, '\0');
       const ssize_t n = ::recv(fds[i].fd, buf.data(), buf.size(), MSG_DONTWAIT);
       if (n > 0) {
         buf.resize(static_cast<size_t>(n));
@@ -143,16 +143,18 @@ void FakeNodeAgent::handle(int fd, const std::string& datagram) {
 Json FakeNodeAgent::answer(const Json& request) {
   if (!request.is_object()) return error("request is not a JSON object");
   auto version = request.find("v");
-  if (version == request.end() || !version->is_number_integer() || *version != 1)
+  if (version == request.end() || !version->is_number_integer() || *version != 1) {
     return error("\"v\" must be 1");
+  }
   const std::string op = field(request, "op");
   const std::string id = field(request, "container_id");
   std::lock_guard lock(mu_);
   if (op == "pod_add") {
     if (id.empty()) return error("pod_add: \"container_id\" must be a non-empty string");
     auto ips = request.find("ips");
-    if (ips == request.end() || !ips->is_array() || ips->empty())
+    if (ips == request.end() || !ips->is_array() || ips->empty()) {
       return error("pod_add: \"ips\" must be a non-empty list of strings");
+    }
     auto cookie = capture::netnsCookie(field(request, "netns"));
     if (!cookie) return error("pod_add: \"netns\": " + cookie.status().message());
     if (auto it = pods_.find(id); it != pods_.end()) {

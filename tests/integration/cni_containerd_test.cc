@@ -381,7 +381,9 @@ TEST_P(ContainerdMeshTest, SidecarUidAndExcludedPortGoStraight) {
   EXPECT_NE(excluded.output.find("addr=" + client_ip_ + ":"), std::string::npos) << excluded.output;
 
   EXPECT_EQ(captured(), captured_before);
-  if (bpf()) EXPECT_GE(agents_[0]->stat("rdmesh.node.capture.skipped_port"), 1);
+  if (bpf()) {
+    EXPECT_GE(agents_[0]->stat("rdmesh.node.capture.skipped_port"), 1);
+  }
   EXPECT_EQ(sidecars_[1]->statInt("rdmesh.listener.in-redis.downstream_cx_total"), inbound);
 }
 

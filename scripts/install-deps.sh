@@ -27,6 +27,9 @@ packages=(
   # rdma_rxe, rdma-core's rxe provider and tools, perftest, a static busybox for the initramfs
   qemu-system-x86 linux-image-amd64 busybox-static rdma-core ibverbs-providers ibverbs-utils
   perftest cpio file
+  # rdmesh-cni's test bed: a real container runtime (ctr run --cni) with Debian's CNI plugins,
+  # busybox for the unpacked container root filesystems, nft to show no rule of rdmesh exists
+  containerd runc containernetworking-plugins nftables
 )
 
 missing=()

@@ -351,7 +351,7 @@ std::string describeWaitStatus(int status) {
 }
 
 Process::Process(std::string name, std::vector<std::string> argv, std::string log_path,
-                 std::string netns, std::vector<std::string> extra_env)
+                 std::string netns, std::vector<std::string> extra_env, Stdio stdio)
     : name_(std::move(name)), log_path_(std::move(log_path)) {
   if (argv.empty()) fail("Process " + name_ + ": empty argv");
   std::string exe = findExecutable(argv[0]);
@@ -386,12 +386,20 @@ Process::Process(std::string name, std::vector<std::string> argv, std::string lo
   for (size_t i = 0; args[i]; ++i) header += std::string(" ") + args[i];
   header += "\n";
   (void)!write(out, header.data(), header.size());
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const std::string in_path = stdio.stdin_path.empty() ? "/dev/null" : stdio.stdin_path;
+  int devnull = open(in_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (devnull < 0) fail("open " + in_path + ": " + errnoText(errno));
+  int stdout_fd = out;
+  if (!stdio.stdout_path.empty()) {
+    stdout_fd = open(stdio.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (stdout_fd < 0) fail("open " + stdio.stdout_path + ": " + errnoText(errno));
+  }
   pid_t parent = getpid();
   pid_ = fork();
   if (pid_ < 0) {
     int e = errno;
     close(out);
+    if (stdout_fd != out) close(stdout_fd);
     if (devnull >= 0) close(devnull);
     fail("fork: " + errnoText(e));
   }
@@ -404,7 +412,7 @@ Process::Process(std::string name, std::vector<std::string> argv, std::string lo
     sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
     if (devnull >= 0) dup2(devnull, 0);
-    dup2(out, 1);
+    dup2(stdout_fd, 1);
     dup2(out, 2);
     execve(args[0], args.data(), envp.data());
     static const char msg[] = "exec failed\n";
@@ -412,6 +420,7 @@ Process::Process(std::string name, std::vector<std::string> argv, std::string lo
     _exit(127);
   }
   close(out);
+  if (stdout_fd != out) close(stdout_fd);
   if (devnull >= 0) close(devnull);
 }
 
@@ -499,6 +508,35 @@ CommandResult runCommand(const std::vector<std::string>& argv, const std::string
   }
   r.status = st.value_or(-1);
   r.output = p.output();
+  return r;
+}
+
+int CapturedRun::exitCode() const {
+  return !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+CapturedRun runCapturing(const std::vector<std::string>& argv, const std::string& input,
+                         const std::vector<std::string>& extra_env, const std::string& dir,
+                         const std::string& name, Millis timeout) {
+  const std::string base = dir + "/" + name;
+  writeFile(base + ".stdin", input);
+  { std::ofstream trunc(base + ".stderr", std::ios::trunc); }
+  CapturedRun r;
+  Process p(name, argv, base + ".stderr", {}, extra_env, Stdio{base + ".stdin", base + ".stdout"});
+  auto st = p.wait(timeout);
+  if (!st) {
+    r.timed_out = true;
+    p.kill();
+    st = p.status();
+  }
+  r.status = st.value_or(-1);
+  r.stdout_text = readFile(base + ".stdout");
+  r.stderr_text = readFile(base + ".stderr");
+  // Process starts its log with a "### name: argv" line; stderr proper follows it.
+  if (r.stderr_text.rfind("### ", 0) == 0) {
+    const size_t eol = r.stderr_text.find('\n');
+    r.stderr_text.erase(0, eol == std::string::npos ? r.stderr_text.size() : eol + 1);
+  }
   return r;
 }
 

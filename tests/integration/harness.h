@@ -163,13 +163,19 @@ class NetnsThread {
 
 std::string describeWaitStatus(int status);
 
+// Where a child's stdin comes from and its stdout goes, when not /dev/null and the log file.
+struct Stdio {
+  std::string stdin_path;   // "" = /dev/null
+  std::string stdout_path;  // "" = the log file (stderr always goes to the log file)
+};
+
 // A child process: fork + exec (optionally through `ip netns exec NS`), stdout and stderr to a
 // log file that is kept; SIGKILLed and reaped by the destructor if still running. When the current
 // test has failed, the destructor prints the tail of the log.
 class Process {
  public:
   Process(std::string name, std::vector<std::string> argv, std::string log_path,
-          std::string netns = {}, std::vector<std::string> extra_env = {});
+          std::string netns = {}, std::vector<std::string> extra_env = {}, Stdio stdio = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -205,6 +211,20 @@ struct CommandResult {
 // Runs a command to completion (killed after `timeout`), output captured in `log_path`.
 CommandResult runCommand(const std::vector<std::string>& argv, const std::string& log_path,
                          const std::string& netns = {}, Millis timeout = 60s);
+
+// A command run to completion with `input` on stdin and stdout kept apart from stderr (for
+// programs whose stdout is a protocol, such as CNI plugins). Files live in `dir`, named after
+// `name`; `extra_env` entries ("K=V") override the test's environment.
+struct CapturedRun {
+  int status = -1;  // raw wait status
+  bool timed_out = false;
+  std::string stdout_text;
+  std::string stderr_text;
+  int exitCode() const;  // -1 unless it exited normally in time
+};
+CapturedRun runCapturing(const std::vector<std::string>& argv, const std::string& input,
+                         const std::vector<std::string>& extra_env, const std::string& dir,
+                         const std::string& name, Millis timeout = 30s);
 
 // ------------------------------------------------------------------------------------ sockets
 

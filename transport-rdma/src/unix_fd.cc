@@ -15,11 +15,6 @@
 
 namespace rdmesh::transport {
 
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 std::string errnoText(const char* what) {
   return fmt::format("{}: {}", what, strerror(errno));
 }

@@ -9,34 +9,12 @@
 #include <vector>
 
 #include "rdmesh/common/status.h"
+#include "rdmesh/common/unique_fd.h"
 #include "rdmesh/transport/fabric.h"
 
 namespace rdmesh::transport {
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1);
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
+using rdmesh::UniqueFd;
 
 Status setNonBlocking(int fd);
 // A non-blocking, close-on-exec listening socket bound to `address` (`what` names it in errors).

@@ -19,6 +19,8 @@ packages=(
   redis-server redis-tools nginx-light haproxy wrk iperf3 curl iproute2 procps psmisc
   # the peer benchmark harness (bench/run.sh): nginx stream pair, socat pair
   libnginx-mod-stream socat
+  # rdmesh-xds high availability: the tests start a real etcd (v3 API) and use etcdctl
+  etcd-server etcd-client
 )
 
 missing=()
@@ -36,4 +38,6 @@ for svc in redis-server nginx haproxy; do
   pkill -x "${svc%-server}" >/dev/null 2>&1 || true
 done
 pkill -x redis-server >/dev/null 2>&1 || true
+# etcd-server's unit would serve 127.0.0.1:2379; the tests start their own on free ports.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 echo "install-deps.sh: all dependencies present"

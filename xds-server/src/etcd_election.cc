@@ -137,14 +137,21 @@ void EtcdLeaderElection::keepAlive() {
   });
 }
 
-void EtcdLeaderElection::resign() {
-  if (resigned_) return;
+void EtcdLeaderElection::resign(std::function<void()> done) {
+  bool revoke = !resigned_ && lease_ != 0;
   resigned_ = true;
   evtimer_del(keepalive_timer_);
   evtimer_del(retry_timer_);
   setLeader(false);
-  if (lease_ != 0) client_.leaseRevoke(lease_, [](Result<bool>) {});
+  int64_t lease = lease_;
   lease_ = 0;
+  if (!revoke) {
+    if (done) done();
+    return;
+  }
+  client_.leaseRevoke(lease, [done = std::move(done)](Result<bool>) {
+    if (done) done();
+  });
 }
 
 void EtcdLeaderElection::retryLater() {

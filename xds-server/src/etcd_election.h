@@ -40,8 +40,8 @@ class EtcdLeaderElection {
 
   void start();
   // Gives leadership up now (revokes the lease) so another replica takes over without waiting
-  // for the TTL; used on shutdown.
-  void resign();
+  // for the TTL; used on shutdown. `done` runs once etcd has answered (or the call failed).
+  void resign(std::function<void()> done = {});
 
   bool isLeader() const { return leader_; }
   const std::string& candidateId() const { return candidate_id_; }

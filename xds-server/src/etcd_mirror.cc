@@ -65,6 +65,7 @@ void EtcdPrefixMirror::applySnapshot(RangeResult result) {
   }
   revision_ = result.revision;
   synced_ = true;
+  if (callbacks_.on_applied) callbacks_.on_applied(revision_);
   if (callbacks_.on_synced) callbacks_.on_synced(revision_);
 }
 
@@ -115,6 +116,7 @@ bool EtcdPrefixMirror::onWatchResponse(WatchResponse response) {
   if (response.events.empty() && !response.created) {
     revision_ = std::max(revision_, response.revision);
   }
+  if (!response.events.empty() && callbacks_.on_applied) callbacks_.on_applied(revision_);
   return true;
 }
 

@@ -29,6 +29,9 @@ class EtcdPrefixMirror {
     std::function<void(const std::string& key)> on_delete;
     // The copy is complete as of `revision` (after the first read and after every re-read).
     std::function<void(int64_t revision)> on_synced;
+    // A batch of puts/deletes (one watch response, or one re-read) has been reported and the
+    // copy is consistent as of `revision`: the moment to publish it.
+    std::function<void(int64_t revision)> on_applied;
   };
   struct Options {
     std::chrono::milliseconds min_backoff{100};

@@ -82,6 +82,10 @@ EtcdRegistryStore::EtcdRegistryStore(event_base* base, EtcdClient& client, std::
                   .on_synced =
                       [this](int64_t revision) {
                         if (callbacks_.on_synced) callbacks_.on_synced(revision);
+                      },
+                  .on_applied =
+                      [this](int64_t revision) {
+                        if (callbacks_.on_applied) callbacks_.on_applied(revision);
                       }},
               options) {}
 
@@ -133,6 +137,18 @@ void EtcdRegistryStore::put(Collection collection, std::string_view name,
                             const std::optional<Fence>& fence, EtcdClient::Done<int64_t> done) {
   fencedTxn({TxnOp::put(keyOf(collection, name), encodeStoredValue(origin, resource))}, fence,
             std::move(done));
+}
+
+void EtcdRegistryStore::write(const std::vector<Write>& writes, std::string_view origin,
+                              const std::optional<Fence>& fence, EtcdClient::Done<int64_t> done) {
+  std::vector<TxnOp> ops;
+  ops.reserve(writes.size());
+  for (const Write& w : writes) {
+    std::string key = keyOf(w.collection, w.name);
+    ops.push_back(w.resource ? TxnOp::put(std::move(key), encodeStoredValue(origin, *w.resource))
+                             : TxnOp::erase(std::move(key)));
+  }
+  fencedTxn(std::move(ops), fence, std::move(done));
 }
 
 void EtcdRegistryStore::remove(Collection collection, std::string_view name,

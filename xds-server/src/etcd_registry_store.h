@@ -48,7 +48,8 @@ class EtcdRegistryStore {
   struct Callbacks {
     std::function<void(const StoredResource& resource)> on_upsert;
     std::function<void(Collection collection, const std::string& name)> on_remove;
-    std::function<void(int64_t revision)> on_synced;  // see EtcdPrefixMirror
+    std::function<void(int64_t revision)> on_synced;   // see EtcdPrefixMirror
+    std::function<void(int64_t revision)> on_applied;  // see EtcdPrefixMirror
   };
   // A write that must only happen while `key` still holds `value` (the writer's leadership).
   struct Fence {
@@ -68,6 +69,15 @@ class EtcdRegistryStore {
   void put(Collection collection, std::string_view name, const nlohmann::json& resource,
            std::string_view origin, const std::optional<Fence>& fence,
            EtcdClient::Done<int64_t> done);
+  // Several puts and deletes as one transaction (one etcd revision; at most kMaxTxnOps).
+  struct Write {
+    Collection collection = Collection::kNodes;
+    std::string name;
+    std::optional<nlohmann::json> resource;  // nothing = delete
+  };
+  static constexpr size_t kMaxTxnOps = 100;  // etcd's default --max-txn-ops is 128
+  void write(const std::vector<Write>& writes, std::string_view origin,
+             const std::optional<Fence>& fence, EtcdClient::Done<int64_t> done);
   void remove(Collection collection, std::string_view name, const std::optional<Fence>& fence,
               EtcdClient::Done<int64_t> done);
 

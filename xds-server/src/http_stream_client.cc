@@ -234,33 +234,38 @@ void HttpCall::onError(int error, void* arg) {
   auto* self = static_cast<HttpCall*>(arg);
   if (self->closing_) return;
   self->request_ = nullptr;  // libevent frees it after this callback
-  std::string detail;
+  std::string tls_errors;
   if (bufferevent* bev = evhttp_connection_get_bufferevent(self->connection_)) {
     while (unsigned long e = bufferevent_get_openssl_error(bev)) {
+      if (ERR_GET_LIB(e) == 0) continue;  // a system errno, reported below
       char buf[256];
       ERR_error_string_n(e, buf, sizeof(buf));
-      detail += fmt::format(" (TLS: {})", buf);
+      tls_errors += tls_errors.empty() ? buf : std::string("; ") + buf;
     }
+  }
+  if (!tls_errors.empty()) {
+    self->result_ = unavailable("TLS: " + tls_errors);
+    return;
   }
   int socket_error = EVUTIL_SOCKET_ERROR();
   switch (static_cast<evhttp_request_error>(error)) {
     case EVREQ_HTTP_TIMEOUT:
-      self->result_ = Status(StatusCode::kTimeout, "no data within the idle timeout" + detail);
+      self->result_ = Status(StatusCode::kTimeout, "no data within the idle timeout");
       break;
     case EVREQ_HTTP_EOF:
-      self->result_ = unavailable("connection closed by the server" + detail);
+      self->result_ = unavailable("connection closed by the server");
       break;
     case EVREQ_HTTP_INVALID_HEADER:
-      self->result_ = protocolError("malformed HTTP response" + detail);
+      self->result_ = protocolError("malformed HTTP response");
       break;
     case EVREQ_HTTP_DATA_TOO_LONG:
-      self->result_ = protocolError("HTTP response too large" + detail);
+      self->result_ = protocolError("HTTP response too large");
       break;
     case EVREQ_HTTP_BUFFER_ERROR:
     default:
       self->result_ = unavailable(
-          fmt::format("connection error: {}{}",
-                      socket_error != 0 ? std::strerror(socket_error) : "I/O failure", detail));
+          fmt::format("connection error: {}",
+                      socket_error != 0 ? std::strerror(socket_error) : "I/O failure"));
       break;
   }
 }

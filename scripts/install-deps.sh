@@ -17,6 +17,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and clients for the demo, tests and benchmarks
   redis-server redis-tools nginx-light haproxy wrk iperf3 curl iproute2 procps psmisc
+  # rdmesh-xds tests: TLS material made with the openssl CLI
+  openssl
   # the peer benchmark harness (bench/run.sh): nginx stream pair, socat pair
   libnginx-mod-stream socat
   # rdmesh-xds high availability: the tests start a real etcd (v3 API) and use etcdctl

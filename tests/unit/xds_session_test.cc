@@ -155,7 +155,7 @@ class SessionTest : public ::testing::Test {
     ASSERT_TRUE(status.isOk()) << status.message();
   }
   json next(ClientSession& session) {
-    std::string line = session.nextResponse();
+    std::string line = session.nextResponse().text();
     if (line.empty()) return nullptr;
     EXPECT_EQ(line.back(), '\n');
     return json::parse(line);
@@ -228,6 +228,21 @@ TEST_F(SessionTest, SotwNackIsRecordedAndThatVersionNotResent) {
   ASSERT_FALSE(third.is_null());
   EXPECT_NE(third["version_info"], second["version_info"]);
   EXPECT_NE(third["version_info"], first["version_info"]);
+}
+
+TEST_F(SessionTest, SameScopeSharesOneBody) {
+  auto catalog = buildCatalog(registry());
+  ClientSession first(StreamMode::kStateOfTheWorld, catalog, observer);
+  ClientSession second(StreamMode::kStateOfTheWorld, catalog, observer);
+  json node = sidecarNode();
+  send(first, {{"type_url", url(ResourceType::kCluster)}, {"node", node}});
+  node["id"] = "another-sidecar";
+  send(second, {{"type_url", url(ResourceType::kCluster)}, {"node", node}});
+  ResponseLine a = first.nextResponse();
+  ResponseLine b = second.nextResponse();
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a.body.get(), b.body.get()) << "one copy of the resources for both clients";
+  EXPECT_EQ(a.text(), b.text());
 }
 
 TEST_F(SessionTest, SotwStaleNonceIsIgnored) {

@@ -37,6 +37,11 @@ struct Catalog {
   const TypeCatalog& of(xds::ResourceType type) const {
     return resources[static_cast<size_t>(type)];
   }
+
+  // The comma-joined JSON of a set of resources, keyed by type and aggregate version: clients
+  // with the same scope (every sidecar of a namespace) share one copy of their push. Weak, so a
+  // body lives only while some stream is still sending it. Loop thread only.
+  mutable std::map<std::string, std::weak_ptr<const std::string>, std::less<>> joined_bodies;
 };
 using CatalogPtr = std::shared_ptr<const Catalog>;
 

@@ -182,12 +182,12 @@ std::vector<std::string> ClientSession::scope(ResourceType type) const {
   return result;
 }
 
-std::string ClientSession::nextResponse() {
+ResponseLine ClientSession::nextResponse() {
   for (ResourceType type : kPushOrder) {
     if ((dirty_ & bit(type)) == 0) continue;
     dirty_ &= ~bit(type);
     TypeState& st = state(type);
-    std::string line =
+    ResponseLine line =
         mode_ == StreamMode::kDelta ? deltaResponse(type, st) : sotwResponse(type, st);
     if (!line.empty()) {
       st.inflight_since = st.dirty_since;
@@ -200,7 +200,7 @@ std::string ClientSession::nextResponse() {
   return {};
 }
 
-std::string ClientSession::sotwResponse(ResourceType type, TypeState& st) {
+ResponseLine ClientSession::sotwResponse(ResourceType type, TypeState& st) {
   std::vector<std::string> names = scope(type);
   std::string version = aggregateVersion(*catalog_, type, names);
   if (st.sent_any && version == st.sent_version) return {};
@@ -210,27 +210,40 @@ std::string ClientSession::sotwResponse(ResourceType type, TypeState& st) {
   st.sent_version = version;
   st.sent_nonce = nextNonce();
 
-  const TypeCatalog& entries = catalog_->of(type);
-  std::string line;
-  size_t size = 128;
-  for (const std::string& name : names) size += entries.find(name)->second.json.size() + 1;
-  line.reserve(size);
-  line += R"({"version_info":")";
-  line += version;
-  line += R"(","type_url":")";
-  line += xds::typeUrl(type);
-  line += R"(","nonce":")";
-  line += st.sent_nonce;
-  line += R"(","resources":[)";
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i > 0) line += ',';
-    line += entries.find(names[i])->second.json;
+  ResponseLine line;
+  std::string key = std::string(xds::shortName(type)) + "/" + version;
+  auto cached = catalog_->joined_bodies.find(key);
+  if (cached != catalog_->joined_bodies.end()) line.body = cached->second.lock();
+  if (!line.body) {
+    const TypeCatalog& entries = catalog_->of(type);
+    auto body = std::make_shared<std::string>();
+    size_t size = 0;
+    for (const std::string& name : names) size += entries.find(name)->second.json.size() + 1;
+    body->reserve(size);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (i > 0) *body += ',';
+      *body += entries.find(names[i])->second.json;
+    }
+    line.body = std::move(body);
+    // Drop expired entries now and then so the map does not grow with dead keys.
+    if (catalog_->joined_bodies.size() > 64) {
+      std::erase_if(catalog_->joined_bodies,
+                    [](const auto& entry) { return entry.second.expired(); });
+    }
+    catalog_->joined_bodies.insert_or_assign(std::move(key), line.body);
   }
-  line += "]}\n";
+  line.head = R"({"version_info":")";
+  line.head += version;
+  line.head += R"(","type_url":")";
+  line.head += xds::typeUrl(type);
+  line.head += R"(","nonce":")";
+  line.head += st.sent_nonce;
+  line.head += R"(","resources":[)";
+  line.tail = "]}\n";
   return line;
 }
 
-std::string ClientSession::deltaResponse(ResourceType type, TypeState& st) {
+ResponseLine ClientSession::deltaResponse(ResourceType type, TypeState& st) {
   std::vector<std::string> names = scope(type);
   std::string version = aggregateVersion(*catalog_, type, names);
   if (st.nack && st.nack->version == version) return {};
@@ -254,7 +267,8 @@ std::string ClientSession::deltaResponse(ResourceType type, TypeState& st) {
   st.sent_version = version;
   st.sent_nonce = nextNonce();
 
-  std::string line;
+  std::string text;
+  std::string& line = text;
   line += R"({"system_version_info":")";
   line += version;
   line += R"(","type_url":")";
@@ -281,7 +295,7 @@ std::string ClientSession::deltaResponse(ResourceType type, TypeState& st) {
     st.client_versions.erase(removed[i]);
   }
   line += "]}\n";
-  return line;
+  return {.head = std::move(text), .body = nullptr, .tail = {}};
 }
 
 nlohmann::json ClientSession::status() const {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <set>
@@ -43,6 +44,18 @@ struct NackRecord {
   std::chrono::system_clock::time_point at;
 };
 
+// One response line as pieces: a per-client head (version, nonce), a body that clients with the
+// same content share, and a tail. Writing it never copies the shared body per client.
+struct ResponseLine {
+  std::string head;
+  std::shared_ptr<const std::string> body;
+  std::string tail;
+
+  bool empty() const { return size() == 0; }
+  size_t size() const { return head.size() + (body ? body->size() : 0) + tail.size(); }
+  std::string text() const { return head + (body ? *body : std::string()) + tail; }
+};
+
 class ClientSession {
  public:
   ClientSession(StreamMode mode, CatalogPtr catalog, SessionObserver& observer);
@@ -56,8 +69,8 @@ class ClientSession {
 
   // Whether nextResponse() might produce something.
   bool wantsToSend() const { return dirty_ != 0; }
-  // The next response line (with "\n") or "" when nothing differs from what the client has.
-  std::string nextResponse();
+  // The next response line (with "\n"), empty when nothing differs from what the client has.
+  ResponseLine nextResponse();
 
   const std::optional<xds::ClientIdentity>& identity() const { return identity_; }
   StreamMode mode() const { return mode_; }
@@ -92,8 +105,8 @@ class ClientSession {
   void markDirty(xds::ResourceType type, Clock::time_point since);
   void markAllSubscribedDirty(Clock::time_point since);
   std::vector<std::string> scope(xds::ResourceType type) const;
-  std::string sotwResponse(xds::ResourceType type, TypeState& state);
-  std::string deltaResponse(xds::ResourceType type, TypeState& state);
+  ResponseLine sotwResponse(xds::ResourceType type, TypeState& state);
+  ResponseLine deltaResponse(xds::ResourceType type, TypeState& state);
   std::string nextNonce() { return std::to_string(++nonce_counter_); }
   TypeState& state(xds::ResourceType type) { return types_[static_cast<size_t>(type)]; }
   const TypeState& state(xds::ResourceType type) const { return types_[static_cast<size_t>(type)]; }

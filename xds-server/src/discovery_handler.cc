@@ -1,0 +1,110 @@
+#include "discovery_handler.h"
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "fmt/chrono.h"
+#include "rdmesh/xds/messages.h"
+#include "spdlog/spdlog.h"
+
+namespace rdmesh::xds_server {
+
+DiscoveryHandler::DiscoveryHandler(DiscoveryHost& host, H2Stream& stream, StreamMode mode,
+                                   CatalogPtr catalog, SessionObserver& observer)
+    : host_(host),
+      stream_(stream),
+      session_(mode, std::move(catalog), observer),
+      connected_at_(std::chrono::system_clock::now()) {
+  host_.attach(this);
+}
+
+void DiscoveryHandler::onBody(std::string_view data) {
+  if (failed_ || draining_ || client_ended_) return;
+  const Clock::time_point now = Clock::now();
+  Status status =
+      framer_.feed(data, [&](std::string_view line) { return session_.handleRequest(line, now); });
+  if (!status.isOk()) return fail(status);
+  if (session_.wantsToSend()) stream_.resume();
+}
+
+void DiscoveryHandler::onBodyEnd() {
+  if (failed_) return;
+  if (Status status = framer_.finish(); !status.isOk()) return fail(status);
+  // Answer what was asked, then end: `curl --data-binary @requests.ndjson` fetches once.
+  client_ended_ = true;
+  stream_.resume();
+}
+
+void DiscoveryHandler::finish() {
+  if (draining_) return;
+  draining_ = true;
+  stream_.resume();
+}
+
+void DiscoveryHandler::fail(const Status& error) {
+  if (failed_) return;
+  failed_ = true;
+  error_line_ = xds::serialize(xds::StreamError{.code = 400, .message = error.message()}) + "\n";
+  host_.onBadRequest(*this, error);
+  stream_.resume();
+}
+
+void DiscoveryHandler::updateCatalog(const CatalogPtr& catalog, Clock::time_point changed_at) {
+  session_.updateCatalog(catalog, changed_at);
+  if (session_.wantsToSend() && !draining_ && !failed_) stream_.resume();
+}
+
+size_t DiscoveryHandler::readBody(uint8_t* out, size_t max, bool* eof) {
+  size_t written = 0;
+  while (written < max) {
+    if (pending_offset_ == pending_.size()) {
+      // An idle stream keeps no buffer (and no reference to a shared body).
+      pending_ = ResponseLine();
+      pending_offset_ = 0;
+      if (failed_) {
+        pending_.head.swap(error_line_);
+      } else if (!draining_) {
+        pending_ = session_.nextResponse();
+      }
+      if (pending_.empty()) break;
+    }
+    // Copy from whichever piece (head, shared body, tail) the offset is in.
+    std::string_view pieces[] = {
+        pending_.head, pending_.body ? std::string_view(*pending_.body) : std::string_view(),
+        pending_.tail};
+    size_t offset = pending_offset_;
+    for (std::string_view piece : pieces) {
+      if (offset >= piece.size()) {
+        offset -= piece.size();
+        continue;
+      }
+      size_t n = std::min(max - written, piece.size() - offset);
+      std::memcpy(out + written, piece.data() + offset, n);
+      written += n;
+      pending_offset_ += n;
+      offset = 0;
+      if (written == max) break;
+    }
+  }
+  // The response ends after a failure's error line, on drain once the line in progress is
+  // complete, and after the client ended once everything it asked for is out.
+  *eof = pending_offset_ == pending_.size() && error_line_.empty() &&
+         (failed_ || draining_ || (client_ended_ && !session_.wantsToSend()));
+  return written;
+}
+
+void DiscoveryHandler::onClose() {
+  host_.detach(this);
+}
+
+nlohmann::json DiscoveryHandler::status() const {
+  nlohmann::json json = session_.status();
+  json["peer"] = stream_.peer();
+  json["connected_at"] = fmt::format(
+      "{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::time_point_cast<std::chrono::seconds>(connected_at_));
+  if (failed_) json["failed"] = true;
+  return json;
+}
+
+}  // namespace rdmesh::xds_server

@@ -1,0 +1,60 @@
+// The transport side of one discovery stream: NDJSON request lines in (through the framer into
+// the ClientSession), response lines out, pulled one at a time when the stream has room.
+// A malformed line gets one error line, then the stream ends and is reset.
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "client_session.h"
+#include "h2_connection.h"
+#include "rdmesh/xds/ndjson_framer.h"
+
+namespace rdmesh::xds_server {
+
+class DiscoveryHandler;
+
+// What a discovery stream needs from the server around it.
+class DiscoveryHost {
+ public:
+  virtual ~DiscoveryHost() = default;
+  virtual void attach(DiscoveryHandler* handler) = 0;
+  virtual void detach(DiscoveryHandler* handler) = 0;
+  virtual void onBadRequest(const DiscoveryHandler& handler, const Status& error) = 0;
+};
+
+class DiscoveryHandler : public H2StreamHandler {
+ public:
+  DiscoveryHandler(DiscoveryHost& host, H2Stream& stream, StreamMode mode, CatalogPtr catalog,
+                   SessionObserver& observer);
+
+  void onBody(std::string_view data) override;
+  void onBodyEnd() override;
+  size_t readBody(uint8_t* out, size_t max, bool* eof) override;
+  void onClose() override;
+
+  void updateCatalog(const CatalogPtr& catalog, Clock::time_point changed_at);
+  // Ends the response (drain): the client reconnects, to another replica if this one goes.
+  void finish();
+  nlohmann::json status() const;
+  const ClientSession& session() const { return session_; }
+  const std::string& peer() const { return stream_.peer(); }
+
+ private:
+  void fail(const Status& error);
+
+  DiscoveryHost& host_;
+  H2Stream& stream_;
+  ClientSession session_;
+  xds::NdjsonFramer framer_;
+  ResponseLine pending_;  // the response line being written
+  size_t pending_offset_ = 0;
+  std::string error_line_;
+  bool client_ended_ = false;  // the client ended its half
+  bool draining_ = false;      // the server is going away
+  bool failed_ = false;
+  std::chrono::system_clock::time_point connected_at_;
+};
+
+}  // namespace rdmesh::xds_server

@@ -30,6 +30,8 @@ packages=(
   # rdmesh-cni's test bed: a real container runtime (ctr run --cni) with Debian's CNI plugins,
   # busybox for the unpacked container root filesystems, nft to show no rule of rdmesh exists
   containerd runc containernetworking-plugins nftables
+  # rdmesh-xds high availability: the tests start a real etcd (v3 API) and use etcdctl
+  etcd-server etcd-client
 )
 
 missing=()
@@ -47,4 +49,6 @@ for svc in redis-server nginx haproxy; do
   pkill -x "${svc%-server}" >/dev/null 2>&1 || true
 done
 pkill -x redis-server >/dev/null 2>&1 || true
+# etcd-server's unit would serve 127.0.0.1:2379; the tests start their own on free ports.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 echo "install-deps.sh: all dependencies present"

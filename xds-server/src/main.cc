@@ -11,6 +11,7 @@
 #include <string>
 
 #include "h2_listener.h"
+#include "ha_sources.h"
 #include "memory_store.h"
 #include "rdmesh/common/address.h"
 #include "rdmesh/common/stats.h"
@@ -36,6 +37,7 @@ struct Options {
   uint32_t push_delay_ms = 100;
   uint32_t drain_timeout_ms = 5000;
   std::string log_level = "info";
+  HaSourcesOptions sources;  // --etcd-*, --kubernetes*, --trust-domain
 };
 
 Result<std::string> readToken(const std::string& path) {
@@ -118,7 +120,13 @@ int run(const Options& options) {
 
   std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(), event_base_free);
   StatsStore stats;
-  Registry registry(base.get(), std::make_unique<MemoryStore>());
+  Result<RegistrySetup> setup = makeRegistrySetup(options.sources);
+  if (!setup.isOk()) {
+    spdlog::error("rdmesh-xds: {}", setup.status().message());
+    return 2;
+  }
+  Registry registry(base.get(), std::move(setup->store));
+  if (setup->kubernetes) registry.addSource(std::move(setup->kubernetes));
   if (!options.registry_file.empty()) {
     registry.addSource(std::make_unique<RegistryFileSource>(options.registry_file));
   }
@@ -216,6 +224,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", options.log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
+  addHaSourcesFlags(app, options.sources);
   CLI11_PARSE(app, argc, argv);
   return run(options);
 }

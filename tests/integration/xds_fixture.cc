@@ -4,11 +4,6 @@
 
 namespace rdmesh::it {
 
-std::string xdsBinary() {
-  if (const char* env = std::getenv("RDMESH_XDS_BIN"); env != nullptr && *env != '\0') return env;
-  return RDMESH_XDS_BIN;
-}
-
 void makeTestCertificates(const TempDir& dir) {
   writeFile(dir.file("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
   const std::vector<std::vector<std::string>> commands = {

@@ -29,9 +29,7 @@ services:
   - {name: shop/cart, cluster_ips: [10.96.0.20], ports: [{port: 80, target_port: 9090}], selector: {app: cart}}
 )";
 
-// Path of rdmesh-xds: $RDMESH_XDS_BIN, else the one CMake built.
-std::string xdsBinary();
-
+// xdsBinary() (harness.h) is the path of rdmesh-xds.
 // A CA and a server certificate for "localhost" / 127.0.0.1 (EC P-256, one day), made with the
 // openssl CLI exactly as README's TLS section shows. Files: ca.pem, server.pem, server.key.
 void makeTestCertificates(const TempDir& dir);

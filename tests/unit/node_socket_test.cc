@@ -41,7 +41,15 @@ class NodeSocketTest : public ::testing::Test {
     loop_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
   }
   void TearDown() override {
-    event_base_loopbreak(base_);
+    // A loopbreak issued before the thread enters event_base_loop() would be forgotten (the loop
+    // clears the flag when it starts); a zero timeout runs once the loop runs, whenever that is.
+    const timeval now{0, 0};
+    event_base_once(
+        base_, -1, EV_TIMEOUT,
+        [](evutil_socket_t, short, void* base) {
+          event_base_loopbreak(static_cast<event_base*>(base));
+        },
+        base_, &now);
     loop_.join();
     server_.reset();
     event_base_free(base_);

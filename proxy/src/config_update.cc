@@ -16,8 +16,8 @@ std::vector<ListenerSocket> listenerSockets(const ListenerConfig& l) {
     case ListenerDirection::kCapture: {
       std::vector<ListenerSocket> sockets{{l.name, l.address}};
       if (l.has_address_v6) {
-        sockets.push_back({l.name + "/v6", l.address_v6,
-                           l.address_v6.toString() == kDefaultCaptureAddressV6});
+        sockets.push_back(
+            {l.name + "/v6", l.address_v6, l.address_v6.toString() == kDefaultCaptureAddressV6});
       }
       return sockets;
     }
@@ -44,14 +44,15 @@ Status checkSnapshot(const ProxyConfig& config) {
       continue;
     }
     if (l.direction == ListenerDirection::kCapture && ++capture_listeners > 1) {
-      return invalidArgument(fmt::format("listener {}: only one capture listener is allowed", l.name));
+      return invalidArgument(
+          fmt::format("listener {}: only one capture listener is allowed", l.name));
     }
     for (const ListenerSocket& socket : listenerSockets(l)) {
       if (socket.address.port() == 0) continue;  // each port-0 listener gets its own port
       auto [it, added] = outbound_by_address.emplace(socket.address.toString(), l.name);
       if (!added) {
-        return invalidArgument(fmt::format("listener {}: {} is already used by listener {}",
-                                           l.name, socket.address.toString(), it->second));
+        return invalidArgument(fmt::format("listener {}: {} is already used by listener {}", l.name,
+                                           socket.address.toString(), it->second));
       }
     }
   }

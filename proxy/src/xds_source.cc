@@ -29,8 +29,8 @@ Result<std::vector<PeerConfig>> translateNodes(const std::vector<xds::Resource>&
     if (boot.transport.backend == FabricBackend::kShm) {
       // A Node's session_address is ip:port (tcp, or verbs bootstrapped over tcp).
       return invalidArgument(
-          fmt::format("{}: peers from xDS need the tcp or verbs backend (this proxy runs {})", where,
-                      toString(boot.transport.backend)));
+          fmt::format("{}: peers from xDS need the tcp or verbs backend (this proxy runs {})",
+                      where, toString(boot.transport.backend)));
     }
     Result<InetAddress> address = parseAddress(node.session_address, where + " session_address");
     if (!address) return address.status();
@@ -77,7 +77,8 @@ Result<std::vector<ClusterConfig>> translateClusters(const std::vector<xds::Reso
 // A capture listener from xDS listens on its address (default 127.0.0.1:15001) and [::1]:15001,
 // finds original destinations with SO_ORIGINAL_DST (the eBPF path) and passes unknown
 // destinations through; the LD_PRELOAD registry is for capture listeners in the file.
-Result<std::vector<ListenerConfig>> translateListeners(const std::vector<xds::Resource>& resources) {
+Result<std::vector<ListenerConfig>> translateListeners(
+    const std::vector<xds::Resource>& resources) {
   std::vector<ListenerConfig> listeners;
   for (const xds::Resource& resource : resources) {
     const auto& listener = std::get<xds::Listener>(resource);
@@ -131,8 +132,7 @@ Result<std::vector<ListenerConfig>> translateListeners(const std::vector<xds::Re
 }  // namespace
 
 XdsConfigSource::XdsConfigSource(const ProxyConfig& boot, ConfigUpdater& updater, StatsStore& stats)
-    : static_(boot),
-      updater_(updater) {}
+    : static_(boot), updater_(updater) {}
 
 Result<std::unique_ptr<XdsConfigSource>> XdsConfigSource::create(event_base* base,
                                                                  const ProxyConfig& boot,

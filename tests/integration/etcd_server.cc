@@ -44,7 +44,9 @@ EtcdServer::EtcdServer() : dir_("rdmetcd"), data_dir_(dir_.file("data")) {
   }
 }
 
-EtcdServer::~EtcdServer() { kill(); }
+EtcdServer::~EtcdServer() {
+  kill();
+}
 
 void EtcdServer::start() {
   std::string client = "http://127.0.0.1:" + std::to_string(client_port_);
@@ -82,7 +84,9 @@ void EtcdServer::restart() {
   start();
 }
 
-bool EtcdServer::running() { return proc_ && proc_->running(); }
+bool EtcdServer::running() {
+  return proc_ && proc_->running();
+}
 
 std::string EtcdServer::ctl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"etcdctl", "--endpoints", clientUrl()};
@@ -104,8 +108,7 @@ int64_t EtcdServer::compactAll() {
 
 TcpRelay::TcpRelay(std::string target_ip, uint16_t target_port)
     : target_ip_(std::move(target_ip)), target_port_(target_port), port_(freeLocalPort()) {
-  server_ = std::make_unique<ThreadedServer>("", "127.0.0.1", port_,
-                                             [this](int fd) { relay(fd); });
+  server_ = std::make_unique<ThreadedServer>("", "127.0.0.1", port_, [this](int fd) { relay(fd); });
 }
 
 TcpRelay::~TcpRelay() {
@@ -119,7 +122,9 @@ void TcpRelay::cut() {
   for (int fd : open_fds_) shutdown(fd, SHUT_RDWR);
 }
 
-void TcpRelay::restore() { refusing_ = false; }
+void TcpRelay::restore() {
+  refusing_ = false;
+}
 
 void TcpRelay::relay(int client_fd) {
   if (refusing_) return;  // closed by ThreadedServer: the client sees the connection drop

@@ -26,10 +26,15 @@ using xds::etcd::StoredResource;
 using Json = nlohmann::json;
 
 Json workload(const std::string& ns, const std::string& pod, const std::string& ip) {
-  return Json{{"name", ns + "/" + pod}, {"namespace", ns},  {"pod", pod},
-              {"ip", {ip}},             {"node", "node-a"}, {"service_account", "default"},
+  return Json{{"name", ns + "/" + pod},
+              {"namespace", ns},
+              {"pod", pod},
+              {"ip", {ip}},
+              {"node", "node-a"},
+              {"service_account", "default"},
               {"identity", "spiffe://cluster.local/ns/" + ns + "/sa/default"},
-              {"ports", {8080}},        {"labels", {{"app", pod}}}};
+              {"ports", {8080}},
+              {"labels", {{"app", pod}}}};
 }
 
 // One replica's view: a client and a store, with what its callbacks reported.
@@ -237,12 +242,12 @@ TEST_F(EtcdStoreTest, ElectionHasOneLeaderFencesWritesAndFailsOver) {
   const std::string key = "/rdmesh/election/v1/kubernetes-writer";
   int a_changes = 0;
   int b_changes = 0;
-  auto ea = std::make_unique<EtcdLeaderElection>(loop_.base(), *a.client, key, "replica-a",
-                                                 [&](bool) { ++a_changes; }, options);
+  auto ea = std::make_unique<EtcdLeaderElection>(
+      loop_.base(), *a.client, key, "replica-a", [&](bool) { ++a_changes; }, options);
   ea->start();
   ASSERT_TRUE(loop_.runUntil([&] { return ea->isLeader(); }, 5s));
-  auto eb = std::make_unique<EtcdLeaderElection>(loop_.base(), *b.client, key, "replica-b",
-                                                 [&](bool) { ++b_changes; }, options);
+  auto eb = std::make_unique<EtcdLeaderElection>(
+      loop_.base(), *b.client, key, "replica-b", [&](bool) { ++b_changes; }, options);
   eb->start();
   ASSERT_TRUE(loop_.runUntil([&] { return eb->leaderId() == "replica-a"; }, 5s));
   loop_.runFor(2500ms);  // longer than a TTL: the keepalive holds leadership
@@ -268,8 +273,8 @@ TEST_F(EtcdStoreTest, ElectionHasOneLeaderFencesWritesAndFailsOver) {
   EXPECT_FALSE(put(a, workload("default", "from-old-leader", "10.0.0.4"), ea->fence()).isOk());
 
   // A leader that vanishes without resigning loses the key when its lease runs out.
-  auto ec = std::make_unique<EtcdLeaderElection>(loop_.base(), *a.client, key, "replica-c",
-                                                 nullptr, options);
+  auto ec = std::make_unique<EtcdLeaderElection>(loop_.base(), *a.client, key, "replica-c", nullptr,
+                                                 options);
   ec->start();
   ASSERT_TRUE(loop_.runUntil([&] { return ec->leaderId() == "replica-b"; }, 5s));
   t0 = Clock::now();

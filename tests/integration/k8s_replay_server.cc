@@ -153,7 +153,7 @@ std::vector<ReplayApiServer::Request> ReplayApiServer::requests() const {
 }
 
 std::vector<ReplayApiServer::Request> ReplayApiServer::requestsFor(const std::string& path,
-                                                                  bool watch) const {
+                                                                   bool watch) const {
   std::vector<Request> out;
   for (auto& r : requests()) {
     if (r.path == path && r.watch() == watch) out.push_back(r);
@@ -240,8 +240,7 @@ void ReplayApiServer::serve(int fd) {
     requests_.push_back(request);
   }
   Reply reply = handler_(request);
-  std::string response = "HTTP/1.1 " + std::to_string(reply.status) + " " +
-                         reasonOf(reply.status) +
+  std::string response = "HTTP/1.1 " + std::to_string(reply.status) + " " + reasonOf(reply.status) +
                          "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
                          "Connection: close\r\n\r\n";
   if (!conn.write(response)) return;

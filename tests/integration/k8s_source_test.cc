@@ -3,6 +3,8 @@
 // dropped stream that resumes from the last resourceVersion, 410 Gone (as an ERROR event and
 // as the HTTP status) that forces a re-list, malformed events, HTTPS with a bearer token and
 // a CA, and the multi-replica writer through etcd.
+#include "k8s_source.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include "etcd_server.h"
 #include "etcd_store.h"
 #include "k8s_replay_server.h"
-#include "k8s_source.h"
 #include "memory_store.h"
 
 namespace rdmesh::it {
@@ -47,8 +48,9 @@ struct Script {
       if (pods_list) {
         if (auto reply = pods_list(r, pods_lists++)) return *reply;
       }
-      return Reply{200, {k8sFixture(r.param("continue").empty() ? "pods-list-page1.json"
-                                                                : "pods-list-page2.json")}};
+      return Reply{200,
+                   {k8sFixture(r.param("continue").empty() ? "pods-list-page1.json"
+                                                           : "pods-list-page2.json")}};
     }
     if (r.path == kServices) return Reply{200, {k8sFixture("services-list.json")}};
     if (r.path == kSlices) return Reply{200, {k8sFixture("endpointslices-list.json")}};
@@ -227,10 +229,11 @@ TEST_F(KubernetesSourceTest, HttpGoneOnWatchForcesRelist) {
   MemoryStore store;
   KubernetesSource source(options(server.url()));
   ASSERT_TRUE(startSynced(source, store));
-  ASSERT_TRUE(waitFor(
-      [&] { return source.counters(KubernetesSource::Kind::kPods).lists == 2; }, 5s));
+  ASSERT_TRUE(
+      waitFor([&] { return source.counters(KubernetesSource::Kind::kPods).lists == 2; }, 5s));
   EXPECT_EQ(source.counters(KubernetesSource::Kind::kPods).gone, 1U);
-  EXPECT_EQ(store.snapshot()->workloads.size(), 2U) << "a re-list of the same state changes nothing";
+  EXPECT_EQ(store.snapshot()->workloads.size(), 2U)
+      << "a re-list of the same state changes nothing";
   source.stop();
 }
 
@@ -250,7 +253,8 @@ TEST_F(KubernetesSourceTest, MalformedEventsGiveAClearErrorAndLoseNothing) {
   MemoryStore store;
   KubernetesSource source(options(server.url()));
   ASSERT_TRUE(startSynced(source, store));
-  ASSERT_TRUE(waitFor([&] { return store.snapshot()->workloads.count("default/web-2") == 1; }, 10s));
+  ASSERT_TRUE(
+      waitFor([&] { return store.snapshot()->workloads.count("default/web-2") == 1; }, 10s));
   auto c = source.counters(KubernetesSource::Kind::kPods);
   EXPECT_EQ(c.malformed, 3U);
   EXPECT_NE(c.last_error.find("malformed watch event"), std::string::npos) << c.last_error;
@@ -343,15 +347,18 @@ TEST_F(KubernetesSourceTest, OnlyTheElectedReplicaWritesToEtcdAndANewLeaderRecon
   EXPECT_FALSE(store_b->isKubernetesWriter());
   EXPECT_EQ(store_b->snapshot()->services.size(), 2U);
   EXPECT_EQ(store_b->snapshot()->nodes.size(), 2U);
-  std::string stored = etcd.ctl({"get", "/rdmesh/v1/workloads/default/web-0", "--print-value-only"});
+  std::string stored =
+      etcd.ctl({"get", "/rdmesh/v1/workloads/default/web-0", "--print-value-only"});
   EXPECT_NE(stored.find("\"origin\":\"kubernetes\""), std::string::npos) << stored;
 
   // A stale entry a former leader wrote (the pod vanished while no one led) ...
-  etcd.ctl({"put", "/rdmesh/v1/workloads/default/ghost",
-            R"({"origin":"kubernetes","resource":{"name":"default/ghost","namespace":"default","pod":"ghost","ip":["10.244.9.9"],"node":"node-a","identity":"spiffe://mesh.example/ns/default/sa/x","service_account":"x","ports":[],"labels":{}}})"});
+  etcd.ctl(
+      {"put", "/rdmesh/v1/workloads/default/ghost",
+       R"({"origin":"kubernetes","resource":{"name":"default/ghost","namespace":"default","pod":"ghost","ip":["10.244.9.9"],"node":"node-a","identity":"spiffe://mesh.example/ns/default/sa/x","service_account":"x","ports":[],"labels":{}}})"});
   // ... and one registered through the API, which the Kubernetes writer must leave alone.
-  etcd.ctl({"put", "/rdmesh/v1/workloads/default/cni-registered",
-            R"({"origin":"registration","resource":{"name":"default/cni-registered","namespace":"default","pod":"cni-registered","ip":["10.244.9.8"],"node":"node-a","identity":"spiffe://mesh.example/ns/default/sa/x","service_account":"x","ports":[],"labels":{}}})"});
+  etcd.ctl(
+      {"put", "/rdmesh/v1/workloads/default/cni-registered",
+       R"({"origin":"registration","resource":{"name":"default/cni-registered","namespace":"default","pod":"cni-registered","ip":["10.244.9.8"],"node":"node-a","identity":"spiffe://mesh.example/ns/default/sa/x","service_account":"x","ports":[],"labels":{}}})"});
   ASSERT_TRUE(waitFor([&] { return store_b->snapshot()->workloads.size() == 4; }, 5s));
 
   // The leader goes away (graceful: it resigns); B takes over and reconciles.
@@ -359,8 +366,8 @@ TEST_F(KubernetesSourceTest, OnlyTheElectedReplicaWritesToEtcdAndANewLeaderRecon
   source_a->stop();
   store_a->stop();
   ASSERT_TRUE(waitFor([&] { return store_b->isKubernetesWriter(); }, 5s));
-  ASSERT_TRUE(waitFor([&] { return store_b->snapshot()->workloads.count("default/ghost") == 0; },
-                      5s));
+  ASSERT_TRUE(
+      waitFor([&] { return store_b->snapshot()->workloads.count("default/ghost") == 0; }, 5s));
   std::cerr << "[k8s] writer moved to replica B and reconciled in " << secondsSince(t0) * 1000
             << " ms\n";
   EXPECT_EQ(store_b->snapshot()->workloads.count("default/cni-registered"), 1U);

@@ -14,7 +14,8 @@ class TestEventLoop {
  public:
   TestEventLoop() : base_(event_base_new()) {
     signal(SIGPIPE, SIG_IGN);  // as rdmesh-xds does: peers that vanish are errors, not signals
-    tick_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
+    tick_ = event_new(
+        base_, -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
     timeval ten_ms{0, 10000};
     event_add(tick_, &ten_ms);
   }

@@ -95,7 +95,9 @@ TEST_F(XdsHaTest, TwoReplicasOnOneEtcdClientMovesAndConverges) {
 
   std::vector<xds::DiscoveryResponse> on_a;
   auto client = subscribe(*a, on_a);
-  ASSERT_TRUE(runUntil(base_.get(), [&] { return !on_a.empty(); }, 5s)) << a->process().output();
+  ASSERT_TRUE(runUntil(
+      base_.get(), [&] { return !on_a.empty(); }, 5s))
+      << a->process().output();
   ack(*client, on_a.back());
   EXPECT_EQ(endpointsOf(on_a.back()), std::set<std::string>{"10.78.1.10:9090"});
 
@@ -104,7 +106,8 @@ TEST_F(XdsHaTest, TwoReplicasOnOneEtcdClientMovesAndConverges) {
   H2Reply put = h2Request(b->address(), "PUT", "/v1/workloads/shop/cart-7",
                           cartWorkload("cart-7", "10.78.1.17"), bearer());
   ASSERT_EQ(put.status, 200) << put.body;
-  ASSERT_TRUE(runUntil(base_.get(), [&] { return on_a.size() >= 2; }, 1000ms))
+  ASSERT_TRUE(runUntil(
+      base_.get(), [&] { return on_a.size() >= 2; }, 1000ms))
       << "no push from A within a second of a registration on B";
   std::cerr << "[ha] registration on B pushed by A after " << secondsSince(t0) * 1000 << " ms\n";
   EXPECT_EQ(endpointsOf(on_a.back()),
@@ -117,7 +120,8 @@ TEST_F(XdsHaTest, TwoReplicasOnOneEtcdClientMovesAndConverges) {
                       cartWorkload("cart-8", "10.78.1.18"), bearer())
                 .status,
             200);
-  ASSERT_TRUE(runUntil(base_.get(), [&] { return endpointsOf(on_a.back()).size() == 3; }, 2s));
+  ASSERT_TRUE(runUntil(
+      base_.get(), [&] { return endpointsOf(on_a.back()).size() == 3; }, 2s));
   a->process().kill();
   ASSERT_TRUE(runUntil(
       base_.get(), [&] { return client->streamClosed() || client->connectionClosed(); }, 5s));
@@ -125,7 +129,9 @@ TEST_F(XdsHaTest, TwoReplicasOnOneEtcdClientMovesAndConverges) {
   // The client reconnects to B and converges on the same clusters.
   std::vector<xds::DiscoveryResponse> on_b;
   auto moved = subscribe(*b, on_b);
-  ASSERT_TRUE(runUntil(base_.get(), [&] { return !on_b.empty(); }, 5s)) << b->process().output();
+  ASSERT_TRUE(runUntil(
+      base_.get(), [&] { return !on_b.empty(); }, 5s))
+      << b->process().output();
   EXPECT_EQ(endpointsOf(on_b.back()),
             (std::set<std::string>{"10.78.1.10:9090", "10.78.1.17:9090", "10.78.1.18:9090"}));
   EXPECT_NE(on_b.back().version_info, version_on_a);  // cart-8 came after that version
@@ -133,7 +139,8 @@ TEST_F(XdsHaTest, TwoReplicasOnOneEtcdClientMovesAndConverges) {
   // And B keeps pushing: a deletion on B reaches the moved client.
   ASSERT_EQ(h2Request(b->address(), "DELETE", "/v1/workloads/shop/cart-7", "", bearer()).status,
             200);
-  ASSERT_TRUE(runUntil(base_.get(), [&] { return on_b.size() >= 2; }, 1000ms));
+  ASSERT_TRUE(runUntil(
+      base_.get(), [&] { return on_b.size() >= 2; }, 1000ms));
   EXPECT_EQ(endpointsOf(on_b.back()),
             (std::set<std::string>{"10.78.1.10:9090", "10.78.1.18:9090"}));
 }

@@ -91,16 +91,16 @@ void EtcdClient::range(std::string_view key, std::string_view range_end, Done<Ra
                            [](const std::string& b) { return parseRangeResponse(b); }));
 }
 
-void EtcdClient::deleteRange(std::string_view key, std::string_view range_end,
-                             Done<int64_t> done) {
+void EtcdClient::deleteRange(std::string_view key, std::string_view range_end, Done<int64_t> done) {
   call("/v3/kv/deleterange", deleteRangeRequest(key, range_end),
        parsed<int64_t>(std::move(done), [](const std::string& b) { return parseRevision(b); }));
 }
 
 void EtcdClient::txn(const std::vector<Compare>& compares, const std::vector<TxnOp>& success,
                      const std::vector<TxnOp>& failure, Done<TxnResult> done) {
-  call("/v3/kv/txn", txnRequest(compares, success, failure),
-       parsed<TxnResult>(std::move(done), [](const std::string& b) { return parseTxnResponse(b); }));
+  call(
+      "/v3/kv/txn", txnRequest(compares, success, failure),
+      parsed<TxnResult>(std::move(done), [](const std::string& b) { return parseTxnResponse(b); }));
 }
 
 void EtcdClient::leaseGrant(int64_t ttl_seconds, Done<LeaseGrant> done) {

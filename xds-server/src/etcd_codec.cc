@@ -12,7 +12,9 @@ namespace {
 using Json = nlohmann::json;
 
 // Malformed responses are the server's fault (or a proxy's): never trusted, never thrown.
-Status bad(std::string_view what) { return protocolError(fmt::format("etcd response: {}", what)); }
+Status bad(std::string_view what) {
+  return protocolError(fmt::format("etcd response: {}", what));
+}
 
 Result<Json> parseObject(std::string_view text) {
   Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -25,7 +27,8 @@ Result<Json> parseObject(std::string_view text) {
 // stream, {"error":{"grpc_code":N,"http_code":N,"message":"..."}}.
 std::optional<Status> gatewayError(const Json& json) {
   auto it = json.find("error");
-  if (it == json.end() || it->is_null() || (it->is_string() && it->get_ref<const std::string&>().empty())) {
+  if (it == json.end() || it->is_null() ||
+      (it->is_string() && it->get_ref<const std::string&>().empty())) {
     return std::nullopt;
   }
   const Json& source = it->is_object() ? *it : json;
@@ -251,7 +254,9 @@ std::string leaseGrantRequest(int64_t ttl_seconds) {
   return Json{{"TTL", std::to_string(ttl_seconds)}}.dump();
 }
 
-std::string leaseIdRequest(int64_t id) { return Json{{"ID", std::to_string(id)}}.dump(); }
+std::string leaseIdRequest(int64_t id) {
+  return Json{{"ID", std::to_string(id)}}.dump();
+}
 
 Status checkResponse(std::string_view body) {
   auto json = parseObject(body);

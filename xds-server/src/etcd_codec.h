@@ -129,7 +129,7 @@ std::string leaseIdRequest(int64_t id);  // keepalive and revoke
 
 // ----- response parsers. A body that is a gateway error ({"error","code","message"}) becomes
 // a Status carrying etcd's message; anything malformed is kProtocolError naming the field.
-Status checkResponse(std::string_view body);  // put, deleterange, lease revoke
+Status checkResponse(std::string_view body);           // put, deleterange, lease revoke
 Result<int64_t> parseRevision(std::string_view body);  // header.revision of put/deleterange
 Result<RangeResult> parseRangeResponse(std::string_view body);
 Result<TxnResult> parseTxnResponse(std::string_view body);

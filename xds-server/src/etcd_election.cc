@@ -105,8 +105,8 @@ void EtcdLeaderElection::setLeader(bool leader) {
 }
 
 void EtcdLeaderElection::scheduleKeepAlive() {
-  timeval tv = toTimeval(std::chrono::duration_cast<std::chrono::microseconds>(
-      options_.lease_ttl / 3));
+  timeval tv =
+      toTimeval(std::chrono::duration_cast<std::chrono::microseconds>(options_.lease_ttl / 3));
   evtimer_add(keepalive_timer_, &tv);
 }
 

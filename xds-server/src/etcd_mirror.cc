@@ -26,7 +26,9 @@ EtcdPrefixMirror::~EtcdPrefixMirror() {
   if (retry_timer_ != nullptr) event_free(retry_timer_);
 }
 
-void EtcdPrefixMirror::start() { readAll(); }
+void EtcdPrefixMirror::start() {
+  readAll();
+}
 
 void EtcdPrefixMirror::readAll() {
   ++counters_.reads;

@@ -61,8 +61,7 @@ Result<StoredResource> decodeStoredEntry(std::string_view prefix, const KeyValue
   }
   auto name = resource->find("name");
   if (name == resource->end() || !name->is_string() || *name != stored.name) {
-    return invalidArgument(
-        fmt::format("key '{}': resource name does not match the key", kv.key));
+    return invalidArgument(fmt::format("key '{}': resource name does not match the key", kv.key));
   }
   stored.origin = origin->get<std::string>();
   stored.resource = std::move(*resource);

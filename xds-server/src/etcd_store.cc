@@ -113,7 +113,9 @@ class EtcdStore::KubernetesSink : public RegistrySink {
 EtcdStore::EtcdStore(EtcdStoreOptions options)
     : options_(std::move(options)), current_(std::make_shared<RegistrySnapshot>()) {}
 
-EtcdStore::~EtcdStore() { stop(); }
+EtcdStore::~EtcdStore() {
+  stop();
+}
 
 std::string EtcdStore::describe() const {
   std::string endpoints;
@@ -142,12 +144,12 @@ Status EtcdStore::start() {
   store_ = std::make_unique<xds::etcd::EtcdRegistryStore>(base_, *client_, options_.prefix,
                                                           std::move(callbacks));
   if (kubernetes_sink_) {
-    std::string id = options_.replica_id.empty() ? fmt::format("pid-{}", getpid())
-                                                 : options_.replica_id;
+    std::string id =
+        options_.replica_id.empty() ? fmt::format("pid-{}", getpid()) : options_.replica_id;
     xds::etcd::EtcdLeaderElection::Options election;
     election.lease_ttl = options_.election_ttl;
-    std::string suffix = options_.prefix.starts_with("/rdmesh") ? options_.prefix.substr(7)
-                                                                 : options_.prefix;
+    std::string suffix =
+        options_.prefix.starts_with("/rdmesh") ? options_.prefix.substr(7) : options_.prefix;
     election_ = std::make_unique<xds::etcd::EtcdLeaderElection>(
         base_, *client_, fmt::format(kElectionKeyFormat, suffix), id,
         [this](bool leader) {

@@ -35,7 +35,7 @@ struct HaSourcesOptions {
 void addHaSourcesFlags(CLI::App& app, HaSourcesOptions& options);
 
 struct RegistrySetup {
-  std::unique_ptr<RegistryStore> store;         // MemoryStore, or EtcdStore with --etcd-endpoints
+  std::unique_ptr<RegistryStore> store;        // MemoryStore, or EtcdStore with --etcd-endpoints
   std::unique_ptr<RegistrySource> kubernetes;  // with --kubernetes / --kubernetes-url
 };
 // With etcd and Kubernetes together, the source writes through the store's elected writer.

@@ -118,7 +118,9 @@ Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(const std::st
   return context;
 }
 
-TlsClientContext::~TlsClientContext() { SSL_CTX_free(ctx_); }
+TlsClientContext::~TlsClientContext() {
+  SSL_CTX_free(ctx_);
+}
 
 // ------------------------------------------------------------------------------------ HttpCall
 
@@ -181,9 +183,8 @@ Status HttpCall::start(const HttpEndpoint& endpoint, ssl_ctx_st* tls, const Http
     return 0;
   });
   evhttp_request_set_chunked_cb(request_, &HttpCall::onChunk);
-  evhttp_request_set_error_cb(request_, [](evhttp_request_error e, void* arg) {
-    onError(static_cast<int>(e), arg);
-  });
+  evhttp_request_set_error_cb(
+      request_, [](evhttp_request_error e, void* arg) { onError(static_cast<int>(e), arg); });
   evkeyvalq* headers = evhttp_request_get_output_headers(request_);
   evhttp_add_header(headers, "Host", endpoint.authority().c_str());
   for (const auto& [name, value] : request.headers) {
@@ -263,9 +264,8 @@ void HttpCall::onError(int error, void* arg) {
       break;
     case EVREQ_HTTP_BUFFER_ERROR:
     default:
-      self->result_ = unavailable(
-          fmt::format("connection error: {}",
-                      socket_error != 0 ? std::strerror(socket_error) : "I/O failure"));
+      self->result_ = unavailable(fmt::format(
+          "connection error: {}", socket_error != 0 ? std::strerror(socket_error) : "I/O failure"));
       break;
   }
 }
@@ -279,7 +279,9 @@ void HttpCall::takeBody(evhttp_request* request) {
   evbuffer_remove(input, body_pending_.data() + old_size, length);
 }
 
-void HttpCall::scheduleDelivery() { event_active(deliver_event_, EV_TIMEOUT, 0); }
+void HttpCall::scheduleDelivery() {
+  event_active(deliver_event_, EV_TIMEOUT, 0);
+}
 
 void HttpCall::onDeliver(int /*fd*/, short /*what*/, void* arg) {
   static_cast<HttpCall*>(arg)->deliver();

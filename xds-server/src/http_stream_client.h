@@ -121,7 +121,8 @@ class HttpClient {
   static Result<std::unique_ptr<HttpClient>> create(event_base* base, HttpEndpoint endpoint);
 
   const HttpEndpoint& endpoint() const { return endpoint_; }
-  Result<std::unique_ptr<HttpCall>> start(const HttpRequest& request, HttpCall::Callbacks callbacks);
+  Result<std::unique_ptr<HttpCall>> start(const HttpRequest& request,
+                                          HttpCall::Callbacks callbacks);
 
   // A short call with the whole body collected. The client owns the call: `done` runs exactly
   // once (status code and body, or the failure) unless the client is destroyed first.

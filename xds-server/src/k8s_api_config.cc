@@ -15,8 +15,8 @@ Result<std::string> readSmallFile(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   std::string content = text.str();
-  while (!content.empty() && (content.back() == '\n' || content.back() == '\r' ||
-                              content.back() == ' ')) {
+  while (!content.empty() &&
+         (content.back() == '\n' || content.back() == '\r' || content.back() == ' ')) {
     content.pop_back();
   }
   return content;
@@ -34,7 +34,8 @@ Result<ApiConfig> ApiConfig::inCluster(const std::string& service_account_dir) {
   }
   std::string host_text = host;
   if (host_text.find(':') != std::string::npos) host_text = "[" + host_text + "]";
-  std::string url = fmt::format("https://{}:{}", host_text, port != nullptr && *port ? port : "443");
+  std::string url =
+      fmt::format("https://{}:{}", host_text, port != nullptr && *port ? port : "443");
   return fromUrl(url, service_account_dir + "/token", service_account_dir + "/ca.crt");
 }
 

@@ -10,7 +10,8 @@
 
 namespace rdmesh::xds::k8s {
 
-inline constexpr std::string_view kServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";
+inline constexpr std::string_view kServiceAccountDir =
+    "/var/run/secrets/kubernetes.io/serviceaccount";
 
 struct ApiConfig {
   HttpEndpoint endpoint;
@@ -19,7 +20,8 @@ struct ApiConfig {
 
   // In-cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, with the token and
   // CA of `service_account_dir`.
-  static Result<ApiConfig> inCluster(const std::string& service_account_dir = std::string(kServiceAccountDir));
+  static Result<ApiConfig> inCluster(
+      const std::string& service_account_dir = std::string(kServiceAccountDir));
   // url: "https://host:port" (or "http://..." for a local proxy such as `kubectl proxy`);
   // token_file and ca_file may be empty.
   static Result<ApiConfig> fromUrl(const std::string& url, const std::string& token_file,

@@ -47,7 +47,9 @@ Reflector::~Reflector() {
   event_free(timer_);
 }
 
-void Reflector::start() { list(); }
+void Reflector::start() {
+  list();
+}
 
 Result<HttpRequest> Reflector::request(std::string target) const {
   HttpRequest req;
@@ -116,9 +118,9 @@ void Reflector::fetchPage(const std::string& continue_token) {
 }
 
 void Reflector::watch() {
-  auto req = request(fmt::format(
-      "{}?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={}", options_.path,
-      uriEncode(resource_version_), options_.watch_timeout.count()));
+  auto req = request(
+      fmt::format("{}?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={}",
+                  options_.path, uriEncode(resource_version_), options_.watch_timeout.count()));
   if (!req) {
     fail(Next::kWatch, req.status());
     return;
@@ -175,14 +177,14 @@ bool Reflector::onWatchLine(std::string_view line) {
       watch_.reset();
       if (event->status.code == kHttpGone) {
         ++counters_.gone;
-        spdlog::info("kubernetes {}: resourceVersion {} is gone ({}), listing again",
-                     options_.path, resource_version_, event->status.message);
+        spdlog::info("kubernetes {}: resourceVersion {} is gone ({}), listing again", options_.path,
+                     resource_version_, event->status.message);
         list();
       } else {
         ++counters_.errors;
-        fail(Next::kWatch, unavailable(fmt::format("{}: watch ERROR {} {}: {}", options_.path,
-                                                   event->status.code, event->status.reason,
-                                                   event->status.message)));
+        fail(Next::kWatch,
+             unavailable(fmt::format("{}: watch ERROR {} {}: {}", options_.path, event->status.code,
+                                     event->status.reason, event->status.message)));
       }
       return false;
     case WatchEventType::kBookmark:

@@ -44,13 +44,13 @@ class Reflector {
     std::chrono::milliseconds max_backoff{10000};
   };
   struct Counters {
-    uint64_t lists = 0;          // complete lists (first one included)
-    uint64_t gone = 0;           // 410s that forced a re-list
-    uint64_t watches = 0;        // watch requests started
-    uint64_t events = 0;         // ADDED/MODIFIED/DELETED applied
+    uint64_t lists = 0;    // complete lists (first one included)
+    uint64_t gone = 0;     // 410s that forced a re-list
+    uint64_t watches = 0;  // watch requests started
+    uint64_t events = 0;   // ADDED/MODIFIED/DELETED applied
     uint64_t bookmarks = 0;
-    uint64_t malformed = 0;      // events that did not parse
-    uint64_t errors = 0;         // failed requests and ERROR events other than 410
+    uint64_t malformed = 0;  // events that did not parse
+    uint64_t errors = 0;     // failed requests and ERROR events other than 410
   };
 
   Reflector(event_base* base, HttpClient& http, const ApiConfig& api, Options options,

@@ -19,12 +19,14 @@ constexpr const char* kPaths[KubernetesSource::kKinds] = {
     "/api/v1/pods", "/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices",
     "/api/v1/nodes"};
 
-size_t index(Kind kind) { return static_cast<size_t>(kind); }
+size_t index(Kind kind) {
+  return static_cast<size_t>(kind);
+}
 
 // Puts `fresh` (or deletes when absent) into `desired` and `change` if it differs.
 template <typename T>
-void reconcile(std::map<std::string, T>& desired, const std::string& name,
-               std::optional<T> fresh, std::vector<T>& puts, std::vector<std::string>& deletes) {
+void reconcile(std::map<std::string, T>& desired, const std::string& name, std::optional<T> fresh,
+               std::vector<T>& puts, std::vector<std::string>& deletes) {
   auto it = desired.find(name);
   if (fresh) {
     if (it != desired.end() && it->second == *fresh) return;
@@ -61,7 +63,9 @@ std::optional<T> checked(Result<std::optional<nlohmann::json>> translated, xds::
 KubernetesSource::KubernetesSource(KubernetesSourceOptions options)
     : options_(std::move(options)) {}
 
-KubernetesSource::~KubernetesSource() { stop(); }
+KubernetesSource::~KubernetesSource() {
+  stop();
+}
 
 std::string KubernetesSource::describe() const {
   return "kubernetes " + options_.api.endpoint.url();
@@ -95,7 +99,9 @@ Status KubernetesSource::start(RegistrySink& sink, std::function<void()> on_sync
   // retries, 410s, malformed lines).
   counters_timer_ = event_new(
       base_, -1, EV_PERSIST,
-      [](evutil_socket_t, short, void* arg) { static_cast<KubernetesSource*>(arg)->updateCounters(); },
+      [](evutil_socket_t, short, void* arg) {
+        static_cast<KubernetesSource*>(arg)->updateCounters();
+      },
       this);
   timeval period{0, 100000};
   event_add(counters_timer_, &period);
@@ -174,8 +180,7 @@ void KubernetesSource::refreshService(const std::string& key, RegistryChange& ch
     fresh = checked<xds::Service>(xds::k8s::serviceFromService(it->second, slices),
                                   xds::ResourceType::kService, key, translation_errors_);
   }
-  reconcile(desired_.services, key, std::move(fresh), change.put_services,
-            change.delete_services);
+  reconcile(desired_.services, key, std::move(fresh), change.put_services, change.delete_services);
 }
 
 void KubernetesSource::onList(Kind kind, std::vector<Json> items) {
@@ -267,7 +272,8 @@ void KubernetesSource::onEvent(Kind kind, xds::k8s::WatchEventType type, const J
           if (service_after) slices_of_service_[*service_after].insert(*key);
         }
         if (service_before) refreshService(*service_before, change);
-        if (service_after && service_after != service_before) refreshService(*service_after, change);
+        if (service_after && service_after != service_before)
+          refreshService(*service_after, change);
         break;
       }
     }

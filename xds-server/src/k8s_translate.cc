@@ -140,7 +140,8 @@ Result<std::optional<Json>> nodeFromNode(const Json& node) {
       std::string type = stringOr(field(address, "type"));
       std::string ip = stringOr(field(address, "address"));
       if (type != "InternalIP" && type != "ExternalIP") continue;  // Hostname, InternalDNS...
-      if (!isIp(ip)) return bad("Node", name, fmt::format("status.addresses: '{}' is not an IP", ip));
+      if (!isIp(ip))
+        return bad("Node", name, fmt::format("status.addresses: '{}' is not an IP", ip));
       (type == "InternalIP" ? internal : external).push_back(ip);
     }
   }
@@ -150,9 +151,9 @@ Result<std::optional<Json>> nodeFromNode(const Json& node) {
   const Json& annotations = field(metadata, "annotations");
   std::string fabric = stringOr(field(annotations, kFabricAnnotation.data()), "tcp");
   if (fabric != "verbs" && fabric != "tcp" && fabric != "shm") {
-    return bad("Node", name,
-               fmt::format("annotation {}: '{}' is not verbs, tcp or shm", kFabricAnnotation,
-                           fabric));
+    return bad(
+        "Node", name,
+        fmt::format("annotation {}: '{}' is not verbs, tcp or shm", kFabricAnnotation, fabric));
   }
   std::string first = ips.front();
   std::string session = first.find(':') != std::string::npos

@@ -18,6 +18,7 @@
 
 #include "memory_region.h"
 #include "rdmesh/common/address.h"
+#include "tcp_bootstrapped_fabric.h"
 #include "tcp_fabric.h"
 
 namespace rdmesh::transport {
@@ -285,7 +286,7 @@ auto recvMessage(int fd, size_t header_bytes, SizeFn size_of, ParseFn parse, Dea
   return parse(buf);
 }
 
-class VerbsFabric : public Fabric {
+class VerbsFabric : public TcpBootstrappedFabric {
  public:
   explicit VerbsFabric(VerbsFabricOptions options) : options_(std::move(options)) {
     int count = 0;
@@ -305,39 +306,11 @@ class VerbsFabric : public Fabric {
 
   wire::FabricKind kind() const override { return wire::FabricKind::kVerbs; }
 
-  // Plain memory: it is registered with the device when a connection comes up (a fallback to
-  // tcp then uses it as it is).
-  Result<std::unique_ptr<MemoryRegion>> registerRegion(size_t bytes) override {
-    return makeAnonymousRegion(bytes);
-  }
-
-  Result<int> listen(const std::string& address) override {
-    auto addr = InetAddress::parse(address);
-    if (!addr) return addr.status();
-    return listenOn(addr->sockaddrPtr(), addr->sockaddrLen(), address);
-  }
-
-  Result<std::unique_ptr<FabricConnection>> connect(const std::string& address, const Hello& local,
-                                                    std::unique_ptr<MemoryRegion> area,
-                                                    Deadline deadline) override {
-    auto fd = dialTcp(address, deadline);
-    if (!fd) return fd.status();
-    return bringUp(std::move(fd.value()), local, std::move(area), /*dialer=*/true, deadline);
-  }
-
-  Result<std::unique_ptr<FabricConnection>> accept(int fd, const Hello& local,
-                                                   std::unique_ptr<MemoryRegion> area,
-                                                   Deadline deadline) override {
-    UniqueFd owned(fd);
-    if (Status s = setNonBlocking(fd); !s) return s;
-    tuneTcpSocket(fd);
-    return bringUp(std::move(owned), local, std::move(area), /*dialer=*/false, deadline);
-  }
-
- private:
+ protected:
+  // RDMA if both ends can, else tcp on the same socket.
   Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd fd, const Hello& local,
                                                     std::unique_ptr<MemoryRegion> area, bool dialer,
-                                                    Deadline deadline) {
+                                                    Deadline deadline) override {
     Hello ours = local;
     ours.fabric = unavailable_.empty() ? wire::FabricKind::kVerbs : wire::FabricKind::kTcp;
     auto hello = exchangeHello(fd.get(), ours, dialer, deadline);
@@ -397,6 +370,7 @@ class VerbsFabric : public Fabric {
     return VerbsConnection::create(std::move(parts));
   }
 
+ private:
   static Status checkPeerOffer(const VerbsPeerInfo& offer, const Hello& peer_hello) {
     if (offer.area_bytes != peer_hello.geometry.receiveAreaBytes()) {
       return protocolError(fmt::format("peer registered a {}-byte area, its Hello implies {}",

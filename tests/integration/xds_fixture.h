@@ -34,6 +34,12 @@ services:
 // openssl CLI exactly as README's TLS section shows. Files: ca.pem, server.pem, server.key.
 void makeTestCertificates(const TempDir& dir);
 
+// Registration body (Workload JSON) of pod `pod` of the "cart" service in namespace "shop" on
+// node-b, the registry the xDS tests share.
+std::string cartWorkload(const std::string& pod, const std::string& ip);
+// The registration API's authorization header with kXdsToken.
+std::vector<std::pair<std::string, std::string>> bearer();
+
 class XdsProcess {
  public:
   struct Options {

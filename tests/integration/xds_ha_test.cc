@@ -18,23 +18,6 @@ using xds_test::runUntil;
 
 constexpr const char* kClusterUrl = "type.rdmesh.io/rdmesh.v1.Cluster";
 
-std::string cartWorkload(const std::string& pod, const std::string& ip) {
-  return json({{"name", "shop/" + pod},
-               {"namespace", "shop"},
-               {"pod", pod},
-               {"ip", {ip}},
-               {"node", "node-b"},
-               {"identity", "spiffe://cluster.local/ns/shop/sa/cart"},
-               {"service_account", "cart"},
-               {"ports", {9090}},
-               {"labels", {{"app", "cart"}}}})
-      .dump();
-}
-
-std::vector<std::pair<std::string, std::string>> bearer() {
-  return {{"authorization", std::string("Bearer ") + kXdsToken}};
-}
-
 std::set<std::string> endpointsOf(const xds::DiscoveryResponse& response) {
   std::set<std::string> out;
   for (const auto& resource : response.resources) {

@@ -24,23 +24,6 @@ using xds_test::runUntil;
 constexpr const char* kClusterUrl = "type.rdmesh.io/rdmesh.v1.Cluster";
 constexpr const char* kNodeUrl = "type.rdmesh.io/rdmesh.v1.Node";
 
-std::string cartWorkload(const std::string& pod, const std::string& ip) {
-  return json({{"name", "shop/" + pod},
-               {"namespace", "shop"},
-               {"pod", pod},
-               {"ip", {ip}},
-               {"node", "node-b"},
-               {"identity", "spiffe://cluster.local/ns/shop/sa/cart"},
-               {"service_account", "cart"},
-               {"ports", {9090}},
-               {"labels", {{"app", "cart"}}}})
-      .dump();
-}
-
-std::vector<std::pair<std::string, std::string>> bearer() {
-  return {{"authorization", std::string("Bearer ") + kXdsToken}};
-}
-
 std::vector<std::string> jsonLines(const std::string& text) {
   std::vector<std::string> lines;
   size_t start = 0;

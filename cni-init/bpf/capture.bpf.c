@@ -13,11 +13,12 @@
 //   getsockopt   SO_ORIGINAL_DST (SOL_IP / SOL_IPV6, 80) on the sidecar's accepted socket answers
 //                from that record, exactly as after an iptables REDIRECT.
 //   getpeername  the app sees the address it asked for, not the listener.
+#include "vmlinux.h"
+
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "capture_abi.h"
-#include "vmlinux.h"
 
 #define AF_INET 2
 #define AF_INET6 10

@@ -29,7 +29,7 @@ packages=(
   perftest cpio file
   # rdmesh-cni's test bed: a real container runtime (ctr run --cni) with Debian's CNI plugins,
   # busybox for the unpacked container root filesystems, nft to show no rule of rdmesh exists
-  containerd runc containernetworking-plugins nftables
+  containerd runc containernetworking-plugins nftables iptables
   # rdmesh-xds high availability: the tests start a real etcd (v3 API) and use etcdctl
   etcd-server etcd-client
 )

@@ -6,21 +6,20 @@ namespace rdmesh::it {
 
 std::string cartWorkload(const std::string& pod, const std::string& ip) {
   return nlohmann::json({{"name", "shop/" + pod},
-               {"namespace", "shop"},
-               {"pod", pod},
-               {"ip", {ip}},
-               {"node", "node-b"},
-               {"identity", "spiffe://cluster.local/ns/shop/sa/cart"},
-               {"service_account", "cart"},
-               {"ports", {9090}},
-               {"labels", {{"app", "cart"}}}})
+                         {"namespace", "shop"},
+                         {"pod", pod},
+                         {"ip", {ip}},
+                         {"node", "node-b"},
+                         {"identity", "spiffe://cluster.local/ns/shop/sa/cart"},
+                         {"service_account", "cart"},
+                         {"ports", {9090}},
+                         {"labels", {{"app", "cart"}}}})
       .dump();
 }
 
 std::vector<std::pair<std::string, std::string>> bearer() {
   return {{"authorization", std::string("Bearer ") + kXdsToken}};
 }
-
 
 void makeTestCertificates(const TempDir& dir) {
   writeFile(dir.file("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n");

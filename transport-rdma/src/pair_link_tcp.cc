@@ -214,6 +214,13 @@ Result<bool> TcpPairLink::readDirect(LinkEvent& out) {
 
 Result<size_t> TcpPairLink::poll(std::vector<LinkEvent>& out, size_t max_events) {
   if (!broken_) return broken_;
+  // On an error nothing is appended: the link is lost with whatever it held.
+  const size_t before = out.size();
+  auto lost = [&](Status status) {
+    out.resize(before);
+    broken_ = std::move(status);
+    return broken_;
+  };
   size_t n = 0;
   if (done_pending_ && n < max_events) {
     out.push_back(LinkEvent::writeDone(done_cookie_));
@@ -231,10 +238,7 @@ Result<size_t> TcpPairLink::poll(std::vector<LinkEvent>& out, size_t max_events)
     } else {
       got = takeFrame(event);
     }
-    if (!got) {
-      broken_ = got.status();
-      return broken_;
-    }
+    if (!got) return lost(got.status());
     if (*got) {
       out.push_back(std::move(event));
       ++n;
@@ -254,13 +258,9 @@ Result<size_t> TcpPairLink::poll(std::vector<LinkEvent>& out, size_t max_events)
       in_end_ += static_cast<size_t>(r);
       continue;
     }
-    if (r == 0) {
-      broken_ = unavailable("tcp link: the peer closed the connection");
-      return broken_;
-    }
+    if (r == 0) return lost(unavailable("tcp link: the peer closed the connection"));
     if (errno == EAGAIN || errno == EINTR) break;
-    broken_ = unavailable(errnoText("tcp link recv"));
-    return broken_;
+    return lost(unavailable(errnoText("tcp link recv")));
   }
   return n;
 }

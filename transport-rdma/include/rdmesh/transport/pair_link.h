@@ -92,7 +92,8 @@ class PairLink {
   // True when flush() left bytes behind (tcp): call again once eventFd() is writable.
   virtual bool wantsWritable() const = 0;
 
-  // Non-blocking. An error means the link is lost (the peer died, a QP error, a protocol error).
+  // Non-blocking: appends up to max_events events to `out` and returns how many. An error means
+  // the link is lost (the peer died, a QP error, a protocol error); nothing is appended then.
   virtual Result<size_t> poll(std::vector<LinkEvent>& out, size_t max_events) = 0;
 
   // Readable when events may be pending; the same sleep protocol as FabricConnection.

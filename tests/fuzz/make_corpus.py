@@ -37,7 +37,8 @@ write("fuzz_hello", "invalid-name-chars", hello(b"Node_A"))
 write("fuzz_hello", "invalid-versions", hello(vmin=2, vmax=1))
 write("fuzz_hello", "invalid-ring-not-power-of-two", hello(ring=6144))
 write("fuzz_hello", "invalid-recv-depth", hello(depth=63))
-write("fuzz_hello", "invalid-fabric-kind", hello(kind=4))
+write("fuzz_hello", "invalid-fabric-kind", hello(kind=5))
+write("fuzz_hello", "valid-agent", hello(b"node-a", kind=4))
 
 
 # ---- control records: ControlRecordHeader {type:8, flags:8, body_bytes:16, stream:32} + body

@@ -129,7 +129,7 @@ class AgentFabricImpl final : public AgentFabric {
     auto to = parseMeshAddress(address);
     if (!to) return to.status();
     return establish(encodeSessionOpen(to->ip, to->node, local), local, std::move(region),
-                     /*dialer=*/true, deadline);
+                     /*offer_hello=*/nullptr, deadline);
   }
 
   Result<std::unique_ptr<FabricConnection>> acceptOffer(const AgentOffer& offer,
@@ -137,7 +137,7 @@ class AgentFabricImpl final : public AgentFabric {
                                                         std::unique_ptr<MemoryRegion> region,
                                                         Deadline deadline) override {
     return establish(encodeSessionAccept(offer.offer_id, local), local, std::move(region),
-                     /*dialer=*/false, deadline);
+                     &offer.peer_hello, deadline);
   }
 
   Result<std::unique_ptr<FabricConnection>> accept(int fd, const Hello&,
@@ -175,9 +175,12 @@ class AgentFabricImpl final : public AgentFabric {
     return Reply{std::move(message.value()), std::move(datagram->fds)};
   }
 
+  // session_open (offer_hello null: we dial) or session_accept (the offer brought the peer's
+  // Hello; the reply need not repeat it).
   Result<std::unique_ptr<FabricConnection>> establish(const std::string& body, const Hello& local,
                                                       std::unique_ptr<MemoryRegion> region,
-                                                      bool dialer, Deadline deadline) {
+                                                      const Hello* offer_hello,
+                                                      Deadline deadline) {
     auto* agent_region = dynamic_cast<AgentRegion*>(region.get());
     if (agent_region == nullptr) return internalError("agent fabric needs a region it registered");
     if (Status s = checkAgentRegionForHello(agent_region->layout(), local); !s) {
@@ -195,9 +198,11 @@ class AgentFabricImpl final : public AgentFabric {
     if (!r.ok) return unavailable("node agent: " + r.error);
     switch (r.mode) {
       case SessionMode::kAgent: {
-        if (!r.has_peer_hello) return protocolError("node agent: mode agent without 'peer_hello'");
+        if (!r.has_peer_hello && offer_hello == nullptr) {
+          return protocolError("node agent: mode agent without 'peer_hello'");
+        }
         if (!reply->fds.empty()) return protocolError("node agent: mode agent with a descriptor");
-        auto hello = checkPeerHello(local, r.peer_hello);
+        auto hello = checkPeerHello(local, r.has_peer_hello ? r.peer_hello : *offer_hello);
         if (!hello) return hello.status();
         region.release();  // agent_region: owned by the connection from here on
         AgentConnection::Parts parts{std::move(conn.value()), std::move(hello.value()),
@@ -215,8 +220,8 @@ class AgentFabricImpl final : public AgentFabric {
         shm_hello.fabric = wire::FabricKind::kShm;
         auto area = makeShmRegion(local.geometry.receiveAreaBytes());
         if (!area) return area.status();
-        return bringUpShm(std::move(reply->fds[0]), shm_hello, std::move(area.value()), dialer,
-                          deadline, std::move(conn.value()));
+        return bringUpShm(std::move(reply->fds[0]), shm_hello, std::move(area.value()),
+                          /*dialer=*/offer_hello == nullptr, deadline, std::move(conn.value()));
       }
       case SessionMode::kNone:
         break;

@@ -260,6 +260,7 @@ bool FakeSessionAgent::Impl::move(Side& src, Side& dst, bool* broken) {
   auto* sq = reinterpret_cast<agentwire::Submission*>(src.base + sl.sq_offset);
   auto* cq = reinterpret_cast<agentwire::Arrival*>(dst.base + dl.cq_offset);
   uint64_t moved = 0;
+  uint64_t bytes = 0;
   while (src.sq_head != tail) {
     if (dst.cq_tail - dh.cq_head.load(std::memory_order_acquire) >= dl.cq_depth) break;
     agentwire::Submission s = sq[src.sq_head & (sl.sq_depth - 1)];
@@ -275,14 +276,17 @@ bool FakeSessionAgent::Impl::move(Side& src, Side& dst, bool* broken) {
     ++dst.cq_tail;
     ++src.sq_head;
     ++moved;
-    std::lock_guard lock(mu);
-    ++counters.submissions_moved;
-    counters.bytes_moved += s.length;
+    bytes += s.length;
   }
   if (moved == 0) return false;
   sh.sq_head.store(src.sq_head, std::memory_order_release);
   dh.cq_tail.store(dst.cq_tail, std::memory_order_release);
   sh.sq_completed.store(src.sq_head, std::memory_order_release);
+  {
+    std::lock_guard lock(mu);  // after publishing: a test that sees the count sees the data
+    counters.submissions_moved += moved;
+    counters.bytes_moved += bytes;
+  }
   wake(dh.sidecar_sleeping, dst.to_sidecar.get(), [&] { countRing(); });
   wake(sh.sidecar_sleeping, src.to_sidecar.get(), [&] { countRing(); });  // staging was freed
   return true;

@@ -162,6 +162,7 @@ struct FakeSessionAgent::Impl {
   std::atomic<bool> close_all{false};
   mutable std::mutex mu;
   std::map<std::string, std::string> pod_ips;  // hello name -> IP
+  std::map<pid_t, std::string> pid_ips;          // process (SO_PEERCRED) -> its first listened IP
   bool shm = false;
   Misbehaviour misbehaviour = Misbehaviour::kNone;
   Counters counters;
@@ -344,6 +345,13 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
   auto reply = [&](const Json& j, std::vector<int> out = {}) { sendMessage(it->get(), j.dump(), out); };
   if (op == "session_listen") {
     for (const auto& ip : req["pod_ips"]) listeners[ip.get<std::string>()] = it->get();
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (!req["pod_ips"].empty() &&
+        ::getsockopt(it->get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      std::lock_guard lock(mu);
+      pid_ips[cred.pid] = req["pod_ips"][0].get<std::string>();
+    }
     active_listeners = listeners.size();
     reply({{"ok", true}});
     return;
@@ -393,8 +401,14 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
     auto hello = transport::parseHello(*transport::fromHex(hello_hex));
     std::string peer_ip;
     {
+      // Who opened it: by the name in its Hello (tests with several sidecars in one process),
+      // else by its process, as the real agent finds the pod by the caller's credentials.
+      ucred cred{};
+      socklen_t len = sizeof(cred);
+      ::getsockopt(it->get(), SOL_SOCKET, SO_PEERCRED, &cred, &len);
       std::lock_guard lock(mu);
-      peer_ip = pod_ips[hello->node_name];
+      auto by_name = pod_ips.find(hello->node_name);
+      peer_ip = by_name != pod_ips.end() ? by_name->second : pid_ips[cred.pid];
     }
     uint64_t id = next_offer++;
     Json offer{{"event", "offer"},     {"offer_id", id},           {"peer_node", node},

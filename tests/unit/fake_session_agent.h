@@ -7,7 +7,8 @@
 // agent_wire.h. It can broker the shm mode instead, and misbehave on request.
 //
 // It has no pod registry: who opened a session is looked up by the node name in the opener's
-// Hello (pod(hello_name, ip)), since tests run several sidecars in one process.
+// Hello (pod(hello_name, ip); tests run several sidecars in one process), else by the opener's
+// process (SO_PEERCRED) among the sidecars that called session_listen.
 #pragma once
 
 #include <atomic>

@@ -37,7 +37,8 @@ write("fuzz_hello", "invalid-name-chars", hello(b"Node_A"))
 write("fuzz_hello", "invalid-versions", hello(vmin=2, vmax=1))
 write("fuzz_hello", "invalid-ring-not-power-of-two", hello(ring=6144))
 write("fuzz_hello", "invalid-recv-depth", hello(depth=63))
-write("fuzz_hello", "invalid-fabric-kind", hello(kind=4))
+write("fuzz_hello", "invalid-fabric-kind", hello(kind=5))
+write("fuzz_hello", "valid-agent", hello(b"node-a", kind=4))
 
 
 # ---- control records: ControlRecordHeader {type:8, flags:8, body_bytes:16, stream:32} + body
@@ -193,3 +194,32 @@ write("fuzz_pair_link", "frames-invalid-control-fields", b"\x01" + link_frame(2,
 write("fuzz_pair_link", "frames-invalid-type", b"\x01" + link_frame(3, payload=b"abc"))
 write("fuzz_pair_link", "frames-invalid-huge", b"\x01" + link_frame(1, DATA, 1,
                                                                     length=(1 << 30) + 1))
+# ---- node agent replies and events (docs/node-agent.md), JSON with Hellos as lowercase hex
+def agent_hello(name=b"node-b"):
+    return hello(name, kind=4).hex()
+
+
+write("fuzz_agent_messages", "valid-offer",
+      ('{"event":"offer","offer_id":7,"peer_node":"node-b","peer_ip":"10.0.0.2",'
+       '"destination_ip":"10.0.0.1","peer_hello":"%s"}' % agent_hello()).encode())
+write("fuzz_agent_messages", "valid-offer-v6",
+      ('{"event":"offer","offer_id":18446744073709551615,"peer_node":"b","peer_ip":"fd00:0::2",'
+       '"destination_ip":"fd00::1","peer_hello":"%s"}' % agent_hello(b"b")).encode())
+write("fuzz_agent_messages", "valid-reply-agent",
+      ('{"ok":true,"mode":"agent","peer_hello":"%s"}' % agent_hello()).encode())
+write("fuzz_agent_messages", "valid-reply-shm", b'{"ok":true,"mode":"shm"}')
+write("fuzz_agent_messages", "valid-reply-error",
+      b'{"ok":false,"error":"no sidecar listens for 10.0.0.9"}')
+write("fuzz_agent_messages", "valid-unknown-event", b'{"event":"drain","v":2}')
+write("fuzz_agent_messages", "invalid-offer-bad-ip",
+      ('{"event":"offer","offer_id":1,"peer_node":"n","peer_ip":"10.0.0.256",'
+       '"destination_ip":"10.0.0.1","peer_hello":"%s"}' % agent_hello()).encode())
+write("fuzz_agent_messages", "invalid-offer-negative-id",
+      b'{"event":"offer","offer_id":-1,"peer_node":"n","peer_ip":"1.2.3.4"}')
+write("fuzz_agent_messages", "invalid-hello-odd-hex", b'{"ok":true,"mode":"agent","peer_hello":"abc"}')
+write("fuzz_agent_messages", "invalid-hello-upper-hex",
+      ('{"ok":true,"peer_hello":"%s"}' % agent_hello().upper()).encode())
+write("fuzz_agent_messages", "invalid-mode", b'{"ok":true,"mode":"rdma"}')
+write("fuzz_agent_messages", "invalid-ok-type", b'{"ok":"true"}')
+write("fuzz_agent_messages", "invalid-not-object", b'["ok",true]')
+write("fuzz_agent_messages", "invalid-truncated", b'{"ok":tr')

@@ -1,0 +1,73 @@
+// What every SessionManager shares: its sessions on one event loop (the Pollable side), and
+// bootstrap work on short-lived threads whose results come back to the loop thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rdmesh/common/task_queue.h"
+#include "rdmesh/transport/session_manager.h"
+#include "session_impl.h"
+
+namespace rdmesh::transport {
+
+class SessionManagerBase : public SessionManager {
+ public:
+  size_t activeStreams() const override;
+  // Pollable
+  bool poll() override;
+  void flush() override;
+  bool spinWorthwhile() const override;
+  bool prepareToSleep() override;
+  void markAwake() override;
+
+ protected:
+  SessionManagerBase(event_base* base, StatsStore& stats, AcceptHandler on_accept,
+                     SessionOptions session_options, std::chrono::milliseconds connect_timeout);
+  // Derived destructors call joinBootstrapThreads() before their own members go: the threads
+  // use them.
+  ~SessionManagerBase() override;
+
+  // Runs `work` on a bootstrap thread and `done` with its result on the loop thread.
+  template <typename T>
+  void runBootstrap(std::function<T()> work, std::function<void(T)> done) {
+    reapBootstrapThreads();
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back(
+        {std::thread([this, work = std::move(work), done = std::move(done), finished]() mutable {
+           auto result = std::make_shared<T>(work());
+           tasks_.post([done = std::move(done), result]() mutable { done(std::move(*result)); });
+           finished->store(true);
+         }),
+         finished});
+  }
+  void joinBootstrapThreads();
+  Deadline bootstrapDeadline() const { return std::chrono::steady_clock::now() + connect_timeout_; }
+
+  // A new session to `name`, polled with the others from now on.
+  std::unique_ptr<SessionImpl> makeSession(const std::string& name);
+
+  event_base* base_;
+  StatsStore& stats_;
+  AcceptHandler on_accept_;
+  SessionOptions session_options_;
+
+ private:
+  struct BootstrapThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  void reapBootstrapThreads();
+
+  std::chrono::milliseconds connect_timeout_;
+  TaskQueue tasks_;
+  std::vector<SessionImpl*> sessions_;
+  std::list<BootstrapThread> threads_;
+};
+
+}  // namespace rdmesh::transport

@@ -5,12 +5,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <atomic>
-#include <list>
 #include <map>
-#include <thread>
 
-#include "rdmesh/common/task_queue.h"
+#include "rdmesh/common/blocking_jobs.h"
 #include "rdmesh/common/timeval.h"
 #include "session_impl.h"
 #include "unix_fd.h"
@@ -32,7 +29,7 @@ class SessionManagerImpl final : public SessionManager {
         options_(std::move(options)),
         stats_(stats),
         on_accept_(std::move(on_accept)),
-        tasks_(base) {
+        jobs_(base) {
     session_options_.local_node = options_.node_name;
     session_options_.geometry = options_.geometry;
     session_options_.keepalive_interval = options_.keepalive_interval;
@@ -52,7 +49,6 @@ class SessionManagerImpl final : public SessionManager {
     for (auto& [name, peer] : peers_) {
       if (peer->retry_ev) event_free(peer->retry_ev);
     }
-    for (auto& t : threads_) t.thread.join();  // each is bounded by connect_timeout
   }
 
   Status start() override {
@@ -147,10 +143,6 @@ class SessionManagerImpl final : public SessionManager {
     std::chrono::milliseconds backoff = kFirstBackoff;
     std::string last_error;
   };
-  struct BootstrapThread {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
 
   Peer& peerFor(const std::string& name) {
     auto it = peers_.find(name);
@@ -172,24 +164,6 @@ class SessionManagerImpl final : public SessionManager {
     stats_.setText("session." + p.name, "state", toString(p.session->state()));
   }
 
-  // Runs `work` on a bootstrap thread and its result on the loop thread.
-  void runBootstrap(std::function<ConnectionResult()> work,
-                    std::function<void(ConnectionResult)> done) {
-    std::erase_if(threads_, [](BootstrapThread& t) {
-      if (!t.done->load()) return false;
-      t.thread.join();
-      return true;
-    });
-    auto finished = std::make_shared<std::atomic<bool>>(false);
-    threads_.push_back(
-        {std::thread([this, work = std::move(work), done = std::move(done), finished]() mutable {
-           auto result = std::make_shared<ConnectionResult>(work());
-           tasks_.post([done = std::move(done), result]() mutable { done(std::move(*result)); });
-           finished->store(true);
-         }),
-         finished});
-  }
-
   Deadline deadline() const { return std::chrono::steady_clock::now() + options_.connect_timeout; }
 
   void dial(Peer& p) {
@@ -201,7 +175,7 @@ class SessionManagerImpl final : public SessionManager {
     uint64_t bytes = options_.geometry.receiveAreaBytes();
     Deadline until = deadline();
     std::string name = p.name;
-    runBootstrap(
+    jobs_.run<ConnectionResult>(
         [=]() -> ConnectionResult {
           auto region = fabric->registerRegion(bytes);
           if (!region) return region.status();
@@ -273,7 +247,7 @@ class SessionManagerImpl final : public SessionManager {
     Fabric* fabric = fabric_.get();
     uint64_t bytes = options_.geometry.receiveAreaBytes();
     Deadline until = deadline();
-    runBootstrap(
+    jobs_.run<ConnectionResult>(
         [=]() -> ConnectionResult {
           auto region = fabric->registerRegion(bytes);
           if (!region) {
@@ -314,13 +288,12 @@ class SessionManagerImpl final : public SessionManager {
   StatsStore& stats_;
   AcceptHandler on_accept_;
   Hello hello_;
-  TaskQueue tasks_;
   int listen_fd_ = -1;
   event* listen_ev_ = nullptr;
   bool draining_ = false;
   std::map<std::string, std::unique_ptr<Peer>, std::less<>> peers_;
   std::vector<SessionImpl*> sessions_;
-  std::list<BootstrapThread> threads_;
+  BlockingJobs jobs_;  // last: joined first, while everything its results touch is alive
 };
 
 }  // namespace

@@ -37,6 +37,10 @@ class NodeAgent {
   // the fabric on, the loop is the adaptive poller (sidecar queues are shared memory).
   int run();
 
+  // The session switch when the fabric is on (else null): the control plane's peer list goes to
+  // its setPeers().
+  FabricModule* fabric() { return fabric_; }
+
  private:
   static void onSignal(int sig, short what, void* arg);
   Result<nlohmann::json> statsOp();

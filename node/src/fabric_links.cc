@@ -146,8 +146,9 @@ void FabricModule::onLinkUp(const std::string& name, std::unique_ptr<transport::
   p.last_error.clear();
   p.down_reason.clear();
   watchLink(p);
-  if (!p.link->fallbackReason().empty()) {
+  if (!p.link->fallbackReason().empty() && p.link->fallbackReason() != p.logged_fallback) {
     spdlog::warn("link to {}: tcp instead of RDMA: {}", name, p.link->fallbackReason());
+    p.logged_fallback = p.link->fallbackReason();
   }
   spdlog::info("link to {} up ({}, {})", name, transport::toString(p.link->kind()),
                dialed ? "dialed" : "accepted");

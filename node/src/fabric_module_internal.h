@@ -26,6 +26,7 @@ struct FabricModule::Link {
   std::chrono::milliseconds backoff = kFirstBackoff;
   std::string last_error;
   std::string down_reason = "not connected yet";
+  std::string logged_fallback;  // the tcp-instead-of-RDMA reason last logged (logged once)
   std::map<uint32_t, Session*> sessions;  // by our session id on this link
   uint32_t next_id = 0;
   std::deque<Inflight> inflight;  // posted writes, in cookie order

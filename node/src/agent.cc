@@ -37,6 +37,12 @@ Status NodeAgent::start() {
   // Pinned maps survive restarts; fresh ones (first start after --uninstall) are refilled.
   pods->restoreMaps();
   modules_.push_back(std::move(pods));
+  if (config_.xds) {
+    auto xds = NodeXdsModule::create(base_, config_.node_name, *config_.xds, registry_, stats_);
+    if (!xds) return xds.status();
+    xds_ = xds->get();
+    modules_.push_back(std::move(xds.value()));
+  }
   for (auto& m : modules_) m->registerOps(ops_);
   ops_.add("stats", [this](const RequestEnvelope&, RequestFds&) { return statsOp(); });
 
@@ -47,6 +53,8 @@ Status NodeAgent::start() {
     event_add(ev, nullptr);
     signal_events_.push_back(ev);
   }
+  // After node.sock is up: the control plane is never on the pod path.
+  if (xds_ != nullptr) xds_->start();
   spdlog::info("rdmesh-node '{}' ready: {} pod(s) registered", config_.node_name,
                registry_.pods().size());
   return {};
@@ -79,7 +87,13 @@ Result<json> NodeAgent::statsOp() {
   }
   json out = json::object();
   for (const auto& e : stats_.snapshot().numbers) out[e.name] = e.value;
-  return json{{"node", config_.node_name}, {"stats", out}};
+  json reply = {{"node", config_.node_name}, {"stats", out}};
+  if (xds_ != nullptr) {
+    json peers = json::array();
+    for (const PeerNode& peer : xds_->peers()) peers.push_back(peer.name);
+    reply["peers"] = peers;
+  }
+  return reply;
 }
 
 }  // namespace rdmesh::node

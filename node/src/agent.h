@@ -12,6 +12,7 @@
 #include "pod_registry.h"
 #include "rdmesh/capture/interception_maps.h"
 #include "rdmesh/common/stats.h"
+#include "xds_module.h"
 
 struct event;
 struct event_base;
@@ -30,6 +31,9 @@ class NodeAgent {
   // Until SIGTERM/SIGINT; then closes the socket and leaves the pinned capture in place.
   int run();
 
+  // The peer nodes from rdmesh-xds (null without an xds: section); valid after start().
+  PeerDirectory* peerDirectory() { return xds_; }
+
  private:
   static void onSignal(int sig, short what, void* arg);
   Result<nlohmann::json> statsOp();
@@ -41,6 +45,7 @@ class NodeAgent {
   PodRegistry registry_;
   std::unique_ptr<capture::InterceptionMaps> maps_;
   std::vector<std::unique_ptr<NodeModule>> modules_;
+  NodeXdsModule* xds_ = nullptr;  // one of modules_
   OpTable ops_;
   std::unique_ptr<NodeSocketServer> socket_;
 };

@@ -1,5 +1,6 @@
 // rdmesh-node: the per-node agent (node.sock, pod registry, eBPF capture).
 //   rdmesh-node [-c node.yaml] [--node-name N] [--socket PATH] [--cgroup DIR] [--bpf=false]
+//               [--xds-server HOST:PORT --xds-plaintext true|--xds-ca-file F] [...]
 //   rdmesh-node --uninstall     detach the capture programs and remove every pin
 #include <spdlog/spdlog.h>
 
@@ -30,6 +31,14 @@ int run(int argc, char** argv) {
   auto* level =
       app.add_option("-l,--log-level", flags.log_level, "trace, debug, info, warn, error");
   app.add_flag("--uninstall", uninstall, "detach capture, remove the pins, and exit");
+  rdmesh::node::NodeXdsFlags xds_flags;
+  app.add_option("--xds-server", xds_flags.servers, "rdmesh-xds host:port (repeatable)");
+  app.add_option("--xds-plaintext", xds_flags.plaintext, "h2c instead of TLS (true|false)");
+  app.add_option("--xds-delta", xds_flags.delta, "incremental xDS stream (true|false)");
+  app.add_option("--xds-ca-file", xds_flags.ca_file, "CA bundle of the xDS server certificate");
+  app.add_option("--xds-server-name", xds_flags.server_name, "expected xDS certificate name");
+  app.add_option("--xds-registration-token-file", xds_flags.registration_token_file,
+                 "bearer token file of rdmesh-xds's registration API (registers this node's pods)");
   CLI11_PARSE(app, argc, argv);
 
   rdmesh::node::NodeAgentConfig config;
@@ -49,6 +58,7 @@ int run(int argc, char** argv) {
   if (*pin) config.pin_dir = flags.pin_dir;
   if (*level) config.log_level = flags.log_level;
   if (bpf) config.bpf = *bpf;
+  rdmesh::node::applyNodeXdsFlags(xds_flags, &config.xds);
   if (auto s = rdmesh::node::finishNodeConfig(&config); !s) {
     std::cerr << "rdmesh-node: invalid configuration: " << s.message() << "\n";
     return 1;

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "rdmesh/xds/bootstrap.h"
+
 namespace rdmesh::proxy {
 
 namespace {
@@ -143,13 +145,7 @@ Result<std::unique_ptr<XdsConfigSource>> XdsConfigSource::create(event_base* bas
   std::unique_ptr<XdsConfigSource> source(new XdsConfigSource(boot, updater, stats));
 
   xds::ClientOptions options;
-  options.servers = settings.servers;
-  options.plaintext = settings.plaintext;
-  options.delta = settings.delta;
-  options.ca_file = settings.ca_file;
-  options.server_name = settings.server_name;
-  options.connect_timeout = settings.connect_timeout;
-  options.identity.id = settings.id;
+  xds::applyBootstrap(settings, &options);
   options.identity.role = xds::ClientRole::kSidecar;
   options.identity.node_name = boot.node.name;
   options.identity.workload = settings.workload;

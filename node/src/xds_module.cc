@@ -154,9 +154,11 @@ Result<std::unique_ptr<NodeXdsModule>> NodeXdsModule::create(event_base* base,
                                                              StatsStore& stats) {
   std::unique_ptr<NodeXdsModule> module(new NodeXdsModule(base, node_name, registry, stats));
   if (!config.registration_token_file.empty()) {
+    // Read now so that a wrong path fails the start; then on every call (tokens rotate).
     Result<std::string> token = xds::readTokenFile(config.registration_token_file);
     if (!token) return invalidArgument("xds.registration_token_file: " + token.status().message());
-    auto api = xds::makeRegistrationClient(base, config, std::move(*token));
+    auto api = xds::makeRegistrationClient(
+        base, config, [path = config.registration_token_file] { return xds::readTokenFile(path); });
     if (!api) return api.status();
     WorkloadRegistrar::Options options;
     options.node_name = node_name;

@@ -20,7 +20,7 @@ constexpr size_t kMaxReplyBytes = 4096;
 
 class H2RegistrationClient final : public RegistrationClient {
  public:
-  H2RegistrationClient(event_base* base, Bootstrap connection, std::string token,
+  H2RegistrationClient(event_base* base, Bootstrap connection, TokenSource token,
                        std::shared_ptr<const TlsContext> tls)
       : base_(base),
         connection_(std::move(connection)),
@@ -60,13 +60,14 @@ class H2RegistrationClient final : public RegistrationClient {
     const size_t server_index = server_index_;
     const std::string& server = connection_.servers[server_index];
     auto host_port = splitHostPort(server);  // checked by makeRegistrationClient
+    Result<std::string> token = token_();
     H2Target target;
     target.host = host_port->first;
     target.port = host_port->second;
     target.path = std::move(path);
     target.method = method;
     target.content_type = "application/json";
-    target.headers = {{"authorization", "Bearer " + token_}};
+    if (token) target.headers = {{"authorization", "Bearer " + *token}};
     target.unary = true;
     target.tls = tls_;
     target.tls_server_name = connection_.server_name;
@@ -87,6 +88,12 @@ class H2RegistrationClient final : public RegistrationClient {
                 },
             .on_closed = [this, it,
                           server_index](const Status& why) { finishCall(it, server_index, why); }});
+    if (!token) {
+      // No token: report it from the loop, as every other failure.
+      it->stream->close(
+          unavailable(fmt::format("{}: bearer token: {}", it->what, token.status().message())));
+      return;
+    }
     it->stream->open(target);
     it->stream->send(std::move(body));
     it->stream->finish();
@@ -104,6 +111,9 @@ class H2RegistrationClient final : public RegistrationClient {
     } else {
       result = unavailable(fmt::format("{}: HTTP {}: {}", it->what, status, it->reply));
     }
+    if (!result.isOk() && !result.message().empty() && result.message().back() == '\n') {
+      result = Status(result.code(), result.message().substr(0, result.message().size() - 1));
+    }
     if (result.code() == StatusCode::kUnavailable && server_index == server_index_) {
       server_index_ = (server_index_ + 1) % connection_.servers.size();
     }
@@ -114,7 +124,7 @@ class H2RegistrationClient final : public RegistrationClient {
 
   event_base* base_;
   Bootstrap connection_;
-  std::string token_;
+  TokenSource token_;
   std::shared_ptr<const TlsContext> tls_;
   evdns_base* dns_;
   size_t server_index_ = 0;
@@ -125,9 +135,9 @@ class H2RegistrationClient final : public RegistrationClient {
 
 Result<std::unique_ptr<RegistrationClient>> makeRegistrationClient(event_base* base,
                                                                    const Bootstrap& connection,
-                                                                   std::string token) {
+                                                                   TokenSource token) {
   if (Status s = checkBootstrap(connection, "xds"); !s) return s;
-  if (token.empty()) return invalidArgument("registration token: empty");
+  if (!token) return invalidArgument("registration token: no source");
   std::shared_ptr<const TlsContext> tls;
   if (!connection.plaintext) {
     auto context = TlsContext::create(connection.ca_file);

@@ -32,10 +32,12 @@ class RegistrationClient {
   virtual void preferServer(const std::string& server) = 0;
 };
 
-// `token` is the bearer token (the first line of the token file, without the newline).
+// The bearer token, asked for on every call so that a rotated token file is picked up.
+using TokenSource = std::function<Result<std::string>()>;
+
 Result<std::unique_ptr<RegistrationClient>> makeRegistrationClient(event_base* base,
                                                                    const Bootstrap& connection,
-                                                                   std::string token);
+                                                                   TokenSource token);
 
 // Reads a bearer token file: its first line, trimmed; an empty token is an error.
 Result<std::string> readTokenFile(const std::string& path);

@@ -10,6 +10,7 @@
 
 #include "rdmesh/common/address.h"
 #include "rdmesh/xds/bootstrap.h"
+#include "rdmesh/xds/client_status.h"
 #include "rdmesh/xds/registration_client.h"
 
 namespace rdmesh::node {
@@ -254,26 +255,8 @@ Status NodeXdsModule::onResources(ResourceType type, const std::string& version,
 }
 
 json NodeXdsModule::statusJson() const {
-  json types = json::array();
-  if (client_) {
-    for (const xds::TypeStatus& s : client_->status()) {
-      json entry = {{"type_url", std::string(xds::typeUrl(s.type))},
-                    {"version", s.acked_version},
-                    {"last_nonce", s.last_nonce},
-                    {"updates", s.updates},
-                    {"acks", s.acks},
-                    {"nacks", s.nacks}};
-      if (s.nacks > 0) {
-        entry["last_rejected"] = {{"version", s.rejected_version}, {"message", s.rejected_message}};
-      }
-      types.push_back(std::move(entry));
-    }
-  }
-  json out = {{"server", client_ ? client_->server() : ""},
-              {"connected", client_ && client_->connected()},
-              {"last_error", client_ ? client_->lastError() : ""},
-              {"resources", std::move(types)},
-              {"peers", peers_.size()}};
+  json out = xds::clientStatusJson<json>(client_.get());
+  out["peers"] = peers_.size();
   out["registration"] = registrar_ ? registrar_->statusJson() : json(nullptr);
   return out;
 }

@@ -44,32 +44,16 @@ constexpr std::string_view kDefaultAdminAddress = "127.0.0.1:15000";
 constexpr std::string_view kDefaultTcpListen = "0.0.0.0:15008";
 constexpr std::string_view kDefaultShmDirectory = "/var/run/rdmesh/";
 
-// 1-based, as editors count.
-struct Position {
-  int line = 1;
-  int column = 1;
-};
+// Positions (1-based, as editors count) and type names come from the shared bootstrap parser,
+// so every YAML error of rdmesh reads the same.
+using Position = xds::YamlPosition;
+using xds::describeYamlType;
 
 Position positionOf(const YAML::Node& node, Position fallback) {
-  YAML::Mark mark = node.Mark();
-  if (mark.is_null() || mark.line < 0 || mark.column < 0) return fallback;
-  return {mark.line + 1, mark.column + 1};
+  return xds::yamlPositionOf(node, fallback);
 }
-
 const char* describeType(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-      return "nothing";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Undefined:
-      break;
-  }
-  return "an undefined node";
+  return describeYamlType(node);
 }
 
 std::optional<uint64_t> parseDecimal(std::string_view text) {
@@ -1181,16 +1165,16 @@ std::string configToJson(const ProxyConfig& config) {
     };
     if (config.xds) {
       const XdsConfig& xds = *config.xds;
-      json["xds"] = {{"servers", xds.servers},
-                     {"plaintext", xds.plaintext},
-                     {"delta", xds.delta},
-                     {"ca_file", xds.ca_file},
-                     {"server_name", xds.server_name},
-                     {"id", xds.id},
-                     {"workload", xds.workload},
-                     {"namespace", xds.namespace_name},
-                     {"clusters", xds.clusters},
-                     {"connect_timeout_ms", xds.connect_timeout.count()}};
+      json["xds"] = {
+          {"servers", xds.servers},   {"plaintext", xds.plaintext},
+          {"delta", xds.delta},       {"id", xds.id},
+          {"workload", xds.workload}, {"namespace", xds.namespace_name},
+          {"clusters", xds.clusters}, {"connect_timeout_ms", xds.connect_timeout.count()}};
+      // In the file's shape, so that the dump parses back (TLS only without plaintext).
+      if (!xds.plaintext) {
+        json["xds"]["tls"] = {{"ca_file", xds.ca_file}};
+        if (!xds.server_name.empty()) json["xds"]["tls"]["server_name"] = xds.server_name;
+      }
     }
     // Set only when chosen: the defaults (any device, GID by address) have no YAML spelling.
     if (!transport.rdma_device.empty()) json["transport"]["rdma_device"] = transport.rdma_device;

@@ -15,31 +15,13 @@ namespace {
 // Longer timeouts are certainly typos (the proxy's rule for every duration).
 constexpr uint64_t kMaxDurationMs = 24ull * 60 * 60 * 1000;
 
-struct Position {
-  int line = 1;
-  int column = 1;
-};
+using Position = YamlPosition;
 
 Position positionOf(const YAML::Node& node, Position fallback) {
-  YAML::Mark mark = node.Mark();
-  if (mark.is_null() || mark.line < 0 || mark.column < 0) return fallback;
-  return {mark.line + 1, mark.column + 1};
+  return yamlPositionOf(node, fallback);
 }
-
 const char* describeType(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-      return "nothing";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Undefined:
-      break;
-  }
-  return "an undefined node";
+  return describeYamlType(node);
 }
 
 bool isPrintableWithoutSpaces(std::string_view text) {
@@ -200,6 +182,28 @@ Status readTls(const SectionReader& r, const std::string& source, Bootstrap* out
 }
 
 }  // namespace
+
+YamlPosition yamlPositionOf(const YAML::Node& node, YamlPosition fallback) {
+  YAML::Mark mark = node.Mark();
+  if (mark.is_null() || mark.line < 0 || mark.column < 0) return fallback;
+  return {mark.line + 1, mark.column + 1};
+}
+
+const char* describeYamlType(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a single value";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "an undefined node";
+}
 
 Status readBootstrap(const YAML::Node& section, const std::string& source_name,
                      const std::string& path, int line, int column, Bootstrap* out) {

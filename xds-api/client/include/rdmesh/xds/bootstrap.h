@@ -27,6 +27,15 @@ struct Bootstrap {
   std::chrono::milliseconds connect_timeout{5000};
 };
 
+// Where a YAML node starts, 1-based as editors count (`fallback` when yaml-cpp has no mark), and
+// its kind for "expected X, got Y" messages: shared by every rdmesh YAML reader.
+struct YamlPosition {
+  int line = 1;
+  int column = 1;
+};
+YamlPosition yamlPositionOf(const YAML::Node& node, YamlPosition fallback);
+const char* describeYamlType(const YAML::Node& node);  // "nothing", "a list", ...
+
 // The shared keys; an owner accepts these plus its own.
 inline constexpr std::array<std::string_view, 6> kBootstrapKeys = {
     "servers", "plaintext", "delta", "tls", "id", "connect_timeout_ms"};

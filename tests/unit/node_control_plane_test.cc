@@ -148,6 +148,35 @@ TEST(WorkloadOfTest, APodBecomesAValidWorkloadOwnedByTheAgent) {
   EXPECT_FALSE(workloadOf(unnamed, "n", "td"));
 }
 
+TEST(PodAddWorkloadFieldsTest, ParsedCheckedAndPersisted) {
+  auto body = nlohmann::json::parse(
+      R"({"v":1,"op":"pod_add","container_id":"c1","netns":"/run/netns/p","ips":["10.0.0.1"],)"
+      R"("interface":"eth0","pod_name":"cart-0","pod_namespace":"shop","service_account":"cart",)"
+      R"("ports":[9091,9090,9090],"labels":{"app":"cart","tier":"back"}})");
+  Result<PodAddRequest> request = parsePodAdd(body);
+  ASSERT_TRUE(request) << request.status().message();
+  EXPECT_EQ(request->service_account, "cart");
+  EXPECT_EQ(request->ports, (std::vector<uint16_t>{9090, 9091}));
+  EXPECT_EQ(request->labels.at("tier"), "back");
+  // The state file keeps them (a restarted agent registers the same Workload).
+  Result<PodRecord> back = PodRegistry::fromJson(PodRegistry::toJson(PodRecord{*request, 7}));
+  ASSERT_TRUE(back) << back.status().message();
+  EXPECT_EQ(back->spec, *request);
+
+  auto error = [&](const char* field, nlohmann::json value) {
+    nlohmann::json bad = body;
+    bad[field] = std::move(value);
+    Result<PodAddRequest> r = parsePodAdd(bad);
+    return r ? std::string("accepted") : r.status().message();
+  };
+  EXPECT_EQ(error("labels", nlohmann::json::array()),
+            "field 'labels': must be an object of strings");
+  EXPECT_EQ(error("labels", {{"app", 7}}),
+            "field 'labels.app': must be a string of at most 1024 bytes");
+  EXPECT_EQ(error("ports", {0}), "field 'ports[0]': must be a port number 1..65535 (got 0)");
+  EXPECT_EQ(error("service_account", 5), "field 'service_account': must be a string");
+}
+
 // ------------------------------------------------------------------------------- the plan
 
 xds::Workload owned(const std::string& pod_name, const std::string& ip) {

@@ -45,8 +45,23 @@ Status NodeAgent::start() {
   // Pinned maps survive restarts; fresh ones (first start after --uninstall) are refilled.
   pods->restoreMaps();
   modules_.push_back(std::move(pods));
+  if (config_.xds) {
+    auto xds = NodeXdsModule::create(base_, config_.node_name, *config_.xds, registry_, stats_);
+    if (!xds) return xds.status();
+    xds_ = xds->get();
+    modules_.push_back(std::move(xds.value()));
+  }
   if (config_.fabric.enabled) {
     if (Status s = startFabric(); !s) return s;
+  }
+  // With both on, the control plane's Node list replaces the static peers, live.
+  if (xds_ != nullptr && fabric_ != nullptr) {
+    xds_->onPeersChanged([this](const std::vector<PeerNode>& peers) {
+      std::vector<transport::PeerSpec> specs;
+      specs.reserve(peers.size());
+      for (const PeerNode& peer : peers) specs.push_back({peer.name, peer.session_address});
+      fabric_->setPeers(std::move(specs));
+    });
   }
   for (auto& m : modules_) m->registerOps(ops_);
   ops_.add("stats", [this](const RequestEnvelope&, RequestFds&) { return statsOp(); });
@@ -58,6 +73,8 @@ Status NodeAgent::start() {
     event_add(ev, nullptr);
     signal_events_.push_back(ev);
   }
+  // After node.sock is up: the control plane is never on the pod path.
+  if (xds_ != nullptr) xds_->start();
   spdlog::info("rdmesh-node '{}' ready: {} pod(s) registered", config_.node_name,
                registry_.pods().size());
   return {};
@@ -128,7 +145,13 @@ Result<json> NodeAgent::statsOp() {
   for (const auto& e : snapshot.numbers) out[e.name] = e.value;
   json texts = json::object();
   for (const auto& [name, value] : snapshot.texts) texts[name] = value;
-  return json{{"node", config_.node_name}, {"stats", out}, {"texts", texts}};
+  json reply = {{"node", config_.node_name}, {"stats", out}, {"texts", texts}};
+  if (xds_ != nullptr) {
+    json peers = json::array();
+    for (const PeerNode& peer : xds_->peers()) peers.push_back(peer.name);
+    reply["peers"] = peers;
+  }
+  return reply;
 }
 
 }  // namespace rdmesh::node

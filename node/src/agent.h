@@ -14,6 +14,7 @@
 #include "pod_registry.h"
 #include "rdmesh/capture/interception_maps.h"
 #include "rdmesh/common/stats.h"
+#include "xds_module.h"
 
 struct event;
 struct event_base;
@@ -40,6 +41,8 @@ class NodeAgent {
   // The session switch when the fabric is on (else null): the control plane's peer list goes to
   // its setPeers().
   FabricModule* fabric() { return fabric_; }
+  // The peer nodes from rdmesh-xds (null without an xds: section); valid after start().
+  PeerDirectory* peerDirectory() { return xds_; }
 
  private:
   static void onSignal(int sig, short what, void* arg);
@@ -57,6 +60,7 @@ class NodeAgent {
   std::vector<std::unique_ptr<NodeModule>> modules_;
   FabricModule* fabric_ = nullptr;  // in modules_ when on
   std::unique_ptr<transport::AdaptivePoller> poller_;
+  NodeXdsModule* xds_ = nullptr;  // one of modules_
   OpTable ops_;
   std::unique_ptr<NodeSocketServer> socket_;
 };

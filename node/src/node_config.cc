@@ -21,6 +21,7 @@ constexpr std::array<const char*, 5> kLogLevels = {"trace", "debug", "info", "wa
 class Reader {
  public:
   explicit Reader(std::string source) : source_(std::move(source)) {}
+  const std::string& source() const { return source_; }
 
   Status fail(const YAML::Node& at, const std::string& field, const std::string& what) const {
     YAML::Mark m = at.Mark();
@@ -127,8 +128,8 @@ Status readFabric(const YAML::Node& f, const Reader& r, FabricConfig* c) {
 
 Status read(const YAML::Node& root, const Reader& r, NodeAgentConfig* c) {
   if (root.IsNull()) return {};
-  if (Status s =
-          r.keys(root, "", {"node", "socket", "state_file", "capture", "log_level", "fabric"});
+  if (Status s = r.keys(root, "",
+                        {"node", "socket", "state_file", "capture", "log_level", "fabric", "xds"});
       !s) {
     return s;
   }
@@ -144,6 +145,16 @@ Status read(const YAML::Node& root, const Reader& r, NodeAgentConfig* c) {
     if (Status s = r.boolean(capture, "bpf", "capture", &c->bpf); !s) return s;
     if (Status s = r.string(capture, "cgroup", "capture", &c->cgroup_path); !s) return s;
     if (Status s = r.string(capture, "pin_dir", "capture", &c->pin_dir); !s) return s;
+  }
+  if (YAML::Node xds = root["xds"]) {
+    YAML::Mark m = xds.Mark();
+    NodeXdsConfig section;
+    if (Status s = readNodeXdsSection(xds, r.source(), m.is_null() ? 1 : m.line + 1,
+                                      m.is_null() ? 1 : m.column + 1, &section);
+        !s) {
+      return s;
+    }
+    c->xds = std::move(section);
   }
   if (YAML::Node fabric = root["fabric"]) return readFabric(fabric, r, &c->fabric);
   return {};
@@ -200,6 +211,7 @@ Status finishNodeConfig(NodeAgentConfig* c) {
     return invalidArgument(
         fmt::format("capture.cgroup: '{}' must be an absolute path", c->cgroup_path));
   }
+  if (c->xds) return finishNodeXdsConfig(c->node_name, &*c->xds);
   return {};
 }
 

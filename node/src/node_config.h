@@ -1,12 +1,14 @@
 // rdmesh-node's configuration: an optional YAML file, overridden by command-line flags.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "rdmesh/common/status.h"
 #include "rdmesh/transport/fabric.h"
 #include "rdmesh/transport/session_manager.h"
+#include "xds_config.h"
 
 namespace rdmesh::node {
 
@@ -33,6 +35,7 @@ struct NodeAgentConfig {
   std::string pin_dir = "/sys/fs/bpf/rdmesh";
   std::string log_level = "info";
   FabricConfig fabric;
+  std::optional<NodeXdsConfig> xds;  // joins the control plane (rdmesh-xds) when set
 };
 
 // YAML keys (all optional; unknown keys are errors):
@@ -44,6 +47,8 @@ struct NodeAgentConfig {
 //   fabric: {listen: "IP:PORT", rdma: BOOL, verify_caller_netns: BOOL,
 //            verbs: {device: STR, gid_index: INT, port: INT},
 //            peers: [{name: STR, address: "IP:PORT"}, ...]}
+//   xds: {servers, plaintext, delta, tls, id, connect_timeout_ms, registration_token_file,
+//         trust_domain}  (xds_config.h)
 // Errors read "<source>:<line>:<col>: <field>: <what is wrong>".
 Result<NodeAgentConfig> parseNodeConfig(const std::string& yaml_text,
                                         const std::string& source_name);

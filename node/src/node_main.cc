@@ -29,6 +29,14 @@ int run(int argc, char** argv, rdmesh::node::LinkDomainFactory link_domains) {
   auto* level =
       app.add_option("-l,--log-level", flags.log_level, "trace, debug, info, warn, error");
   app.add_flag("--uninstall", uninstall, "detach capture, remove the pins, and exit");
+  rdmesh::node::NodeXdsFlags xds_flags;
+  app.add_option("--xds-server", xds_flags.servers, "rdmesh-xds host:port (repeatable)");
+  app.add_option("--xds-plaintext", xds_flags.plaintext, "h2c instead of TLS (true|false)");
+  app.add_option("--xds-delta", xds_flags.delta, "incremental xDS stream (true|false)");
+  app.add_option("--xds-ca-file", xds_flags.ca_file, "CA bundle of the xDS server certificate");
+  app.add_option("--xds-server-name", xds_flags.server_name, "expected xDS certificate name");
+  app.add_option("--xds-registration-token-file", xds_flags.registration_token_file,
+                 "bearer token file of rdmesh-xds's registration API (registers this node's pods)");
   CLI11_PARSE(app, argc, argv);
 
   rdmesh::node::NodeAgentConfig config;
@@ -48,6 +56,7 @@ int run(int argc, char** argv, rdmesh::node::LinkDomainFactory link_domains) {
   if (*pin) config.pin_dir = flags.pin_dir;
   if (*level) config.log_level = flags.log_level;
   if (bpf) config.bpf = *bpf;
+  rdmesh::node::applyNodeXdsFlags(xds_flags, &config.xds);
   if (auto s = rdmesh::node::finishNodeConfig(&config); !s) {
     std::cerr << "rdmesh-node: invalid configuration: " << s.message() << "\n";
     return 1;

@@ -21,6 +21,7 @@ constexpr size_t kMaxExcludedPorts = 1024;
 constexpr size_t kMaxInterfaceLength = 15;  // IFNAMSIZ - 1
 constexpr size_t kMaxHelloBytes = 1024;
 constexpr size_t kMaxNodeNameLength = 253;
+constexpr size_t kMaxLabels = 64;
 
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -157,6 +158,28 @@ Result<std::vector<uint16_t>> portList(const json& body, const char* name) {
   return std::vector<uint16_t>(ports.begin(), ports.end());
 }
 
+Result<std::map<std::string, std::string>> labelMap(const json& body) {
+  std::map<std::string, std::string> labels;
+  const json* f = field(body, "labels");
+  if (f == nullptr) return labels;
+  if (!f->is_object()) return invalidArgument("field 'labels': must be an object of strings");
+  if (f->size() > kMaxLabels) {
+    return invalidArgument(fmt::format("field 'labels': more than {} labels", kMaxLabels));
+  }
+  for (const auto& [key, value] : f->items()) {
+    if (key.empty() || key.size() > kMaxTextLength) {
+      return invalidArgument(
+          fmt::format("field 'labels': a key must be 1..{} bytes", kMaxTextLength));
+    }
+    if (!value.is_string() || value.get_ref<const std::string&>().size() > kMaxTextLength) {
+      return invalidArgument(fmt::format("field 'labels.{}': must be a string of at most {} bytes",
+                                         key, kMaxTextLength));
+    }
+    labels[key] = value.get<std::string>();
+  }
+  return labels;
+}
+
 }  // namespace
 
 Result<RequestEnvelope> parseEnvelope(std::string_view datagram) {
@@ -198,7 +221,7 @@ Result<PodAddRequest> parsePodAdd(const json& body) {
   r.interface = std::move(*interface);
   for (auto [name, out] :
        {std::pair{"pod_name", &r.pod_name}, std::pair{"pod_namespace", &r.pod_namespace},
-        std::pair{"pod_uid", &r.pod_uid}}) {
+        std::pair{"pod_uid", &r.pod_uid}, std::pair{"service_account", &r.service_account}}) {
     Result<std::string> s = optionalString(body, name);
     if (!s) return s.status();
     *out = std::move(*s);
@@ -206,6 +229,12 @@ Result<PodAddRequest> parsePodAdd(const json& body) {
   Result<std::vector<uint16_t>> ports = portList(body, "exclude_outbound_ports");
   if (!ports) return ports.status();
   r.exclude_outbound_ports = std::move(*ports);
+  Result<std::vector<uint16_t>> workload_ports = portList(body, "ports");
+  if (!workload_ports) return workload_ports.status();
+  r.ports = std::move(*workload_ports);
+  Result<std::map<std::string, std::string>> labels = labelMap(body);
+  if (!labels) return labels.status();
+  r.labels = std::move(*labels);
   return r;
 }
 

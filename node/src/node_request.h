@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -34,6 +35,10 @@ struct PodAddRequest {
   std::string pod_namespace;
   std::string pod_uid;
   std::vector<uint16_t> exclude_outbound_ports;  // sorted, unique
+  // What the agent tells rdmesh-xds beyond the IPs (the Workload's fields); optional.
+  std::string service_account;
+  std::vector<uint16_t> ports;  // sorted, unique
+  std::map<std::string, std::string> labels;
   bool operator==(const PodAddRequest&) const = default;
 };
 Result<PodAddRequest> parsePodAdd(const nlohmann::json& body);

@@ -24,6 +24,9 @@ json PodRegistry::toJson(const PodRecord& r) {
               {"pod_namespace", s.pod_namespace},
               {"pod_uid", s.pod_uid},
               {"exclude_outbound_ports", s.exclude_outbound_ports},
+              {"service_account", s.service_account},
+              {"ports", s.ports},
+              {"labels", s.labels},
               {"netns_cookie", r.netns_cookie}};
 }
 
@@ -77,6 +80,7 @@ Status PodRegistry::put(PodRecord record) {
   next[id] = std::move(record);
   if (Status s = save(next); !s) return s;
   pods_ = std::move(next);
+  if (on_change_) on_change_();
   return {};
 }
 
@@ -86,6 +90,7 @@ Status PodRegistry::erase(const std::string& container_id) {
   next.erase(container_id);
   if (Status s = save(next); !s) return s;
   pods_ = std::move(next);
+  if (on_change_) on_change_();
   return {};
 }
 

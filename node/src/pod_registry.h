@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -33,6 +34,8 @@ class PodRegistry {
   Status put(PodRecord record);
   Status erase(const std::string& container_id);
   const std::map<std::string, PodRecord>& pods() const { return pods_; }
+  // Called after every change that was persisted (put, erase); one observer (the xDS module).
+  void setOnChange(std::function<void()> on_change) { on_change_ = std::move(on_change); }
 
   static nlohmann::json toJson(const PodRecord& record);
   static Result<PodRecord> fromJson(const nlohmann::json& j);
@@ -42,6 +45,7 @@ class PodRegistry {
 
   std::string state_file_;
   std::map<std::string, PodRecord> pods_;
+  std::function<void()> on_change_;
 };
 
 }  // namespace rdmesh::node

@@ -25,6 +25,7 @@
 
 #include "fmt/format.h"
 #include "rdmesh/transport/agent_fabric.h"
+#include "rdmesh/xds/bootstrap.h"
 
 namespace rdmesh::proxy {
 namespace {
@@ -45,32 +46,16 @@ constexpr std::string_view kDefaultAdminAddress = "127.0.0.1:15000";
 constexpr std::string_view kDefaultTcpListen = "0.0.0.0:15008";
 constexpr std::string_view kDefaultShmDirectory = "/var/run/rdmesh/";
 
-// 1-based, as editors count.
-struct Position {
-  int line = 1;
-  int column = 1;
-};
+// Positions (1-based, as editors count) and type names come from the shared bootstrap parser,
+// so every YAML error of rdmesh reads the same.
+using Position = xds::YamlPosition;
+using xds::describeYamlType;
 
 Position positionOf(const YAML::Node& node, Position fallback) {
-  YAML::Mark mark = node.Mark();
-  if (mark.is_null() || mark.line < 0 || mark.column < 0) return fallback;
-  return {mark.line + 1, mark.column + 1};
+  return xds::yamlPositionOf(node, fallback);
 }
-
 const char* describeType(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-      return "nothing";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Undefined:
-      break;
-  }
-  return "an undefined node";
+  return describeYamlType(node);
 }
 
 std::optional<uint64_t> parseDecimal(std::string_view text) {
@@ -939,50 +924,12 @@ class ConfigReader {
                                 {"servers", "plaintext", "delta", "tls", "id", "workload",
                                  "namespace", "clusters", "connect_timeout_ms"},
                                 &section));
+    static_assert(xds::kBootstrapKeys.size() == 6, "the shared keys are listed above");
     XdsConfig xds;
     xds.line = section.position.line;
-    const Entry* servers = nullptr;
-    RETURN_IF_ERROR(requireEntry(section, "servers", &servers));
-    RETURN_IF_ERROR(forEachItem(
-        servers, "xds.servers",
-        [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
-          if (!item.IsScalar()) {
-            return fail(positionOf(item, list_position), path,
-                        fmt::format("expected \"host:port\", got {}", describeType(item)));
-          }
-          const std::string& text = item.Scalar();
-          size_t colon = text.rfind(':');
-          std::optional<uint64_t> port =
-              colon == std::string::npos ? std::nullopt : parseDecimal(text.substr(colon + 1));
-          if (colon == 0 || !port || *port == 0 || *port > 65535 ||
-              !isPrintableAscii(text, /*allow_space=*/false)) {
-            return fail(positionOf(item, list_position), path,
-                        fmt::format("'{}' is not host:port", text));
-          }
-          xds.servers.push_back(text);
-          return Status::ok();
-        }));
-    if (xds.servers.empty()) {
-      return fail(servers->valuePosition(), "xds.servers", "must list at least one server");
-    }
-
-    RETURN_IF_ERROR(readBool(section, "plaintext", &xds.plaintext));
-    RETURN_IF_ERROR(readBool(section, "delta", &xds.delta));
-    const Entry* tls = section.find("tls");
-    if (xds.plaintext && tls != nullptr) {
-      return fail(tls->key_position, "xds.tls", "not with plaintext: true (choose one)");
-    }
-    if (!xds.plaintext) {
-      if (tls == nullptr) {
-        return fail(section.position, "xds.tls",
-                    "missing (TLS needs ca_file; for plaintext h2c say plaintext: true)");
-      }
-      Mapping tls_section;
-      RETURN_IF_ERROR(openMapping(tls->value, "xds.tls", tls->valuePosition(),
-                                  {"ca_file", "server_name"}, &tls_section));
-      RETURN_IF_ERROR(readString(tls_section, "ca_file", Need::kRequired, &xds.ca_file));
-      RETURN_IF_ERROR(readString(tls_section, "server_name", Need::kOptional, &xds.server_name));
-    }
+    // The keys every xDS client shares (servers, tls, ...) have one parser (xds-api/client).
+    RETURN_IF_ERROR(xds::readBootstrap(entry->value, source_name_, "xds", section.position.line,
+                                       section.position.column, &xds));
 
     const Entry* workload = nullptr;
     RETURN_IF_ERROR(readString(section, "workload", Need::kRequired, &xds.workload, &workload));
@@ -1002,11 +949,6 @@ class ConfigReader {
                   fmt::format("'{}' differs from the workload's namespace '{}'", namespace_name,
                               xds.namespace_name));
     }
-    const Entry* id = nullptr;
-    RETURN_IF_ERROR(readString(section, "id", Need::kOptional, &xds.id, &id));
-    if (id != nullptr && (xds.id.empty() || !isPrintableAscii(xds.id, /*allow_space=*/false))) {
-      return fail(id->valuePosition(), "xds.id", "must be printable characters without spaces");
-    }
     RETURN_IF_ERROR(forEachItem(
         section.find("clusters"), "xds.clusters",
         [&](const YAML::Node& item, const std::string& path, Position list_position) -> Status {
@@ -1016,7 +958,6 @@ class ConfigReader {
           xds.clusters.push_back(item.Scalar());
           return Status::ok();
         }));
-    RETURN_IF_ERROR(readDurationMs(section, "connect_timeout_ms", 1, &xds.connect_timeout));
     config->xds = std::move(xds);
     return Status::ok();
   }
@@ -1316,16 +1257,16 @@ std::string configToJson(const ProxyConfig& config) {
     }
     if (config.xds) {
       const XdsConfig& xds = *config.xds;
-      json["xds"] = {{"servers", xds.servers},
-                     {"plaintext", xds.plaintext},
-                     {"delta", xds.delta},
-                     {"ca_file", xds.ca_file},
-                     {"server_name", xds.server_name},
-                     {"id", xds.id},
-                     {"workload", xds.workload},
-                     {"namespace", xds.namespace_name},
-                     {"clusters", xds.clusters},
-                     {"connect_timeout_ms", xds.connect_timeout.count()}};
+      json["xds"] = {
+          {"servers", xds.servers},   {"plaintext", xds.plaintext},
+          {"delta", xds.delta},       {"id", xds.id},
+          {"workload", xds.workload}, {"namespace", xds.namespace_name},
+          {"clusters", xds.clusters}, {"connect_timeout_ms", xds.connect_timeout.count()}};
+      // In the file's shape, so that the dump parses back (TLS only without plaintext).
+      if (!xds.plaintext) {
+        json["xds"]["tls"] = {{"ca_file", xds.ca_file}};
+        if (!xds.server_name.empty()) json["xds"]["tls"]["server_name"] = xds.server_name;
+      }
     }
     // Set only when chosen: the defaults (any device, GID by address) have no YAML spelling.
     if (!transport.rdma_device.empty()) json["transport"]["rdma_device"] = transport.rdma_device;

@@ -10,6 +10,7 @@
 
 #include "rdmesh/common/address.h"
 #include "rdmesh/common/status.h"
+#include "rdmesh/xds/bootstrap.h"
 
 namespace rdmesh::proxy {
 
@@ -104,17 +105,12 @@ struct ClusterConfig {
 
 // Dynamic configuration from rdmesh-xds (docs/xds.md). With it, listeners, clusters and peers
 // also come from the control plane, alongside (never instead of) the ones in the file.
-struct XdsConfig {
-  std::vector<std::string> servers;   // "host:port", tried in turn
-  bool plaintext = false;             // h2c (tests, trusted networks); otherwise TLS
-  bool delta = false;                 // incremental stream instead of state of the world
-  std::string ca_file;                // TLS: CA bundle that signs the server certificate
-  std::string server_name;            // TLS: name the certificate must carry (default: the host)
-  std::string id;                     // unique client id (default: "sidecar~<workload>~<node>")
+// The shared keys (servers, plaintext, delta, tls, id, connect_timeout_ms) are xds::Bootstrap;
+// id defaults to "sidecar~<workload>~<node>".
+struct XdsConfig : xds::Bootstrap {
   std::string workload;               // "<namespace>/<pod>"
   std::string namespace_name;         // the workload's namespace
   std::vector<std::string> clusters;  // clusters wanted beyond the workload's namespace
-  std::chrono::milliseconds connect_timeout{5000};
   int line = 0;
 };
 

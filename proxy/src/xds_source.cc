@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "rdmesh/xds/bootstrap.h"
+#include "rdmesh/xds/client_status.h"
+
 namespace rdmesh::proxy {
 
 namespace {
@@ -144,13 +147,7 @@ Result<std::unique_ptr<XdsConfigSource>> XdsConfigSource::create(event_base* bas
   std::unique_ptr<XdsConfigSource> source(new XdsConfigSource(boot, updater, stats));
 
   xds::ClientOptions options;
-  options.servers = settings.servers;
-  options.plaintext = settings.plaintext;
-  options.delta = settings.delta;
-  options.ca_file = settings.ca_file;
-  options.server_name = settings.server_name;
-  options.connect_timeout = settings.connect_timeout;
-  options.identity.id = settings.id;
+  xds::applyBootstrap(settings, &options);
   options.identity.role = xds::ClientRole::kSidecar;
   options.identity.node_name = boot.node.name;
   options.identity.workload = settings.workload;
@@ -234,34 +231,16 @@ Status XdsConfigSource::onResources(ResourceType type, const std::string& versio
 
 std::string XdsConfigSource::dumpJson() const {
   using Json = nlohmann::ordered_json;
-  Json types = Json::array();
-  if (client_) {
-    for (const xds::TypeStatus& s : client_->status()) {
-      Json entry = {{"type_url", std::string(xds::typeUrl(s.type))},
-                    {"version", s.acked_version},
-                    {"last_nonce", s.last_nonce},
-                    {"updates", s.updates},
-                    {"acks", s.acks},
-                    {"nacks", s.nacks}};
-      if (s.nacks > 0) {
-        entry["last_rejected"] = {{"version", s.rejected_version}, {"message", s.rejected_message}};
-      }
-      types.push_back(std::move(entry));
-    }
-  }
   Json listeners = Json::array();
   for (const ListenerConfig& l : dynamic_.listeners) listeners.push_back(l.name);
   Json clusters = Json::array();
   for (const ClusterConfig& c : dynamic_.clusters) clusters.push_back(c.name);
   Json peers = Json::array();
   for (const PeerConfig& p : dynamic_.peers) peers.push_back(p.name);
-  Json dynamic = {{"server", client_ ? client_->server() : ""},
-                  {"connected", client_ && client_->connected()},
-                  {"last_error", client_ ? client_->lastError() : ""},
-                  {"resources", std::move(types)},
-                  {"listeners", std::move(listeners)},
-                  {"clusters", std::move(clusters)},
-                  {"peers", std::move(peers)}};
+  Json dynamic = xds::clientStatusJson<Json>(client_.get());
+  dynamic["listeners"] = std::move(listeners);
+  dynamic["clusters"] = std::move(clusters);
+  dynamic["peers"] = std::move(peers);
   return Json{{"dynamic", std::move(dynamic)}}.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 

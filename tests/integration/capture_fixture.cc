@@ -149,7 +149,8 @@ void NodeAgent::start() {
     argv.push_back("--bpf");
     argv.push_back("false");
   }
-  proc_ = std::make_unique<Process>("rdmesh-node " + name_, argv, log);
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  proc_ = std::make_unique<Process>("rdmesh-node " + name_, argv, log, netns_);
   bool up = waitFor(
       [&] { return proc_->running() && !request(R"({"v":1,"op":"pod_list"})").empty(); }, 20s);
   if (!up) {

@@ -35,6 +35,11 @@ class NodeAgent {
  public:
   NodeAgent(std::string name, std::string dir, std::string cgroup, std::string pin_dir, bool bpf);
   ~NodeAgent();
+  // Runs the agent inside `netns` ("" = the test's) with `extra_args` (e.g. --xds-server ...).
+  void setLaunch(std::string netns, std::vector<std::string> extra_args) {
+    netns_ = std::move(netns);
+    extra_args_ = std::move(extra_args);
+  }
   void start();
   int terminate();  // SIGTERM; wait status
   // One request datagram, one reply (raw JSON text); "" if the socket does not answer.
@@ -48,6 +53,8 @@ class NodeAgent {
  private:
   std::string name_, dir_, cgroup_, pin_dir_, socket_, state_;
   bool bpf_;
+  std::string netns_;
+  std::vector<std::string> extra_args_;
   int starts_ = 0;
   std::unique_ptr<Process> proc_;
 };

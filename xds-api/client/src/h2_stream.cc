@@ -100,6 +100,14 @@ class H2Stream::Impl {
 
   void close(const Status& why) { fail(why); }
 
+  void finish() {
+    if (closed_) return;
+    finished_ = true;
+    send({});
+  }
+
+  int statusCode() const { return status_code_; }
+
   bool isOpen() const { return opened_ && !closed_; }
 
  private:
@@ -208,9 +216,11 @@ class H2Stream::Impl {
                         reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
                         value.size(), NGHTTP2_NV_FLAG_NONE};
     };
-    std::vector<nghttp2_nv> headers = {
-        header(":method", "POST"), header(":scheme", scheme), header(":authority", authority),
-        header(":path", target_.path), header("content-type", target_.content_type)};
+    std::vector<nghttp2_nv> headers = {header(":method", target_.method), header(":scheme", scheme),
+                                       header(":authority", authority),
+                                       header(":path", target_.path),
+                                       header("content-type", target_.content_type)};
+    for (const auto& [name, value] : target_.headers) headers.push_back(header(name, value));
     nghttp2_data_provider body{};
     body.read_callback = &Impl::readBody;
     stream_id_ =
@@ -265,6 +275,10 @@ class H2Stream::Impl {
                           uint32_t* flags, nghttp2_data_source*, void* user) {
     auto* self = static_cast<Impl*>(user);
     size_t available = self->pending_.size() - self->pending_offset_;
+    if (available == 0 && self->finished_) {
+      *flags = NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
     if (available == 0) {
       self->pending_.clear();
       self->pending_offset_ = 0;
@@ -299,7 +313,7 @@ class H2Stream::Impl {
     }
     if (frame->hd.stream_id != self->stream_id_) return 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
-      if (self->status_code_ != 200) {
+      if (self->status_code_ != 200 && !self->target_.unary) {
         self->fail(unavailable(fmt::format("{}: HTTP status {} for {}", self->target_.host,
                                            self->status_code_, self->target_.path)));
         return 0;
@@ -309,6 +323,10 @@ class H2Stream::Impl {
       if (self->callbacks_.on_open) self->callbacks_.on_open();
     }
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !self->closed_) {
+      if (self->target_.unary && self->opened_) {
+        self->fail(Status::ok());  // the whole response has arrived
+        return 0;
+      }
       self->fail(unavailable(fmt::format("{}: the server ended the stream", self->target_.host)));
     }
     return 0;
@@ -344,6 +362,7 @@ class H2Stream::Impl {
   std::string pending_;  // request body not yet taken by nghttp2
   size_t pending_offset_ = 0;
   bool deferred_ = false;
+  bool finished_ = false;  // the request body has ended (unary)
   bool in_receive_ = false;
   bool opened_ = false;
   bool closed_ = false;
@@ -361,6 +380,12 @@ void H2Stream::open(const H2Target& target) {
 }
 void H2Stream::send(std::string bytes) {
   impl_->send(bytes);
+}
+void H2Stream::finish() {
+  impl_->finish();
+}
+int H2Stream::statusCode() const {
+  return impl_->statusCode();
 }
 void H2Stream::close(const Status& why) {
   impl_->close(why);

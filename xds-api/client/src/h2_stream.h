@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "rdmesh/common/status.h"
 
@@ -25,6 +27,12 @@ struct H2Target {
   std::string path;  // ":path" of the request
   std::string authority;
   std::string content_type;
+  std::string method = "POST";
+  std::vector<std::pair<std::string, std::string>> headers;  // beyond the pseudo-headers
+  // One request, one response (the registration API): any :status opens the stream, the
+  // request body ends at finish(), and the server's END_STREAM completes it (on_closed(OK)).
+  // Otherwise the long-lived discovery stream: only 200 opens it and END_STREAM is an error.
+  bool unary = false;
   std::shared_ptr<const TlsContext> tls;  // null: h2c with prior knowledge
   std::string tls_server_name;            // expected certificate name (default: host)
   std::chrono::milliseconds connect_timeout{5000};
@@ -36,7 +44,7 @@ Result<std::pair<std::string, uint16_t>> splitHostPort(std::string_view text);
 class H2Stream {
  public:
   struct Callbacks {
-    std::function<void()> on_open;                        // response headers, :status 200
+    std::function<void()> on_open;  // response headers (:status 200 unless unary)
     std::function<void(std::string_view bytes)> on_data;  // response body bytes
     // The stream or the connection ended; called once, never from inside send() or close().
     std::function<void(const Status& why)> on_closed;
@@ -51,6 +59,10 @@ class H2Stream {
   void open(const H2Target& target);
   // Appends to the request body.
   void send(std::string bytes);
+  // Ends the request body (unary requests).
+  void finish();
+  // The response's :status (0 before the headers arrive).
+  int statusCode() const;
   // Resets the stream and drops the connection; on_closed(why) follows from the loop.
   void close(const Status& why);
   bool isOpen() const;

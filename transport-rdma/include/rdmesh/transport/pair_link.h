@@ -48,7 +48,7 @@ struct LinkEvent {
     kWriteDone,     // our write `cookie` and every write posted before it have completed
     kControl,       // a control message from the peer agent (bytes in `control`)
   };
-  Type type;
+  Type type = Type::kWriteArrived;
   uint32_t imm = 0;                // kWriteArrived: the immediate as posted by the peer
   uint32_t byte_len = 0;           // kWriteArrived: bytes written
   uint64_t cookie = 0;             // kWriteDone
@@ -105,7 +105,7 @@ class PairLink {
   virtual void afterWakeup() = 0;
 };
 
-inline constexpr size_t kMaxLinkControlBytes = 16 * 1024;
+inline constexpr size_t kMaxLinkControlBytes = size_t{16} * 1024;
 
 struct LinkDomainOptions {
   std::string node_name;

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "wire_encoding.h"
+
 namespace rdmesh::transport {
 
 bool isValidNodeName(std::string_view name) {
@@ -27,10 +29,7 @@ std::vector<std::byte> encodeHello(const Hello& hello) {
   h.control_ring_bytes = hello.geometry.control_ring_bytes;
   h.recv_depth = hello.geometry.recv_depth;
   h.keepalive_timeout_ms = hello.geometry.keepalive_timeout_ms;
-  std::vector<std::byte> out(sizeof(h) + hello.node_name.size());
-  std::memcpy(out.data(), &h, sizeof(h));
-  std::memcpy(out.data() + sizeof(h), hello.node_name.data(), hello.node_name.size());
-  return out;
+  return headerWithTail(h, hello.node_name);
 }
 
 Result<size_t> helloSize(std::span<const std::byte> header_bytes) {

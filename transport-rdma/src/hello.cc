@@ -106,15 +106,20 @@ Result<Hello> parseHello(std::span<const std::byte> bytes) {
   return hello;
 }
 
-Result<uint16_t> negotiateVersion(const Hello& local, const Hello& remote) {
-  uint16_t high = std::min(local.version_max, remote.version_max);
-  uint16_t low = std::max(local.version_min, remote.version_min);
+Result<uint16_t> negotiateVersionRange(uint16_t our_min, uint16_t our_max, uint16_t their_min,
+                                       uint16_t their_max, const char* what) {
+  uint16_t high = std::min(our_max, their_max);
+  uint16_t low = std::max(our_min, their_min);
   if (high < low) {
-    return protocolError(fmt::format("no common protocol version: we speak {}..{}, peer {}..{}",
-                                     local.version_min, local.version_max, remote.version_min,
-                                     remote.version_max));
+    return protocolError(fmt::format("no common {} version: we speak {}..{}, peer {}..{}", what,
+                                     our_min, our_max, their_min, their_max));
   }
   return high;
+}
+
+Result<uint16_t> negotiateVersion(const Hello& local, const Hello& remote) {
+  return negotiateVersionRange(local.version_min, local.version_max, remote.version_min,
+                               remote.version_max, "protocol");
 }
 
 }  // namespace rdmesh::transport

@@ -73,14 +73,8 @@ Result<LinkHello> parseLinkHello(std::span<const std::byte> bytes) {
 }
 
 Result<uint16_t> negotiateLinkVersion(const LinkHello& local, const LinkHello& remote) {
-  uint16_t high = std::min(local.version_max, remote.version_max);
-  uint16_t low = std::max(local.version_min, remote.version_min);
-  if (high < low) {
-    return protocolError(fmt::format("no common link version: we speak {}..{}, peer {}..{}",
-                                     local.version_min, local.version_max, remote.version_min,
-                                     remote.version_max));
-  }
-  return high;
+  return negotiateVersionRange(local.version_min, local.version_max, remote.version_min,
+                               remote.version_max, "link");
 }
 
 Status checkLinkFrameHeader(const wl::LinkFrameHeader& h) {

@@ -202,14 +202,13 @@ Result<bool> TcpPairLink::readDirect(LinkEvent& out) {
 
 Result<size_t> TcpPairLink::poll(std::vector<LinkEvent>& out, size_t max_events) {
   if (!broken_) return broken_;
-  // On an error nothing is appended: the link is lost with whatever it held.
-  const size_t before = out.size();
-  auto lost = [&](Status status) {
-    out.resize(before);
+  size_t n = 0;
+  // The link is lost: what arrived before goes out first, the error with the next call.
+  auto lost = [&](Status status) -> Result<size_t> {
     broken_ = std::move(status);
+    if (n > 0) return n;
     return broken_;
   };
-  size_t n = 0;
   if (done_pending_ && n < max_events) {
     out.push_back(LinkEvent::writeDone(done_cookie_));
     done_pending_ = false;

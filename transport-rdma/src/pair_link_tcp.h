@@ -40,7 +40,7 @@ class TcpPairLink : public PairLink {
   int eventFd() const override { return fd_.get(); }
   int livenessFd() const override { return fd_.get(); }
   bool pollsUsefully() const override { return false; }
-  bool hasBufferedEvents() const override { return done_pending_ || hasWholeFrame(); }
+  bool hasBufferedEvents() const override { return done_pending_ || hasWholeFrame() || !broken_; }
   bool prepareToSleep() override { return !hasBufferedEvents(); }
   void afterWakeup() override {}
 

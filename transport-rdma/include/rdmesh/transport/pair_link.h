@@ -93,7 +93,8 @@ class PairLink {
   virtual bool wantsWritable() const = 0;
 
   // Non-blocking: appends up to max_events events to `out` and returns how many. An error means
-  // the link is lost (the peer died, a QP error, a protocol error); nothing is appended then.
+  // the link is lost (the peer died, a QP error, a protocol error); what arrived before it is
+  // returned first, and the error by the next call (hasBufferedEvents() says to make it).
   virtual Result<size_t> poll(std::vector<LinkEvent>& out, size_t max_events) = 0;
 
   // Readable when events may be pending; the same sleep protocol as FabricConnection.

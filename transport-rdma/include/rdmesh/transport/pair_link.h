@@ -49,7 +49,7 @@ struct LinkEvent {
     // be reused (verbs: acknowledged by the peer's RNIC; tcp: in our socket's kernel buffer).
     // One event may cover several writes; every cookie is covered by exactly one event.
     kWriteDone,
-    kControl,       // a control message from the peer agent (bytes in `control`)
+    kControl,  // a control message from the peer agent (bytes in `control`)
   };
   Type type = Type::kWriteArrived;
   uint32_t imm = 0;                // kWriteArrived: the immediate as posted by the peer

@@ -9,7 +9,6 @@
 //          bytes); the first bad header (unknown key, out of bounds, bad type...) is a protocol
 //          error; a clean end of stream, possibly inside a frame, is "peer closed". Every frame
 //          before the error is delivered first (the error comes with the next poll()).
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +25,7 @@
 #include "rdmesh/transport/link_codec.h"
 #include "rdmesh/transport/link_wire.h"
 #include "rdmesh/transport/pair_link.h"
+#include "socket_feeder.h"
 
 namespace {
 
@@ -154,25 +154,15 @@ void fuzzFrames(const uint8_t* data, size_t size) {
   if (!accepted.isOk()) failProperty("accept", accepted.status().message());
   PairLink& link = *accepted.value();
   const uint32_t key = link.describe(*t.reg).key;
-  ::fcntl(peer, F_SETFL, ::fcntl(peer, F_GETFL) | O_NONBLOCK);
+  rdmesh::fuzz::SocketFeeder feeder(peer, data, size);
 
   const Expectation expect = model(data, size, key);
   std::vector<std::byte> shadow(kAreaBytes);  // what the memory must hold after the arrivals
-  size_t sent = 0;
-  bool shut = false;
   size_t arrived = 0;
   std::vector<LinkEvent> events;
-  const size_t max_polls = 4 * size + 1000;  // each poll delivers, reads, or waits for the sender
   for (size_t polls = 0;; ++polls) {
-    if (polls > max_polls) failProperty("poll() makes no progress");
-    if (sent < size) {
-      ssize_t n = ::send(peer, data + sent, size - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) sent += static_cast<size_t>(n);
-    }
-    if (sent == size && !shut) {
-      ::shutdown(peer, SHUT_WR);
-      shut = true;
-    }
+    if (polls > feeder.maxPolls()) failProperty("poll() makes no progress");
+    feeder.feed();
     events.clear();
     auto n = link.poll(events, 64);
     if (!n.isOk()) {
@@ -183,7 +173,7 @@ void fuzzFrames(const uint8_t* data, size_t size) {
         }
         if (arrived != expect.frames.size()) failProperty("frames before the bad one lost");
       } else {
-        if (st.code() != StatusCode::kUnavailable || !shut) {
+        if (st.code() != StatusCode::kUnavailable || !feeder.shut()) {
           failProperty("expected 'peer closed' at the end of the stream", st.message());
         }
         if (arrived != expect.frames.size()) failProperty("frames lost before the end");

@@ -4,7 +4,6 @@
 // it reports an error. A simple model of the framing predicts the outcome: every whole valid frame
 // is completed in order with its bytes at its offset; the first bad frame header is a protocol
 // error; a clean end of stream (possibly inside a frame) is "peer closed".
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include "rdmesh/transport/fabric.h"
 #include "rdmesh/transport/hello.h"
 #include "rdmesh/transport/wire.h"
+#include "socket_feeder.h"
 
 namespace {
 
@@ -103,27 +103,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                   std::chrono::steady_clock::now() + std::chrono::seconds(5));
   if (!accepted.isOk()) failProperty("accept", accepted.status().message());
   FabricConnection& conn = *accepted.value();
-  ::fcntl(peer, F_SETFL, ::fcntl(peer, F_GETFL) | O_NONBLOCK);
+  rdmesh::fuzz::SocketFeeder feeder(peer, data, size);
 
   auto area = conn.receiveArea();
   const Expectation expect = model(data, size, area.size());
   std::vector<std::byte> shadow(area.size());  // what the area must hold after the completions
 
-  size_t sent = 0;
-  bool shut = false;
   size_t completed = 0;
   Completion buf[64];
-  const size_t max_polls = 4 * size + 1000;  // each poll completes, reads, or waits for the sender
   for (size_t polls = 0;; ++polls) {
-    if (polls > max_polls) failProperty("poll() makes no progress");
-    if (sent < size) {
-      ssize_t n = ::send(peer, data + sent, size - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) sent += static_cast<size_t>(n);
-    }
-    if (sent == size && !shut) {
-      ::shutdown(peer, SHUT_WR);
-      shut = true;
-    }
+    if (polls > feeder.maxPolls()) failProperty("poll() makes no progress");
+    feeder.feed();
     auto n = conn.poll(buf);
     if (!n.isOk()) {
       const Status& st = n.status();
@@ -133,7 +123,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // Completions of the poll() that hit the bad frame may be dropped with it.
         if (completed > expect.frames.size()) failProperty("completed past the bad frame");
       } else {
-        if (st.code() != StatusCode::kUnavailable || !shut) {
+        if (st.code() != StatusCode::kUnavailable || !feeder.shut()) {
           failProperty("expected 'peer closed' at the end of the stream", st.message());
         }
         if (completed != expect.frames.size()) failProperty("frames lost before the end");

@@ -182,6 +182,11 @@ write("fuzz_pair_link", "frames-valid-mixed", b"\x01" + link_frame(1, DATA, 1, b
       + link_frame(1, DATA, 1, bytes(range(256)) * 64, 0))
 write("fuzz_pair_link", "frames-valid-large-cut", b"\x01" + link_frame(1, DATA, 1, b"x" * 9000,
                                                                       30000)[:5000])
+# Whole frames, then a large write cut off mid-payload: its first bytes may land before (and
+# without) an arrival, as with RDMA; the fuzzer found the first model missing that.
+write("fuzz_pair_link", "frames-valid-then-large-cut", b"\x01" + link_frame(1, DATA, 1, b"hello", 100)
+      + link_frame(2, payload=b"open session 7")
+      + link_frame(1, DATA, 1, bytes(range(256)) * 64, 0)[:9000])
 write("fuzz_pair_link", "frames-invalid-unknown-key", b"\x01" + link_frame(1, DATA, 2, b"abc"))
 write("fuzz_pair_link", "frames-invalid-out-of-bounds", b"\x01" + link_frame(1, DATA, 1, b"abc",
                                                                             65534))

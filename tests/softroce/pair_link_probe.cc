@@ -1,9 +1,13 @@
 // pair_link_probe: two node agents' LinkDomains across the Soft-RoCE bed's guests, without the
 // agent around them. The dialer registers BYTES of seeded memory and writes all of it into the
 // acceptor's registered memory (contiguous pieces of 64 KiB, plus inline-sized, odd and
-// zero-length ones), with a control message every 256 writes; the acceptor checks every arrival's
+// zero-length ones), with a control message every 16 writes (more than a verbs link's 64 control
+// slots are in flight: credits and the backlog are exercised); the acceptor checks every arrival's
 // immediate and byte count in order, every control message's position among the writes, and at
-// the end the hash of its memory against the dialer's, and answers on the link.
+// the end the hash of its memory against the dialer's, and answers on the link. Last, the dialer
+// writes past the end of what the acceptor registered (it lies about the size to its own link):
+// the link must end with an error (verbs: the RNIC's remote access error; tcp: the acceptor
+// refuses the frame and hangs up), never a write into memory nobody registered.
 //
 //   pair_link_probe serve LISTEN_ADDR NODE EXPECT       EXPECT: verbs | tcp (the link kind)
 //   pair_link_probe dial PEER_ADDR NODE BYTES EXPECT
@@ -27,7 +31,9 @@ using namespace rdmesh;
 using namespace rdmesh::transport;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMarkEvery = 256;
+// Often enough that more control messages are in flight than the verbs link's 64 control slots
+// hold: credits and the control backlog are exercised, not just the first slots.
+constexpr size_t kMarkEvery = 16;
 
 struct Piece {
   uint64_t offset;
@@ -206,7 +212,10 @@ int serve(const std::string& address, const std::string& node, const std::string
       for (;;) {
         events.clear();
         Status s = waitEvents(l, events, Clock::now() + std::chrono::seconds(30));
-        if (!s) return ok ? 0 : 1;
+        if (!s) {
+          std::printf("link ended: %s\n", s.message().c_str());
+          return ok ? 0 : 1;
+        }
       }
     }
     events.clear();
@@ -309,8 +318,37 @@ int dial(const std::string& address, const std::string& node, uint64_t total,
   char expected[64];
   std::snprintf(expected, sizeof(expected), "ok %lu ", hash);
   if (answer.rfind(expected, 0) != 0) return fail("acceptor says: " + answer);
-  std::printf("link=%s bytes=%lu writes=%zu write_done_events=%zu MB/s=%.1f%s\n", kind.c_str(),
-              total, pieces.size(), dones, total / seconds / 1e6,
+
+  // A write past the end of the acceptor's registration must end the link.
+  RemoteMemory lie = dst;
+  lie.bytes += 4096;
+  if (Status s = l.postWrite(*src, 0, 4096, lie, dst.bytes, pieces.back().imm, pieces.size() + 1);
+      !s) {
+    return fail("postWrite past the end: " + s.message());
+  }
+  Status bad;
+  auto bad_until = Clock::now() + std::chrono::seconds(30);
+  while (bad.isOk()) {
+    events.clear();
+    bad = waitEvents(l, events, bad_until);
+    for (const LinkEvent& e : events) {
+      // (tcp reports kWriteDone once the frame is in the kernel: the source may be reused; it
+      // says nothing about the peer accepting it.)
+      if (e.type == LinkEvent::Type::kWriteDone && e.cookie > pieces.size() &&
+          l.kind() == wire::FabricKind::kVerbs) {
+        return fail("a write past the registration completed");
+      }
+    }
+  }
+  if (bad.code() == StatusCode::kTimeout)
+    return fail("a write past the registration went unnoticed");
+  if (l.kind() == wire::FabricKind::kVerbs &&
+      bad.message().find("remote access") == std::string::npos) {
+    return fail("expected a remote access error, got: " + bad.message());
+  }
+  std::printf("link=%s MiB=%lu MB/s=%.1f writes=%zu done_events=%zu past_end=\"%s\"%s\n",
+              kind.c_str(), total >> 20, total / seconds / 1e6, pieces.size(), dones,
+              bad.message().c_str(),
               l.fallbackReason().empty() ? "" : (" reason=" + l.fallbackReason()).c_str());
   return 0;
 }

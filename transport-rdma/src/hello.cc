@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "wire_encoding.h"
+
 namespace rdmesh::transport {
 
 bool isValidNodeName(std::string_view name) {
@@ -27,10 +29,7 @@ std::vector<std::byte> encodeHello(const Hello& hello) {
   h.control_ring_bytes = hello.geometry.control_ring_bytes;
   h.recv_depth = hello.geometry.recv_depth;
   h.keepalive_timeout_ms = hello.geometry.keepalive_timeout_ms;
-  std::vector<std::byte> out(sizeof(h) + hello.node_name.size());
-  std::memcpy(out.data(), &h, sizeof(h));
-  std::memcpy(out.data() + sizeof(h), hello.node_name.data(), hello.node_name.size());
-  return out;
+  return headerWithTail(h, hello.node_name);
 }
 
 Result<size_t> helloSize(std::span<const std::byte> header_bytes) {
@@ -107,15 +106,20 @@ Result<Hello> parseHello(std::span<const std::byte> bytes) {
   return hello;
 }
 
-Result<uint16_t> negotiateVersion(const Hello& local, const Hello& remote) {
-  uint16_t high = std::min(local.version_max, remote.version_max);
-  uint16_t low = std::max(local.version_min, remote.version_min);
+Result<uint16_t> negotiateVersionRange(uint16_t our_min, uint16_t our_max, uint16_t their_min,
+                                       uint16_t their_max, const char* what) {
+  uint16_t high = std::min(our_max, their_max);
+  uint16_t low = std::max(our_min, their_min);
   if (high < low) {
-    return protocolError(fmt::format("no common protocol version: we speak {}..{}, peer {}..{}",
-                                     local.version_min, local.version_max, remote.version_min,
-                                     remote.version_max));
+    return protocolError(fmt::format("no common {} version: we speak {}..{}, peer {}..{}", what,
+                                     our_min, our_max, their_min, their_max));
   }
   return high;
+}
+
+Result<uint16_t> negotiateVersion(const Hello& local, const Hello& remote) {
+  return negotiateVersionRange(local.version_min, local.version_max, remote.version_min,
+                               remote.version_max, "protocol");
 }
 
 }  // namespace rdmesh::transport

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "rdmesh/transport/hello.h"
+#include "wire_encoding.h"
 
 namespace rdmesh::transport {
 
@@ -17,10 +18,7 @@ std::vector<std::byte> encodeLinkHello(const LinkHello& hello) {
   h.version_max = hello.version_max;
   h.fabric_kind = static_cast<uint16_t>(hello.fabric);
   h.node_name_bytes = static_cast<uint16_t>(hello.node_name.size());
-  std::vector<std::byte> out(sizeof(h) + hello.node_name.size());
-  std::memcpy(out.data(), &h, sizeof(h));
-  std::memcpy(out.data() + sizeof(h), hello.node_name.data(), hello.node_name.size());
-  return out;
+  return headerWithTail(h, hello.node_name);
 }
 
 Result<size_t> linkHelloSize(std::span<const std::byte> header_bytes) {
@@ -75,14 +73,8 @@ Result<LinkHello> parseLinkHello(std::span<const std::byte> bytes) {
 }
 
 Result<uint16_t> negotiateLinkVersion(const LinkHello& local, const LinkHello& remote) {
-  uint16_t high = std::min(local.version_max, remote.version_max);
-  uint16_t low = std::max(local.version_min, remote.version_min);
-  if (high < low) {
-    return protocolError(fmt::format("no common link version: we speak {}..{}, peer {}..{}",
-                                     local.version_min, local.version_max, remote.version_min,
-                                     remote.version_max));
-  }
-  return high;
+  return negotiateVersionRange(local.version_min, local.version_max, remote.version_min,
+                               remote.version_max, "link");
 }
 
 Status checkLinkFrameHeader(const wl::LinkFrameHeader& h) {

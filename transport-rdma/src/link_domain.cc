@@ -17,24 +17,14 @@ namespace rdmesh::transport {
 
 namespace {
 
-Result<LinkHello> recvLinkHello(int fd, Deadline deadline) {
-  std::vector<std::byte> buf(sizeof(wire::link::LinkHelloHeader));
-  if (Status s = recvAll(fd, buf, deadline); !s) return s;
-  auto size = linkHelloSize(buf);
-  if (!size) return size.status();
-  size_t header = buf.size();
-  buf.resize(*size);
-  if (Status s = recvAll(fd, std::span(buf).subspan(header), deadline); !s) return s;
-  return parseLinkHello(buf);
-}
-
 // The dialer speaks first; the acceptor answers only a valid LinkHello.
 Result<LinkHello> exchangeLinkHello(int fd, const LinkHello& ours, bool dialer, Deadline deadline) {
   auto encoded = encodeLinkHello(ours);
   if (dialer) {
     if (Status s = sendAll(fd, encoded, deadline); !s) return s;
   }
-  auto peer = recvLinkHello(fd, deadline);
+  auto peer =
+      recvMessage(fd, sizeof(wire::link::LinkHelloHeader), linkHelloSize, parseLinkHello, deadline);
   if (!peer) return peer.status();
   if (auto version = negotiateLinkVersion(ours, *peer); !version) return version.status();
   if (!dialer) {

@@ -137,34 +137,32 @@ Status TcpPairLink::flush() {
 // ---------------------------------------------------------------- receive side
 
 bool TcpPairLink::hasWholeFrame() const {
-  size_t avail = in_end_ - in_begin_;
-  if (direct_.active || avail < sizeof(wl::LinkFrameHeader)) return false;
   wl::LinkFrameHeader h{};
-  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+  if (direct_.active || !in_.peek(&h)) return false;
+  size_t avail = in_.available();
   // A bad header counts too (poll() reports it), and so does a large write that will go direct.
   return avail - sizeof(h) >= h.length || !checkLinkFrameHeader(h) ||
          (h.type == static_cast<uint8_t>(wl::FrameType::kWrite) && h.length >= kDirectPayloadBytes);
 }
 
 Result<bool> TcpPairLink::takeFrame(LinkEvent& out) {
-  size_t avail = in_end_ - in_begin_;
-  if (avail < sizeof(wl::LinkFrameHeader)) return false;
   wl::LinkFrameHeader h{};
-  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+  if (!in_.peek(&h)) return false;
   if (Status s = checkLinkFrameHeader(h); !s) return s;
-  const std::byte* payload = in_.data() + in_begin_ + sizeof(h);
+  size_t avail = in_.available();
+  const std::byte* payload = in_.data() + sizeof(h);
   bool whole = avail - sizeof(h) >= h.length;
   if (h.type == static_cast<uint8_t>(wl::FrameType::kControl)) {
     if (!whole) return false;
     out = LinkEvent::controlMessage({payload, payload + h.length});
-    in_begin_ += sizeof(h) + h.length;
+    in_.consume(sizeof(h) + h.length);
     return true;
   }
   auto dest = core_->resolve(h.key, h.offset, h.length);
   if (!dest) return protocolError("tcp link: " + dest.status().message());
   if (whole) {
     if (h.length) std::memcpy(*dest, payload, h.length);
-    in_begin_ += sizeof(h) + h.length;
+    in_.consume(sizeof(h) + h.length);
     out = LinkEvent::writeArrived(h.imm, h.length);
     return true;
   }
@@ -174,7 +172,7 @@ Result<bool> TcpPairLink::takeFrame(LinkEvent& out) {
     size_t have = avail - sizeof(h);
     std::memcpy(*dest, payload, have);
     direct_ = {true, h, static_cast<uint32_t>(have)};
-    in_begin_ = in_end_ = 0;
+    in_.clear();
   }
   return false;
 }
@@ -192,21 +190,11 @@ Result<bool> TcpPairLink::readDirect(LinkEvent& out) {
                     "was arriving ({})",
                     h.key, dest.status().message()));
   }
-  size_t need = h.length - direct_.done;
-  iovec iov[2] = {{*dest + direct_.done, need}, {in_.data(), sizeof(wl::LinkFrameHeader)}};
-  ssize_t got = ::readv(fd_.get(), iov, 2);
-  if (got == 0) return unavailable("tcp link: the peer closed the connection");
-  if (got < 0) {
-    if (errno == EAGAIN || errno == EINTR) return false;
-    return unavailable(errnoText("tcp link recv"));
-  }
-  auto bytes = static_cast<size_t>(got);
-  if (bytes < need) {
-    direct_.done += static_cast<uint32_t>(bytes);
-    return false;
-  }
-  in_begin_ = 0;
-  in_end_ = bytes - need;
+  auto got = in_.readDirect(fd_.get(), *dest + direct_.done, h.length - direct_.done,
+                            sizeof(wl::LinkFrameHeader), "tcp link");
+  if (!got) return got.status();
+  direct_.done += static_cast<uint32_t>(*got);
+  if (direct_.done < h.length) return false;
   direct_.active = false;
   out = LinkEvent::writeArrived(h.imm, h.length);
   return true;
@@ -214,14 +202,13 @@ Result<bool> TcpPairLink::readDirect(LinkEvent& out) {
 
 Result<size_t> TcpPairLink::poll(std::vector<LinkEvent>& out, size_t max_events) {
   if (!broken_) return broken_;
-  // On an error nothing is appended: the link is lost with whatever it held.
-  const size_t before = out.size();
-  auto lost = [&](Status status) {
-    out.resize(before);
+  size_t n = 0;
+  // The link is lost: what arrived before goes out first, the error with the next call.
+  auto lost = [&](Status status) -> Result<size_t> {
     broken_ = std::move(status);
+    if (n > 0) return n;
     return broken_;
   };
-  size_t n = 0;
   if (done_pending_ && n < max_events) {
     out.push_back(LinkEvent::writeDone(done_cookie_));
     done_pending_ = false;
@@ -246,21 +233,10 @@ Result<size_t> TcpPairLink::poll(std::vector<LinkEvent>& out, size_t max_events)
     }
     if (direct_.active) continue;
     if (read_once) break;
-    // Make room: move the partial frame to the front.
-    if (in_begin_ > 0) {
-      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
-      in_end_ -= in_begin_;
-      in_begin_ = 0;
-    }
-    ssize_t r = ::recv(fd_.get(), in_.data() + in_end_, in_.size() - in_end_, MSG_DONTWAIT);
     read_once = true;
-    if (r > 0) {
-      in_end_ += static_cast<size_t>(r);
-      continue;
-    }
-    if (r == 0) return lost(unavailable("tcp link: the peer closed the connection"));
-    if (errno == EAGAIN || errno == EINTR) break;
-    return lost(unavailable(errnoText("tcp link recv")));
+    auto more = in_.readOnce(fd_.get(), "tcp link");
+    if (!more) return lost(more.status());
+    if (!*more) break;
   }
   return n;
 }

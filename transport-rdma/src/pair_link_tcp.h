@@ -13,6 +13,7 @@
 #include "link_domain_core.h"
 #include "rdmesh/transport/link_wire.h"
 #include "rdmesh/transport/pair_link.h"
+#include "stream_input.h"
 #include "unix_fd.h"
 
 namespace rdmesh::transport {
@@ -39,7 +40,7 @@ class TcpPairLink : public PairLink {
   int eventFd() const override { return fd_.get(); }
   int livenessFd() const override { return fd_.get(); }
   bool pollsUsefully() const override { return false; }
-  bool hasBufferedEvents() const override { return done_pending_ || hasWholeFrame(); }
+  bool hasBufferedEvents() const override { return done_pending_ || hasWholeFrame() || !broken_; }
   bool prepareToSleep() override { return !hasBufferedEvents(); }
   void afterWakeup() override {}
 
@@ -80,9 +81,7 @@ class TcpPairLink : public PairLink {
     wire::link::LinkFrameHeader header{};
     uint32_t done = 0;  // payload bytes already in the target
   } direct_;
-  std::vector<std::byte> in_;  // bytes read from the socket, not yet parsed
-  size_t in_begin_ = 0;
-  size_t in_end_ = 0;
+  StreamInput in_;
 };
 
 }  // namespace rdmesh::transport

@@ -13,7 +13,7 @@ namespace rdmesh::transport {
 
 namespace wl = wire::link;
 
-Result<VerbsLinkQp> openLinkQp(std::shared_ptr<LinkDomainCore> core,
+Result<VerbsLinkQp> openLinkQp(const std::shared_ptr<LinkDomainCore>& core,
                                const LinkDomainOptions& options, int socket_fd) {
   auto wanted = gidForSocket(socket_fd);
   if (!wanted) return wanted.status();

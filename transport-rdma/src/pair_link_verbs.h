@@ -44,7 +44,7 @@ struct VerbsLinkQp {
 
 // Creates the link's QP on the domain (GID by the bootstrap socket's local address), posts its
 // receive WQEs and moves it to INIT; the error says why this link cannot run RDMA.
-Result<VerbsLinkQp> openLinkQp(std::shared_ptr<LinkDomainCore> core,
+Result<VerbsLinkQp> openLinkQp(const std::shared_ptr<LinkDomainCore>& core,
                                const LinkDomainOptions& options, int socket_fd);
 // Our offer for the peer: QP, GID, control ring.
 VerbsPeerInfo linkOffer(const VerbsLinkQp& q);

@@ -264,8 +264,10 @@ Result<size_t> VerbsPairLink::poll(std::vector<LinkEvent>& out, size_t max_event
     ready_head_ = 0;
     reapCq(std::max(max_events, kPollBatch));
   }
-  if (Status s = settle(); !s) return s;
+  settle();
+  // After an error, what completed before it goes out first; the error with the next call.
   size_t n = std::min(max_events, ready_.size() - ready_head_);
+  if (n == 0 && !broken_) return broken_;
   for (size_t i = 0; i < n; ++i) out.push_back(std::move(ready_[ready_head_ + i]));
   ready_head_ += n;
   return n;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "rdmesh/transport/fabric.h"
+#include "stream_input.h"
 #include "unix_fd.h"
 
 namespace rdmesh::transport {
@@ -68,9 +69,7 @@ class TcpConnection : public FabricConnection {
     uint32_t done = 0;  // payload bytes already in the area
   } direct_;
 
-  std::vector<std::byte> in_;  // bytes read from the socket, not yet parsed
-  size_t in_begin_ = 0;
-  size_t in_end_ = 0;
+  StreamInput in_;
 };
 
 }  // namespace rdmesh::transport

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <cerrno>
 #include <cstring>
@@ -75,11 +74,9 @@ Status TcpConnection::flush() {
 }
 
 bool TcpConnection::hasWholeFrame() const {
-  size_t avail = in_end_ - in_begin_;
-  if (direct_.active || avail < sizeof(wire::TcpFrameHeader)) return false;
   wire::TcpFrameHeader h{};
-  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
-  return avail >= sizeof(h) + h.length;  // a bad header counts too: poll() reports it
+  if (direct_.active || !in_.peek(&h)) return false;
+  return in_.available() >= sizeof(h) + h.length;  // a bad header counts too: poll() reports it
 }
 
 Status TcpConnection::checkHeader(const wire::TcpFrameHeader& h) {
@@ -96,16 +93,15 @@ Status TcpConnection::checkHeader(const wire::TcpFrameHeader& h) {
 }
 
 Result<bool> TcpConnection::takeFrame(Completion& out) {
-  size_t avail = in_end_ - in_begin_;
-  if (avail < sizeof(wire::TcpFrameHeader)) return false;
   wire::TcpFrameHeader h{};
-  std::memcpy(&h, in_.data() + in_begin_, sizeof(h));
+  if (!in_.peek(&h)) return false;
   if (Status s = checkHeader(h); !s) return s;
-  std::byte* payload = in_.data() + in_begin_ + sizeof(h);
+  size_t avail = in_.available();
+  const std::byte* payload = in_.data() + sizeof(h);
   std::byte* dest = area_->bytes().data() + h.remote_offset;
   if (avail >= sizeof(h) + h.length) {
     std::memcpy(dest, payload, h.length);
-    in_begin_ += sizeof(h) + h.length;
+    in_.consume(sizeof(h) + h.length);
     out = {h.imm, h.length};
     return true;
   }
@@ -115,32 +111,20 @@ Result<bool> TcpConnection::takeFrame(Completion& out) {
     size_t have = avail - sizeof(h);
     std::memcpy(dest, payload, have);
     direct_ = {true, h, static_cast<uint32_t>(have)};
-    in_begin_ = in_end_ = 0;
+    in_.clear();
   }
   return false;
 }
 
-// One readv(): the rest of the large payload into the ring, and whatever follows into the input
-// buffer (only a header's worth when the stream is bulk, so the next payload can go direct too).
+// One readv(): the rest of the large payload into the ring, and the next frame header into the
+// input buffer (so that the next payload of a bulk stream can go direct too).
 Result<bool> TcpConnection::readDirect(Completion& out) {
   const wire::TcpFrameHeader& h = direct_.header;
-  size_t need = h.length - direct_.done;
-  iovec iov[2] = {
-      {area_->bytes().data() + h.remote_offset + direct_.done, need},
-      {in_.data(), h.length >= kDirectPayloadBytes ? sizeof(wire::TcpFrameHeader) : in_.size()}};
-  ssize_t got = ::readv(fd_.get(), iov, 2);
-  if (got == 0) return unavailable("tcp fabric: peer closed the connection");
-  if (got < 0) {
-    if (errno == EAGAIN || errno == EINTR) return false;
-    return unavailable(errnoText("tcp fabric recv"));
-  }
-  auto bytes = static_cast<size_t>(got);
-  if (bytes < need) {
-    direct_.done += static_cast<uint32_t>(bytes);
-    return false;
-  }
-  in_begin_ = 0;
-  in_end_ = bytes - need;
+  auto got = in_.readDirect(fd_.get(), area_->bytes().data() + h.remote_offset + direct_.done,
+                            h.length - direct_.done, sizeof(wire::TcpFrameHeader), "tcp fabric");
+  if (!got) return got.status();
+  direct_.done += static_cast<uint32_t>(*got);
+  if (direct_.done < h.length) return false;
   direct_.active = false;
   out = {h.imm, h.length};
   return true;
@@ -171,21 +155,10 @@ Result<size_t> TcpConnection::poll(std::span<Completion> out) {
     }
     if (direct_.active) continue;
     if (read_once) break;
-    // Make room: move the partial frame to the front.
-    if (in_begin_ > 0) {
-      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
-      in_end_ -= in_begin_;
-      in_begin_ = 0;
-    }
-    ssize_t got = ::recv(fd_.get(), in_.data() + in_end_, in_.size() - in_end_, MSG_DONTWAIT);
     read_once = true;
-    if (got > 0) {
-      in_end_ += static_cast<size_t>(got);
-      continue;
-    }
-    if (got == 0) return unavailable("tcp fabric: peer closed the connection");
-    if (errno == EAGAIN || errno == EINTR) break;
-    return unavailable(errnoText("tcp fabric recv"));
+    auto got = in_.readOnce(fd_.get(), "tcp fabric");
+    if (!got) return got.status();
+    if (!*got) break;
   }
   return n;
 }

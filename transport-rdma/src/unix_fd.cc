@@ -236,25 +236,12 @@ Result<Datagram> recvDatagram(int fd, size_t max_bytes, size_t max_fds, Deadline
   }
 }
 
-namespace {
-Result<Hello> recvHello(int fd, Deadline deadline) {
-  std::vector<std::byte> buf(sizeof(wire::HelloHeader));
-  if (Status s = recvAll(fd, buf, deadline); !s) return s;
-  auto size = helloSize(buf);
-  if (!size) return size.status();
-  size_t header = buf.size();
-  buf.resize(*size);
-  if (Status s = recvAll(fd, std::span(buf).subspan(header), deadline); !s) return s;
-  return parseHello(buf);
-}
-}  // namespace
-
 Result<HelloExchange> exchangeHello(int fd, const Hello& local, bool dialer, Deadline deadline) {
   auto encoded = encodeHello(local);
   if (dialer) {
     if (Status s = sendAll(fd, encoded, deadline); !s) return s;
   }
-  auto peer = recvHello(fd, deadline);
+  auto peer = recvMessage(fd, sizeof(wire::HelloHeader), helloSize, parseHello, deadline);
   if (!peer) return peer.status();
   auto speaksTcp = [](wire::FabricKind k) {
     return k == wire::FabricKind::kTcp || k == wire::FabricKind::kVerbs;

@@ -46,6 +46,19 @@ Result<Datagram> recvDatagram(int fd, size_t max_bytes, size_t max_fds, Deadline
 // A non-blocking, close-on-exec AF_UNIX SOCK_SEQPACKET connection to `path`.
 Result<UniqueFd> connectSeqpacket(const std::string& path);
 Result<sockaddr_un> unixAddress(const std::string& path);
+// Receives one bootstrap message: its fixed header, then as many bytes as size_of(header) says
+// the whole message has, then parse(message). Both functions reject what a peer got wrong.
+template <typename SizeFn, typename ParseFn>
+auto recvMessage(int fd, size_t header_bytes, SizeFn size_of, ParseFn parse, Deadline deadline)
+    -> decltype(parse(std::span<const std::byte>())) {
+  std::vector<std::byte> buf(header_bytes);
+  if (Status s = recvAll(fd, buf, deadline); !s) return s;
+  auto size = size_of(std::span<const std::byte>(buf));
+  if (!size) return size.status();
+  buf.resize(*size);
+  if (Status s = recvAll(fd, std::span(buf).subspan(header_bytes), deadline); !s) return s;
+  return parse(std::span<const std::byte>(buf));
+}
 
 // TCP bootstrap sockets (tcp and verbs backends): NODELAY and large buffers, and a dial bounded
 // by the deadline.

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "wire_encoding.h"
+
 namespace rdmesh::transport {
 
 namespace {
@@ -19,14 +21,6 @@ std::string clampReason(const std::string& reason) {
   for (char& c : out) {
     if (c < 0x20 || c >= 0x7f) c = '?';
   }
-  return out;
-}
-
-template <typename Header>
-std::vector<std::byte> withReason(const Header& h, const std::string& reason) {
-  std::vector<std::byte> out(sizeof(h) + reason.size());
-  std::memcpy(out.data(), &h, sizeof(h));
-  std::memcpy(out.data() + sizeof(h), reason.data(), reason.size());
   return out;
 }
 
@@ -63,7 +57,7 @@ std::vector<std::byte> encodeVerbsQpInfo(const VerbsPeerInfo& info) {
   h.area_rkey = info.area_rkey;
   h.recv_wqes = info.recv_wqes;
   h.reason_bytes = static_cast<uint16_t>(reason.size());
-  return withReason(h, reason);
+  return headerWithTail(h, reason);
 }
 
 Result<size_t> verbsQpInfoSize(std::span<const std::byte> header_bytes) {
@@ -145,7 +139,7 @@ std::vector<std::byte> encodeVerbsReady(const VerbsReadyInfo& ready) {
   h.magic = wire::kVerbsReadyMagic;
   h.ok = ready.ok ? 1 : 0;
   h.reason_bytes = static_cast<uint16_t>(reason.size());
-  return withReason(h, reason);
+  return headerWithTail(h, reason);
 }
 
 Result<size_t> verbsReadySize(std::span<const std::byte> header_bytes) {

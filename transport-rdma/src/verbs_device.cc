@@ -28,18 +28,6 @@ constexpr uint8_t kRetryCount = 7;
 constexpr uint8_t kRnrRetryInfinite = 7;
 constexpr uint8_t kMinRnrTimer = 12;
 
-template <typename SizeFn, typename ParseFn>
-auto recvMessage(int fd, size_t header_bytes, SizeFn size_of, ParseFn parse, Deadline deadline)
-    -> decltype(parse(std::span<const std::byte>())) {
-  std::vector<std::byte> buf(header_bytes);
-  if (Status s = recvAll(fd, buf, deadline); !s) return s;
-  auto size = size_of(buf);
-  if (!size) return size.status();
-  buf.resize(*size);
-  if (Status s = recvAll(fd, std::span(buf).subspan(header_bytes), deadline); !s) return s;
-  return parse(buf);
-}
-
 }  // namespace
 
 Status verbsError(const std::string& what, int err) {

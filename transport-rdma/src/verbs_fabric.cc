@@ -59,8 +59,9 @@ Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd, std::sp
 
   q.area_mr.reset(ibv_reg_mr(q.pd.get(), area.data(), area.size(),
                              IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
-  if (!q.area_mr)
+  if (!q.area_mr) {
     return explainRegistrationFailure(errno, area.size(), "receive area", kAreaRemedy);
+  }
   auto staging = makeAnonymousRegion(kStagingBytes);
   if (!staging) return staging.status();
   q.staging = std::move(staging.value());

@@ -42,6 +42,9 @@ Result<Hello> parseHello(std::span<const std::byte> bytes);
 
 // Highest version both sides speak, or an error naming both ranges.
 Result<uint16_t> negotiateVersion(const Hello& local, const Hello& remote);
+// The same for any versioned exchange (`what`: "protocol", "link", ...).
+Result<uint16_t> negotiateVersionRange(uint16_t our_min, uint16_t our_max, uint16_t their_min,
+                                       uint16_t their_max, const char* what);
 
 // Node names: 1..253 bytes of [a-z0-9.-] (a DNS subdomain, as Kubernetes node names are).
 bool isValidNodeName(std::string_view name);

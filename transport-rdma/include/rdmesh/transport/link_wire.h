@@ -76,7 +76,7 @@ static_assert(linkImmValue(encodeLinkInternalImm(LinkImmKind::kControl, 0x123456
 // registered at bootstrap; the receiver copies it out when it polls the completion and returns
 // credits (kControlCredit) every kControlSlots / 2 messages, so a sender never overwrites a slot
 // that has not been read. tcp: a kControl frame.
-inline constexpr size_t kMaxControlBytes = 16 * 1024;
+inline constexpr size_t kMaxControlBytes = size_t{16} * 1024;
 inline constexpr uint32_t kControlSlots = 64;
 inline constexpr uint64_t kControlRingBytes = uint64_t{kControlSlots} * kMaxControlBytes;
 static_assert((kControlSlots & (kControlSlots - 1)) == 0, "slot = sequence % kControlSlots");

@@ -45,10 +45,13 @@ struct RemoteMemory {
 struct LinkEvent {
   enum class Type : uint8_t {
     kWriteArrived,  // the peer's write with immediate landed in our memory (data is visible)
-    kWriteDone,     // our write `cookie` and every write posted before it have completed
-    kControl,       // a control message from the peer agent (bytes in `control`)
+    // Our write `cookie` and every write posted before it have completed, so their sources may
+    // be reused (verbs: acknowledged by the peer's RNIC; tcp: in our socket's kernel buffer).
+    // One event may cover several writes; every cookie is covered by exactly one event.
+    kWriteDone,
+    kControl,  // a control message from the peer agent (bytes in `control`)
   };
-  Type type;
+  Type type = Type::kWriteArrived;
   uint32_t imm = 0;                // kWriteArrived: the immediate as posted by the peer
   uint32_t byte_len = 0;           // kWriteArrived: bytes written
   uint64_t cookie = 0;             // kWriteDone
@@ -73,18 +76,23 @@ class PairLink {
   // empty for a verbs link or when the domain itself has no RDMA.
   virtual const std::string& fallbackReason() const = 0;
 
-  // How the peer must address `memory` (registered in this link's domain) in its writes.
+  // How the peer must address `memory` (registered in this link's domain) in its writes; all
+  // zero for memory of another domain.
   virtual RemoteMemory describe(const RegisteredMemory& memory) const = 0;
 
   // Posts a WRITE WITH IMMEDIATE of src[src_offset, +len) to dst.addr + dst_offset. `len` may be
   // 0 (an immediate alone). Writes and control messages reach the peer in posting order. The
-  // caller keeps src unchanged until kWriteDone for `cookie` (cookies increase). Returns
-  // kUnavailable when the send queue is full (retry after a kWriteDone), any other error means
-  // the link is lost. Both ranges are bounds-checked against the registrations.
+  // caller keeps src unchanged until kWriteDone for `cookie` (cookies strictly increase).
+  // Returns kUnavailable when the send queue is full or control messages wait for credits (retry
+  // after a later poll()), kInvalidArgument for a caller mistake (the link is unharmed), any other
+  // error means the link is lost. Both ranges are bounds-checked against the registrations; an
+  // immediate whose type is 15 is reserved for the link (link_wire.h).
   virtual Status postWrite(const RegisteredMemory& src, uint64_t src_offset, uint32_t len,
                            const RemoteMemory& dst, uint64_t dst_offset, uint32_t imm,
                            uint64_t cookie) = 0;
-  // A small ordered, reliable message to the peer agent (<= kMaxLinkControlBytes).
+  // A small ordered, reliable message to the peer agent (1..kMaxLinkControlBytes bytes). Never
+  // refused for want of room: it waits in order behind missing credits (verbs), and writes
+  // posted meanwhile get kUnavailable so that none overtakes it.
   virtual Status sendControl(std::span<const std::byte> message) = 0;
   // Rings the device / writes the socket for everything posted since the last flush: one call
   // per loop iteration batches all sidecars' writes.
@@ -93,7 +101,8 @@ class PairLink {
   virtual bool wantsWritable() const = 0;
 
   // Non-blocking: appends up to max_events events to `out` and returns how many. An error means
-  // the link is lost (the peer died, a QP error, a protocol error); nothing is appended then.
+  // the link is lost (the peer died, a QP error, a protocol error); what arrived before it is
+  // returned first, and the error by the next call (hasBufferedEvents() says to make it).
   virtual Result<size_t> poll(std::vector<LinkEvent>& out, size_t max_events) = 0;
 
   // Readable when events may be pending; the same sleep protocol as FabricConnection.
@@ -105,7 +114,7 @@ class PairLink {
   virtual void afterWakeup() = 0;
 };
 
-inline constexpr size_t kMaxLinkControlBytes = 16 * 1024;
+inline constexpr size_t kMaxLinkControlBytes = size_t{16} * 1024;
 
 struct LinkDomainOptions {
   std::string node_name;
@@ -124,7 +133,12 @@ class LinkDomain {
   virtual wire::FabricKind kind() const = 0;
   virtual const std::string& rdmaUnavailableReason() const = 0;
 
-  // Registers memory the caller keeps mapped for as long as the returned object lives.
+  // Registers memory the caller keeps mapped for as long as the returned object lives; it is
+  // usable on every link of the domain, now and later (verbs: one MR, local + remote write;
+  // tcp: an id the peer's frames name, resolved and bounds-checked here). Releasing it while a
+  // link may still write from it, or the peer into it, is the caller's bug (design: only after
+  // the peer acknowledged the close): a tcp link then fails the write as an unknown key, a verbs
+  // peer gets a remote access error; the domain itself neither crashes nor leaks.
   virtual Result<std::shared_ptr<RegisteredMemory>> registerMemory(std::span<std::byte> bytes) = 0;
 
   // Bootstrap on the node-agent port (ARCHITECTURE.md: 15008): Hello-style versioned exchange,

@@ -77,7 +77,9 @@ class SessionManagerImpl final : public SessionManagerBase {
       p.dials = options_.node_name < spec.name;
       if (p.dials) dial(p);
     }
-    for (auto& [name, peer] : peers_) {
+    for (auto& entry : peers_) {
+      const std::string& name = entry.first;  // named: a lambda may not capture a binding (C++17)
+      const auto& peer = entry.second;
       bool listed = std::any_of(peers.begin(), peers.end(),
                                 [&](const PeerSpec& spec) { return spec.name == name; });
       if (listed || !peer->dials) continue;

@@ -31,7 +31,8 @@ class DiscoveryHandler : public H2StreamHandler {
 
   void onBody(std::string_view data) override;
   void onBodyEnd() override;
-  size_t readBody(uint8_t* out, size_t max, bool* eof) override;
+  size_t bodyReady(size_t max, bool* eof) override;
+  void writeBody(evbuffer* out, size_t length) override;
   void onClose() override;
 
   void updateCatalog(const CatalogPtr& catalog, Clock::time_point changed_at);
@@ -43,6 +44,8 @@ class DiscoveryHandler : public H2StreamHandler {
 
  private:
   void fail(const Status& error);
+  // Whether the response ends once the line in progress is out.
+  bool endsAfterPending() const;
 
   DiscoveryHost& host_;
   H2Stream& stream_;

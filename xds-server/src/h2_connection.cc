@@ -23,6 +23,8 @@ constexpr uint32_t kMaxConcurrentStreams = 32;
 constexpr size_t kMaxHeaderBytes = 16 * 1024;
 // Input read per callback before frames are processed: bounds the input buffer.
 constexpr size_t kInputHighWater = 256 * 1024;
+// RFC 9113 4.1.
+constexpr size_t kFrameHeaderBytes = 9;
 
 nghttp2_nv header(std::string_view name, std::string_view value) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
@@ -89,6 +91,7 @@ void H2Connection::beginSession() {
   nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, &H2Connection::onFrameSend);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &H2Connection::onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &H2Connection::onStreamClose);
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, &H2Connection::sendDataCallback);
   nghttp2_session_server_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
 
@@ -234,19 +237,33 @@ void H2Connection::submitResponse(H2Stream& stream, int status, std::string_view
   if (in_callbacks_ == 0) scheduleSend();
 }
 
-ssize_t H2Connection::readBodyCallback(nghttp2_session*, int32_t stream_id, uint8_t* buf,
+ssize_t H2Connection::readBodyCallback(nghttp2_session*, int32_t stream_id, uint8_t*,
                                        size_t length, uint32_t* data_flags, nghttp2_data_source*,
                                        void* user_data) {
   auto* self = static_cast<H2Connection*>(user_data);
   H2Stream* stream = self->stream(stream_id);
   if (stream == nullptr || !stream->handler_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   bool eof = false;
-  size_t written = stream->handler_->readBody(buf, length, &eof);
-  if (eof) {
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(written);
+  size_t ready = stream->handler_->bodyReady(length, &eof);
+  if (eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (ready == 0) return eof ? 0 : NGHTTP2_ERR_DEFERRED;
+  // sendDataCallback() writes the frame, from the handler's own bytes.
+  *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  return static_cast<ssize_t>(ready);
+}
+
+int H2Connection::sendDataCallback(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                                   size_t length, nghttp2_data_source*, void* user_data) {
+  auto* self = static_cast<H2Connection*>(user_data);
+  H2Stream* stream = self->stream(frame->hd.stream_id);
+  // No padding is ever asked for (no select_padding callback), so the frame is header + data.
+  if (stream == nullptr || !stream->handler_ || frame->data.padlen != 0) {
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
-  return written == 0 ? NGHTTP2_ERR_DEFERRED : static_cast<ssize_t>(written);
+  evbuffer* output = bufferevent_get_output(self->bev_);
+  evbuffer_add(output, framehd, kFrameHeaderBytes);
+  stream->handler_->writeBody(output, length);
+  return 0;
 }
 
 int H2Connection::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame,

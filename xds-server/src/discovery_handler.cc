@@ -18,6 +18,19 @@ constexpr size_t kMinReferencedBytes = 1024;
 
 }  // namespace
 
+// Keeps a shared body alive while socket buffers reference it: one per response line in
+// flight, counting the handler and every DATA frame (evbuffer reference) of that line, so a
+// 100 KB push costs one allocation per client, not one per frame. Loop thread only.
+struct BodyPin {
+  std::shared_ptr<const std::string> body;
+  size_t refs = 1;  // the handler's
+
+  static void release(const void*, size_t, void* arg) { unref(static_cast<BodyPin*>(arg)); }
+  static void unref(BodyPin* pin) {
+    if (--pin->refs == 0) delete pin;
+  }
+};
+
 DiscoveryHandler::DiscoveryHandler(DiscoveryHost& host, H2Stream& stream, StreamMode mode,
                                    CatalogPtr catalog, SessionObserver& observer)
     : host_(host),
@@ -66,8 +79,7 @@ void DiscoveryHandler::updateCatalog(const CatalogPtr& catalog, Clock::time_poin
 size_t DiscoveryHandler::bodyReady(size_t max, bool* eof) {
   if (pending_offset_ == pending_.size()) {
     // An idle stream keeps no buffer (and no reference to a shared body).
-    pending_ = ResponseLine();
-    pending_offset_ = 0;
+    releasePending();
     if (failed_) {
       pending_.head.swap(error_line_);
     } else if (!draining_) {
@@ -102,24 +114,28 @@ void DiscoveryHandler::writeBody(evbuffer* out, size_t length) {
     }
     const size_t n = std::min(length, piece.size() - offset);
     if (i == 1 && n >= kMinReferencedBytes) {
-      auto* keep = new std::shared_ptr<const std::string>(pending_.body);
-      evbuffer_add_reference(
-          out, piece.data() + offset, n,
-          [](const void*, size_t, void* arg) {
-            delete static_cast<std::shared_ptr<const std::string>*>(arg);
-          },
-          keep);
+      if (body_pin_ == nullptr) body_pin_ = new BodyPin{.body = pending_.body};
+      ++body_pin_->refs;
+      evbuffer_add_reference(out, piece.data() + offset, n, &BodyPin::release, body_pin_);
     } else {
-      evbuffer_add(out, piece.data() + offset, n);
+      appendCopy(out, piece.substr(offset, n));
     }
     pending_offset_ += n;
     length -= n;
     offset = 0;
   }
-  if (pending_offset_ == pending_.size()) {
-    pending_ = ResponseLine();
-    pending_offset_ = 0;
-  }
+  if (pending_offset_ == pending_.size()) releasePending();
+}
+
+void DiscoveryHandler::releasePending() {
+  pending_ = ResponseLine();
+  pending_offset_ = 0;
+  if (body_pin_ != nullptr) BodyPin::unref(body_pin_);
+  body_pin_ = nullptr;
+}
+
+DiscoveryHandler::~DiscoveryHandler() {
+  releasePending();
 }
 
 void DiscoveryHandler::onClose() {

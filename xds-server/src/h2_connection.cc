@@ -34,6 +34,12 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
 
 }  // namespace
 
+void appendCopy(evbuffer* out, std::string_view bytes) {
+  // Makes room in the last chain, or adds one of about `bytes.size()`, before copying.
+  evbuffer_expand(out, bytes.size());
+  evbuffer_add(out, bytes.data(), bytes.size());
+}
+
 const std::string& H2Stream::peer() const {
   return connection_.peer();
 }
@@ -184,7 +190,8 @@ void H2Connection::sendPending() {
       return;
     }
     if (length == 0) break;
-    bufferevent_write(bev_, data, static_cast<size_t>(length));
+    appendCopy(output, std::string_view(reinterpret_cast<const char*>(data),
+                                        static_cast<size_t>(length)));
   }
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0 &&
       evbuffer_get_length(output) == 0) {
@@ -261,7 +268,7 @@ int H2Connection::sendDataCallback(nghttp2_session*, nghttp2_frame* frame, const
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   evbuffer* output = bufferevent_get_output(self->bev_);
-  evbuffer_add(output, framehd, kFrameHeaderBytes);
+  appendCopy(output, std::string_view(reinterpret_cast<const char*>(framehd), kFrameHeaderBytes));
   stream->handler_->writeBody(output, length);
   return 0;
 }

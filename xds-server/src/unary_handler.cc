@@ -43,7 +43,7 @@ size_t UnaryHandler::bodyReady(size_t max, bool* eof) {
 
 void UnaryHandler::writeBody(evbuffer* out, size_t length) {
   length = std::min(length, reply_.body.size() - sent_);
-  evbuffer_add(out, reply_.body.data() + sent_, length);
+  appendCopy(out, std::string_view(reply_.body).substr(sent_, length));
   sent_ += length;
 }
 

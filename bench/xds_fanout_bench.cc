@@ -114,7 +114,7 @@ constexpr size_t kLineHeadBytes = 512;
 
 struct Sidecar {
   std::unique_ptr<H2TestClient> client;
-  std::string cluster_version;  // last received
+  std::string cluster_version;      // last received
   std::string round_start_version;  // cluster version when the current round began
   bool changed_this_round = true;
   int cluster_responses = 0;

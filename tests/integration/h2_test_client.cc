@@ -199,8 +199,8 @@ int H2TestClient::onDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, cons
   }
   while (!chunk.empty()) {
     size_t newline = chunk.find('\n');
-    const size_t room = self->request_.max_line_bytes - std::min(self->request_.max_line_bytes,
-                                                                 self->line_.size());
+    const size_t room =
+        self->request_.max_line_bytes - std::min(self->request_.max_line_bytes, self->line_.size());
     if (newline == std::string_view::npos) {
       self->line_.append(chunk.substr(0, room));
       break;

@@ -196,7 +196,8 @@ std::shared_ptr<const std::string> ClientSession::sharedBody(
   auto body = std::make_shared<const std::string>(build());
   // Drop expired entries now and then so the map does not grow with dead keys.
   if (catalog_->joined_bodies.size() > 64) {
-    std::erase_if(catalog_->joined_bodies, [](const auto& entry) { return entry.second.expired(); });
+    std::erase_if(catalog_->joined_bodies,
+                  [](const auto& entry) { return entry.second.expired(); });
   }
   catalog_->joined_bodies.insert_or_assign(std::move(key), body);
   return body;
@@ -235,7 +236,9 @@ ResponseLine ClientSession::sotwResponse(ResourceType type, TypeState& st) {
     const TypeCatalog& entries = catalog_->of(type);
     std::string body;
     size_t size = 0;
-    for (const std::string& name : scoped->names) size += entries.find(name)->second.json.size() + 1;
+    for (const std::string& name : scoped->names) {
+      size += entries.find(name)->second.json.size() + 1;
+    }
     body.reserve(size);
     for (size_t i = 0; i < scoped->names.size(); ++i) {
       if (i > 0) body += ',';

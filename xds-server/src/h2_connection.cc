@@ -190,8 +190,8 @@ void H2Connection::sendPending() {
       return;
     }
     if (length == 0) break;
-    appendCopy(output, std::string_view(reinterpret_cast<const char*>(data),
-                                        static_cast<size_t>(length)));
+    appendCopy(output,
+               std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(length)));
   }
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0 &&
       evbuffer_get_length(output) == 0) {
@@ -244,8 +244,8 @@ void H2Connection::submitResponse(H2Stream& stream, int status, std::string_view
   if (in_callbacks_ == 0) scheduleSend();
 }
 
-ssize_t H2Connection::readBodyCallback(nghttp2_session*, int32_t stream_id, uint8_t*,
-                                       size_t length, uint32_t* data_flags, nghttp2_data_source*,
+ssize_t H2Connection::readBodyCallback(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length,
+                                       uint32_t* data_flags, nghttp2_data_source*,
                                        void* user_data) {
   auto* self = static_cast<H2Connection*>(user_data);
   H2Stream* stream = self->stream(stream_id);

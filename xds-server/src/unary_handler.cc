@@ -1,7 +1,5 @@
 #include "unary_handler.h"
 
-#include <event2/buffer.h>
-
 #include <algorithm>
 
 #include "fmt/format.h"

@@ -15,7 +15,12 @@
 #    Ratios: hooks_* and preload_skipped against no_hooks; *_captured against explicit_15001.
 # 2. redis-benchmark (GET/SET, 50 clients) from a pod on node-a to redis on node-b through both
 #    sidecars (tcp backend): to the service IP (captured) vs. to the sidecar's explicit outbound
-#    listener 127.0.0.1:16379. Rounds interleaved; medians reported.
+#    listener 127.0.0.1:16379.
+# Noise: the variants run interleaved (A B ... then ... B A, alternating per round), and every
+# ratio is taken per round between variants that ran back to back, then summarised as median
+# and min-max over the rounds (bench/paired_ratios.py), with each variant's own spread and the
+# load average: on a shared machine the spread says how far to trust a ratio. Raw rows
+# (group mode round value) are kept in $RESULTS if set.
 # Uses the binaries in $RDMESH_BUILD [build] (configure with -DRDMESH_BUILD_BENCH=ON; not a
 # sanitizer build). Everything it creates is removed on exit.
 set -euo pipefail
@@ -23,10 +28,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=${RDMESH_BUILD:-$ROOT/build}
 [[ $B == /* ]] || B=$ROOT/$B
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 COUNT=${COUNT:-10000}
 REDIS_N=${REDIS_N:-100000}
-if [[ ${QUICK:-0} == 1 ]]; then ROUNDS=1 COUNT=2000 REDIS_N=20000; fi
+if [[ ${QUICK:-0} == 1 ]]; then ROUNDS=2 COUNT=2000 REDIS_N=20000; fi
 [[ $(id -u) -eq 0 ]] || { echo "capture.sh: run as root" >&2; exit 1; }
 if grep -q 'RDMESH_SANITIZE:STRING=.\+' "$B/CMakeCache.txt"; then
   echo "capture.sh: $B is a sanitizer build" >&2; exit 1
@@ -63,7 +68,12 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(sys.argv[1])
 r = s.recv(65536).decode(); print(r); sys.exit(0 if '"ok":true' in r else 1)
 PY
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+RAW=$WORK/raw.tsv
+record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }  # group mode round value
+# interleaved ROUND MODE... -> the modes in order on odd rounds, reversed on even ones.
+interleaved() { local r=$1; shift; if ((r % 2)); then echo "$@"; else tr ' ' '\n' <<<"$*" | tac | tr '\n' ' '; fi; }
+summary() { python3 "$ROOT/bench/paired_ratios.py" "$@" <"$RAW"; }
+echo "capture.sh: $ROUNDS rounds; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$CG/pod" "$CG/other"
 "$NODE" --node-name bench --socket "$WORK/node.sock" --state-file "$WORK/pods.json" \
@@ -90,30 +100,24 @@ cost() {  # mode -> median_us
   esac
   awk '{print $2}' <<<"$out"
 }
-# hooks_not_pod is measured before the netns becomes a pod.
-declare -A C
-MODES_BEFORE="no_hooks hooks_not_pod explicit_15001"
+# hooks_not_pod is measured before the netns becomes a pod (group "before"), with its own
+# no_hooks baseline; everything else after (group "pod").
+MODES_BEFORE="no_hooks hooks_not_pod"
 MODES_AFTER="no_hooks hooks_excluded explicit_15001 hooks_captured preload_skipped preload_captured"
-for r in $(seq "$ROUNDS"); do for m in $MODES_BEFORE; do C[$m]+="$(cost $m) "; done; done
+for r in $(seq "$ROUNDS"); do
+  for m in $(interleaved "$r" $MODES_BEFORE); do record before "$m" "$r" "$(cost "$m")"; done
+done
 node_req "{\"v\":1,\"op\":\"pod_add\",\"container_id\":\"bench\",\"netns\":\"/run/netns/${TAG}p\",\"ips\":[\"10.99.0.1\"],\"interface\":\"lo\",\"exclude_outbound_ports\":[8080]}" >/dev/null
 for r in $(seq "$ROUNDS"); do
-  modes=$MODES_AFTER
-  ((r % 2)) || modes=$(tr ' ' '\n' <<<"$MODES_AFTER" | tac | tr '\n' ' ')
-  for m in $modes; do C[$m]+="$(cost $m) "; done
+  for m in $(interleaved "$r" $MODES_AFTER); do record pod "$m" "$r" "$(cost "$m")"; done
 done
-declare -A M
-for m in no_hooks hooks_not_pod hooks_excluded explicit_15001 hooks_captured preload_skipped preload_captured; do
-  M[$m]=$(tr ' ' '\n' <<<"${C[$m]}" | grep . | median)
-done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
-echo "== connect() cost: socket+connect+close, median of $COUNT, median of $ROUNDS rounds (us)"
-printf "%-18s %8s %8s\n" mode us ratio
-for m in no_hooks hooks_not_pod hooks_excluded preload_skipped; do
-  printf "%-18s %8.2f %8s\n" $m "${M[$m]}" "$(ratio "${M[$m]}" "${M[no_hooks]}")"
-done
-for m in explicit_15001 hooks_captured preload_captured; do
-  printf "%-18s %8.2f %8s\n" $m "${M[$m]}" "$(ratio "${M[$m]}" "${M[explicit_15001]}")"
-done
+echo "== connect() cost: socket+connect+close, median of $COUNT per round, $ROUNDS rounds (us)"
+summary --unit us --target 0.05 \
+  --pair "hooks, not a pod / no hooks:before:hooks_not_pod:no_hooks:lower" \
+  --pair "hooks, excluded port / no hooks:pod:hooks_excluded:no_hooks:lower" \
+  --pair "preload, skipped / no hooks:pod:preload_skipped:no_hooks:lower" \
+  --pair "eBPF captured / explicit 15001:pod:hooks_captured:explicit_15001:lower" \
+  --pair "preload captured / explicit 15001:pod:preload_captured:explicit_15001:lower"
 
 # ---------------------------------------------------------------- 2. redis-benchmark
 ip netns add ${TAG}a; ip netns add ${TAG}b
@@ -154,19 +158,20 @@ rb() {  # target -> "set_rps get_rps"
   run_in "$CG/poda" ${TAG}a redis-benchmark -h "$host" -p "$port" -n "$REDIS_N" -c 50 -t set,get -q 2>/dev/null |
     tr '\r' '\n' | awk '/^SET:/ {s=$2} /^GET:/ {g=$2} END {print s, g}'
 }
-declare -A R
-explicit() { read -r s g < <(rb 127.0.0.1 16379); R[explicit_set]+="$s "; R[explicit_get]+="$g "; }
-captured() { read -r s g < <(rb 10.96.0.11 6379); R[capture_set]+="$s "; R[capture_get]+="$g "; }
-for r in $(seq "$ROUNDS"); do  # alternate the order, so drift on a busy machine cancels out
-  if ((r % 2)); then explicit; captured; else captured; explicit; fi
+for r in $(seq "$ROUNDS"); do
+  for variant in $(interleaved "$r" explicit captured); do
+    if [[ $variant == explicit ]]; then read -r s g < <(rb 127.0.0.1 16379); else read -r s g < <(rb 10.96.0.11 6379); fi
+    record redis "${variant}_set" "$r" "$s"
+    record redis "${variant}_get" "$r" "$g"
+  done
 done
 echo
-echo "== redis-benchmark -c 50 -n $REDIS_N through both sidecars (tcp backend), median of $ROUNDS rounds (req/s)"
-printf "%-6s %12s %12s %8s\n" test explicit captured ratio
-for t in set get; do
-  e=$(tr ' ' '\n' <<<"${R[explicit_$t]}" | grep . | median)
-  c=$(tr ' ' '\n' <<<"${R[capture_$t]}" | grep . | median)
-  printf "%-6s %12.0f %12.0f %8s\n" "${t^^}" "$e" "$c" "$(ratio "$c" "$e")"
-done
+echo "== redis-benchmark -c 50 -n $REDIS_N through both sidecars (tcp backend), $ROUNDS rounds (req/s)"
+grep -P '^redis\t' "$RAW" >"$WORK/redis.tsv"
+python3 "$ROOT/bench/paired_ratios.py" --unit req/s --target 0.05 \
+  --pair "SET captured / explicit:redis:captured_set:explicit_set:higher" \
+  --pair "GET captured / explicit:redis:captured_get:explicit_get:higher" <"$WORK/redis.tsv"
 echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+[[ -z ${RESULTS:-} ]] || cp "$RAW" "$RESULTS"
 echo "agent: $(node_req '{"v":1,"op":"stats"}' | tr ',' '\n' | grep -E 'captured|original_dst' | tr '\n' ' ')"

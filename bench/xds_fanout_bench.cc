@@ -3,7 +3,8 @@
 // service's endpoints change (a pod registered / removed over the registration API) and the
 // time until every client has received the new version and ACKed it is measured, together with
 // the server's CPU for the push and its RSS per idle client. Not a timed test: numbers depend on
-// the machine and on this process competing with the server for CPU (see bench/README.md).
+// the machine and on this process competing with the server for CPU (see bench/README.md), so
+// this process's own CPU per round is printed next to the server's, with the load average.
 //
 //   xds_fanout_bench [--clients 1000] [--members 1000] [--rounds 5] [--mode sotw|delta]
 //                    [--xds PATH]
@@ -105,9 +106,17 @@ ProcStat procStat(pid_t pid) {
   return stat;
 }
 
+// What rdmesh's own xDS client (xds-api/client/src/h2_stream.cc) opens its receive window to:
+// a push is not held back by WINDOW_UPDATE round trips.
+constexpr uint32_t kClientReceiveWindow = 1u << 24;
+// The simulated clients keep only the head of each response line (version, type, nonce).
+constexpr size_t kLineHeadBytes = 512;
+
 struct Sidecar {
   std::unique_ptr<H2TestClient> client;
-  std::string cluster_version;  // last received
+  std::string cluster_version;      // last received
+  std::string round_start_version;  // cluster version when the current round began
+  bool changed_this_round = true;
   int cluster_responses = 0;
   int listener_responses = 0;
   Clock::time_point last_ack;
@@ -121,6 +130,22 @@ std::string field(std::string_view line, std::string_view key) {
   if (start == std::string_view::npos) return {};
   start += pattern.size();
   return std::string(line.substr(start, line.find('"', start) - start));
+}
+
+double cpuSecondsOfThisProcess() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+std::string loadAverage() {
+  std::ifstream file("/proc/loadavg");
+  std::string one, five, fifteen;
+  file >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
 }
 
 double percentile(std::vector<double> values, double p) {
@@ -194,6 +219,7 @@ int main(int argc, char** argv) {
 
   std::vector<Sidecar> sidecars(static_cast<size_t>(clients));
   int acked_initial = 0;
+  int changed_clients = 0;  // this round: clients that received a new cluster version
   const auto connect_started = Clock::now();
   for (int i = 0; i < clients; ++i) {
     Sidecar& sidecar = sidecars[static_cast<size_t>(i)];
@@ -202,8 +228,10 @@ int main(int argc, char** argv) {
         H2TestClient::Request{.method = "POST",
                               .path = delta ? "/rdmesh.xds.v1.Discovery/DeltaStream"
                                             : "/rdmesh.xds.v1.Discovery/Stream",
-                              .headers = {{"content-type", "application/x-ndjson"}}},
-        [&sidecar, &acked_initial, delta](std::string_view line) {
+                              .headers = {{"content-type", "application/x-ndjson"}},
+                              .receive_window = kClientReceiveWindow,
+                              .max_line_bytes = kLineHeadBytes},
+        [&sidecar, &acked_initial, &changed_clients, delta](std::string_view line) {
           const bool cluster = line.find(kClusterUrl) != std::string_view::npos;
           const std::string version = field(line, delta ? "system_version_info" : "version_info");
           const std::string nonce = field(line, "nonce");
@@ -219,6 +247,10 @@ int main(int argc, char** argv) {
           sidecar.client->write(ack.dump() + "\n");
           sidecar.last_ack = Clock::now();
           if (sidecar.cluster_responses == 1 && cluster) ++acked_initial;
+          if (cluster && !sidecar.changed_this_round && version != sidecar.round_start_version) {
+            sidecar.changed_this_round = true;
+            ++changed_clients;
+          }
         });
     sidecar.client->start();
     std::string pod = "w-" + std::to_string(i);
@@ -252,6 +284,7 @@ int main(int argc, char** argv) {
       "all, workloads: %d\n",
       clients, delta ? "delta" : "state of the world", kServices, std::min(members, clients),
       clients);
+  std::printf("load average at start: %s\n", loadAverage().c_str());
   std::printf("subscribe+first push+ACK for all: %.3f s\n", connect_seconds);
   std::printf(
       "server RSS: %ld KiB before clients, %ld KiB with %d idle clients: %.1f KiB per client\n",
@@ -259,14 +292,19 @@ int main(int argc, char** argv) {
       static_cast<double>(idle.rss_kb - baseline.rss_kb) / clients);
 
   std::vector<double> all_acks;
-  std::printf("round  min_ms  p50_ms  p99_ms  max_ms  server_cpu_ms\n");
+  double server_cpu_total = 0, bench_cpu_total = 0;
+  std::printf("round  min_ms  p50_ms  p99_ms  max_ms  server_cpu_ms  bench_cpu_ms\n");
   for (int round = 0; round < rounds; ++round) {
-    std::vector<std::string> before(sidecars.size());
-    for (size_t i = 0; i < sidecars.size(); ++i) before[i] = sidecars[i].cluster_version;
+    changed_clients = 0;
+    for (Sidecar& sidecar : sidecars) {
+      sidecar.round_start_version = sidecar.cluster_version;
+      sidecar.changed_this_round = false;
+    }
     // Even rounds add a pod to svc-0, odd rounds remove it: svc-0's endpoints change each time.
     const std::string pod_path = "/v1/workloads/bench/extra-0";
     const bool add = round % 2 == 0;
     const ProcStat cpu_before = procStat(server);
+    const double bench_cpu_before = cpuSecondsOfThisProcess();
     const auto changed_at = Clock::now();
     H2TestClient put(base.get(), address,
                      {.method = add ? "PUT" : "DELETE",
@@ -279,19 +317,12 @@ int main(int argc, char** argv) {
       put.write(body);
     }
     put.endRequest();
-    auto changed = [&](size_t i) { return sidecars[i].cluster_version != before[i]; };
     bool all = runUntil(
-        base.get(),
-        [&] {
-          for (size_t i = 0; i < sidecars.size(); ++i) {
-            if (!changed(i)) return false;
-          }
-          return true;
-        },
-        30s);
+        base.get(), [&] { return changed_clients == clients; }, 30s);
     runUntil(
         base.get(), [] { return false; }, 200ms);  // server reads the last ACKs
     const ProcStat cpu_after = procStat(server);
+    const double bench_cpu = cpuSecondsOfThisProcess() - bench_cpu_before;
     if (!all || put.responseStatus() != 200) {
       std::fprintf(stderr, "round %d: not every client got the change (PUT status %d)\n", round,
                    put.responseStatus());
@@ -304,12 +335,20 @@ int main(int argc, char** argv) {
           std::chrono::duration<double, std::milli>(sidecar.last_ack - changed_at).count());
     }
     all_acks.insert(all_acks.end(), acks.begin(), acks.end());
-    std::printf("%5d  %6.1f  %6.1f  %6.1f  %6.1f  %13.1f\n", round, percentile(acks, 0.0),
+    const double server_cpu = cpu_after.cpu_seconds - cpu_before.cpu_seconds;
+    server_cpu_total += server_cpu;
+    bench_cpu_total += bench_cpu;
+    std::printf("%5d  %6.1f  %6.1f  %6.1f  %6.1f  %13.1f  %12.1f\n", round, percentile(acks, 0.0),
                 percentile(acks, 0.5), percentile(acks, 0.99), percentile(acks, 1.0),
-                (cpu_after.cpu_seconds - cpu_before.cpu_seconds) * 1000);
+                server_cpu * 1000, bench_cpu * 1000);
   }
   std::printf("all rounds: change -> ACK p50 %.1f ms, p99 %.1f ms (push delay 20 ms included)\n",
               percentile(all_acks, 0.5), percentile(all_acks, 0.99));
+  if (rounds > 0) {
+    std::printf("per change: server CPU %.1f ms, benchmark (the %d clients) CPU %.1f ms\n",
+                server_cpu_total * 1000 / rounds, clients, bench_cpu_total * 1000 / rounds);
+  }
+  std::printf("load average at end: %s\n", loadAverage().c_str());
   kill(server, SIGTERM);
   int status = 0;
   waitpid(server, &status, 0);

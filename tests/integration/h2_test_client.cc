@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -54,7 +55,15 @@ void H2TestClient::beginSession() {
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &H2TestClient::onStreamClose);
   nghttp2_session_client_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
+  if (request_.receive_window == 0) {
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
+  } else {
+    const nghttp2_settings_entry window{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                                        request_.receive_window};
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, &window, 1);
+    nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                          static_cast<int32_t>(request_.receive_window));
+  }
 
   const std::string authority = server_.toString();
   const std::string method_key = ":method", path_key = ":path", scheme_key = ":scheme",
@@ -190,11 +199,13 @@ int H2TestClient::onDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, cons
   }
   while (!chunk.empty()) {
     size_t newline = chunk.find('\n');
+    const size_t room =
+        self->request_.max_line_bytes - std::min(self->request_.max_line_bytes, self->line_.size());
     if (newline == std::string_view::npos) {
-      self->line_.append(chunk);
+      self->line_.append(chunk.substr(0, room));
       break;
     }
-    self->line_.append(chunk.substr(0, newline));
+    self->line_.append(chunk.substr(0, std::min(newline, room)));
     chunk.remove_prefix(newline + 1);
     std::string line;
     line.swap(self->line_);

@@ -6,6 +6,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -27,6 +28,11 @@ class H2TestClient {
     std::string method = "POST";
     std::string path;
     std::vector<std::pair<std::string, std::string>> headers;
+    // Receive window (stream and connection) in bytes; 0 keeps nghttp2's 64 KiB. The benchmark
+    // sets what rdmesh's own xDS client sets, so a big push does not wait on WINDOW_UPDATEs.
+    uint32_t receive_window = 0;
+    // OnLine gets at most this many leading bytes of each line (the rest is skipped unread).
+    size_t max_line_bytes = SIZE_MAX;
   };
   using OnLine = std::function<void(std::string_view line)>;
 
@@ -82,7 +88,7 @@ class H2TestClient {
   std::string request_body_;  // written, not yet taken by nghttp2
   size_t request_offset_ = 0;
   bool request_ended_ = false;
-  std::string line_;  // response line in progress
+  std::string line_;  // response line in progress (its first max_line_bytes)
   std::string response_body_;
   int response_status_ = 0;
   bool response_ended_ = false;

@@ -1,6 +1,7 @@
 #include "client_session.h"
 
 #include <algorithm>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "fmt/chrono.h"
@@ -163,7 +164,7 @@ void ClientSession::markAllSubscribedDirty(Clock::time_point since) {
   }
 }
 
-std::vector<std::string> ClientSession::scope(ResourceType type) const {
+ScopedResourcesPtr ClientSession::scope(ResourceType type) const {
   const TypeState& st = state(type);
   const TypeState& clusters = state(ResourceType::kCluster);
   static const std::vector<std::string> kNone;
@@ -172,14 +173,34 @@ std::vector<std::string> ClientSession::scope(ResourceType type) const {
       (mode_ == StreamMode::kDelta && st.wildcard) ? kNone : st.names;
   ScopeQuery query{
       .client = *identity_, .type = type, .names = names, .explicit_clusters = clusters.names};
-  std::vector<std::string> result = resourcesInScope(*catalog_, query);
+  ScopedResourcesPtr scoped = scopedResources(*catalog_, query);
   if (mode_ == StreamMode::kDelta && !st.wildcard) {
     // Without the wildcard a delta client gets exactly the names it subscribed (if in scope).
-    std::erase_if(result, [&](const std::string& name) {
-      return !std::binary_search(st.names.begin(), st.names.end(), name);
-    });
+    auto narrowed = std::make_shared<ScopedResources>();
+    std::copy_if(scoped->names.begin(), scoped->names.end(), std::back_inserter(narrowed->names),
+                 [&](const std::string& name) {
+                   return std::binary_search(st.names.begin(), st.names.end(), name);
+                 });
+    narrowed->version = aggregateVersion(*catalog_, type, narrowed->names);
+    return narrowed;
   }
-  return result;
+  return scoped;
+}
+
+std::shared_ptr<const std::string> ClientSession::sharedBody(
+    std::string key, const std::function<std::string()>& build) const {
+  auto cached = catalog_->joined_bodies.find(key);
+  if (cached != catalog_->joined_bodies.end()) {
+    if (std::shared_ptr<const std::string> body = cached->second.lock()) return body;
+  }
+  auto body = std::make_shared<const std::string>(build());
+  // Drop expired entries now and then so the map does not grow with dead keys.
+  if (catalog_->joined_bodies.size() > 64) {
+    std::erase_if(catalog_->joined_bodies,
+                  [](const auto& entry) { return entry.second.expired(); });
+  }
+  catalog_->joined_bodies.insert_or_assign(std::move(key), body);
+  return body;
 }
 
 ResponseLine ClientSession::nextResponse() {
@@ -201,8 +222,8 @@ ResponseLine ClientSession::nextResponse() {
 }
 
 ResponseLine ClientSession::sotwResponse(ResourceType type, TypeState& st) {
-  std::vector<std::string> names = scope(type);
-  std::string version = aggregateVersion(*catalog_, type, names);
+  const ScopedResourcesPtr scoped = scope(type);
+  const std::string& version = scoped->version;
   if (st.sent_any && version == st.sent_version) return {};
   // The client rejected exactly this content: sending it again would only be rejected again.
   if (st.nack && st.nack->version == version) return {};
@@ -211,27 +232,20 @@ ResponseLine ClientSession::sotwResponse(ResourceType type, TypeState& st) {
   st.sent_nonce = nextNonce();
 
   ResponseLine line;
-  std::string key = std::string(xds::shortName(type)) + "/" + version;
-  auto cached = catalog_->joined_bodies.find(key);
-  if (cached != catalog_->joined_bodies.end()) line.body = cached->second.lock();
-  if (!line.body) {
+  line.body = sharedBody(std::string(xds::shortName(type)) + "/" + version, [&] {
     const TypeCatalog& entries = catalog_->of(type);
-    auto body = std::make_shared<std::string>();
+    std::string body;
     size_t size = 0;
-    for (const std::string& name : names) size += entries.find(name)->second.json.size() + 1;
-    body->reserve(size);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (i > 0) *body += ',';
-      *body += entries.find(names[i])->second.json;
+    for (const std::string& name : scoped->names) {
+      size += entries.find(name)->second.json.size() + 1;
     }
-    line.body = std::move(body);
-    // Drop expired entries now and then so the map does not grow with dead keys.
-    if (catalog_->joined_bodies.size() > 64) {
-      std::erase_if(catalog_->joined_bodies,
-                    [](const auto& entry) { return entry.second.expired(); });
+    body.reserve(size);
+    for (size_t i = 0; i < scoped->names.size(); ++i) {
+      if (i > 0) body += ',';
+      body += entries.find(scoped->names[i])->second.json;
     }
-    catalog_->joined_bodies.insert_or_assign(std::move(key), line.body);
-  }
+    return body;
+  });
   line.head = R"({"version_info":")";
   line.head += version;
   line.head += R"(","type_url":")";
@@ -244,16 +258,21 @@ ResponseLine ClientSession::sotwResponse(ResourceType type, TypeState& st) {
 }
 
 ResponseLine ClientSession::deltaResponse(ResourceType type, TypeState& st) {
-  std::vector<std::string> names = scope(type);
-  std::string version = aggregateVersion(*catalog_, type, names);
+  const ScopedResourcesPtr scoped = scope(type);
+  const std::vector<std::string>& names = scoped->names;
+  const std::string& version = scoped->version;
   if (st.nack && st.nack->version == version) return {};
   const TypeCatalog& entries = catalog_->of(type);
 
-  std::vector<const std::string*> updated;
+  std::vector<std::pair<const std::string*, const CatalogEntry*>> updated;
+  VersionHasher updated_key;
   for (const std::string& name : names) {
+    const CatalogEntry& entry = entries.find(name)->second;
     auto held = st.client_versions.find(name);
-    if (held == st.client_versions.end() || held->second != entries.find(name)->second.version) {
-      updated.push_back(&name);
+    if (held == st.client_versions.end() || held->second != entry.version) {
+      updated.emplace_back(&name, &entry);
+      updated_key.add(name);
+      updated_key.add(entry.version);
     }
   }
   std::vector<std::string> removed;
@@ -267,35 +286,41 @@ ResponseLine ClientSession::deltaResponse(ResourceType type, TypeState& st) {
   st.sent_version = version;
   st.sent_nonce = nextNonce();
 
-  std::string text;
-  std::string& line = text;
-  line += R"({"system_version_info":")";
-  line += version;
-  line += R"(","type_url":")";
-  line += xds::typeUrl(type);
-  line += R"(","nonce":")";
-  line += st.sent_nonce;
-  line += R"(","resources":[)";
-  for (size_t i = 0; i < updated.size(); ++i) {
-    const CatalogEntry& entry = entries.find(*updated[i])->second;
-    if (i > 0) line += ',';
-    line += R"({"name":)";
-    line += jsonString(*updated[i]);
-    line += R"(,"version":")";
-    line += entry.version;
-    line += R"(","resource":)";
-    line += entry.json;
-    line += '}';
-    st.client_versions[*updated[i]] = entry.version;
-  }
-  line += R"(],"removed_resources":[)";
+  ResponseLine line;
+  line.head = R"({"system_version_info":")";
+  line.head += version;
+  line.head += R"(","type_url":")";
+  line.head += xds::typeUrl(type);
+  line.head += R"(","nonce":")";
+  line.head += st.sent_nonce;
+  line.head += R"(","resources":[)";
+  // Clients that hold the same versions get the same updates (every sidecar of a namespace,
+  // after a change): the resources part is built once and shared.
+  line.body = sharedBody(
+      fmt::format("delta/{}/{}/{}", xds::shortName(type), updated.size(), updated_key.hex()), [&] {
+        std::string body;
+        for (size_t i = 0; i < updated.size(); ++i) {
+          const auto& [name, entry] = updated[i];
+          if (i > 0) body += ',';
+          body += R"({"name":)";
+          body += jsonString(*name);
+          body += R"(,"version":")";
+          body += entry->version;
+          body += R"(","resource":)";
+          body += entry->json;
+          body += '}';
+        }
+        return body;
+      });
+  for (const auto& [name, entry] : updated) st.client_versions[*name] = entry->version;
+  line.tail = R"(],"removed_resources":[)";
   for (size_t i = 0; i < removed.size(); ++i) {
-    if (i > 0) line += ',';
-    line += jsonString(removed[i]);
+    if (i > 0) line.tail += ',';
+    line.tail += jsonString(removed[i]);
     st.client_versions.erase(removed[i]);
   }
-  line += "]}\n";
-  return {.head = std::move(text), .body = nullptr, .tail = {}};
+  line.tail += "]}\n";
+  return line;
 }
 
 nlohmann::json ClientSession::status() const {

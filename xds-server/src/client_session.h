@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -104,7 +105,10 @@ class ClientSession {
                    const std::optional<xds::ErrorDetail>& error, Clock::time_point now);
   void markDirty(xds::ResourceType type, Clock::time_point since);
   void markAllSubscribedDirty(Clock::time_point since);
-  std::vector<std::string> scope(xds::ResourceType type) const;
+  ScopedResourcesPtr scope(xds::ResourceType type) const;
+  // The body stored in the catalog under `key`, or `build()`'s, stored there for the next client.
+  std::shared_ptr<const std::string> sharedBody(std::string key,
+                                                const std::function<std::string()>& build) const;
   ResponseLine sotwResponse(xds::ResourceType type, TypeState& state);
   ResponseLine deltaResponse(xds::ResourceType type, TypeState& state);
   std::string nextNonce() { return std::to_string(++nonce_counter_); }

@@ -1,7 +1,9 @@
 #include "discovery_handler.h"
 
+#include <event2/buffer.h>
+
 #include <algorithm>
-#include <cstring>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "fmt/chrono.h"
@@ -9,6 +11,25 @@
 #include "spdlog/spdlog.h"
 
 namespace rdmesh::xds_server {
+namespace {
+
+// Below this, copying a piece of a shared body costs less than referencing it.
+constexpr size_t kMinReferencedBytes = 1024;
+
+}  // namespace
+
+// Keeps a shared body alive while socket buffers reference it: one per response line in
+// flight, counting the handler and every DATA frame (evbuffer reference) of that line, so a
+// 100 KB push costs one allocation per client, not one per frame. Loop thread only.
+struct BodyPin {
+  std::shared_ptr<const std::string> body;
+  size_t refs = 1;  // the handler's
+
+  static void release(const void*, size_t, void* arg) { unref(static_cast<BodyPin*>(arg)); }
+  static void unref(BodyPin* pin) {
+    if (--pin->refs == 0) delete pin;
+  }
+};
 
 DiscoveryHandler::DiscoveryHandler(DiscoveryHost& host, H2Stream& stream, StreamMode mode,
                                    CatalogPtr catalog, SessionObserver& observer)
@@ -55,43 +76,66 @@ void DiscoveryHandler::updateCatalog(const CatalogPtr& catalog, Clock::time_poin
   if (session_.wantsToSend() && !draining_ && !failed_) stream_.resume();
 }
 
-size_t DiscoveryHandler::readBody(uint8_t* out, size_t max, bool* eof) {
-  size_t written = 0;
-  while (written < max) {
-    if (pending_offset_ == pending_.size()) {
-      // An idle stream keeps no buffer (and no reference to a shared body).
-      pending_ = ResponseLine();
-      pending_offset_ = 0;
-      if (failed_) {
-        pending_.head.swap(error_line_);
-      } else if (!draining_) {
-        pending_ = session_.nextResponse();
-      }
-      if (pending_.empty()) break;
-    }
-    // Copy from whichever piece (head, shared body, tail) the offset is in.
-    std::string_view pieces[] = {
-        pending_.head, pending_.body ? std::string_view(*pending_.body) : std::string_view(),
-        pending_.tail};
-    size_t offset = pending_offset_;
-    for (std::string_view piece : pieces) {
-      if (offset >= piece.size()) {
-        offset -= piece.size();
-        continue;
-      }
-      size_t n = std::min(max - written, piece.size() - offset);
-      std::memcpy(out + written, piece.data() + offset, n);
-      written += n;
-      pending_offset_ += n;
-      offset = 0;
-      if (written == max) break;
+size_t DiscoveryHandler::bodyReady(size_t max, bool* eof) {
+  if (pending_offset_ == pending_.size()) {
+    // An idle stream keeps no buffer (and no reference to a shared body).
+    releasePending();
+    if (failed_) {
+      pending_.head.swap(error_line_);
+    } else if (!draining_) {
+      pending_ = session_.nextResponse();
     }
   }
+  // One DATA frame carries bytes of one line: the next line is taken once this one is out.
+  const size_t ready = std::min(max, pending_.size() - pending_offset_);
+  *eof = pending_offset_ + ready == pending_.size() && endsAfterPending();
+  return ready;
+}
+
+bool DiscoveryHandler::endsAfterPending() const {
   // The response ends after a failure's error line, on drain once the line in progress is
   // complete, and after the client ended once everything it asked for is out.
-  *eof = pending_offset_ == pending_.size() && error_line_.empty() &&
+  return error_line_.empty() &&
          (failed_ || draining_ || (client_ended_ && !session_.wantsToSend()));
-  return written;
+}
+
+void DiscoveryHandler::writeBody(evbuffer* out, size_t length) {
+  // Head and tail are small and per client: copied. The body is shared by every client with
+  // the same scope and version: referenced, and kept alive until the socket has sent it.
+  const std::string_view pieces[] = {
+      pending_.head, pending_.body ? std::string_view(*pending_.body) : std::string_view(),
+      pending_.tail};
+  size_t offset = pending_offset_;
+  for (size_t i = 0; i < std::size(pieces) && length > 0; ++i) {
+    const std::string_view piece = pieces[i];
+    if (offset >= piece.size()) {
+      offset -= piece.size();
+      continue;
+    }
+    const size_t n = std::min(length, piece.size() - offset);
+    if (i == 1 && n >= kMinReferencedBytes) {
+      if (body_pin_ == nullptr) body_pin_ = new BodyPin{.body = pending_.body};
+      ++body_pin_->refs;
+      evbuffer_add_reference(out, piece.data() + offset, n, &BodyPin::release, body_pin_);
+    } else {
+      appendCopy(out, piece.substr(offset, n));
+    }
+    pending_offset_ += n;
+    length -= n;
+    offset = 0;
+  }
+  if (pending_offset_ == pending_.size()) releasePending();
+}
+
+void DiscoveryHandler::releasePending() {
+  pending_ = ResponseLine();
+  pending_offset_ = 0;
+  if (body_pin_ != nullptr) BodyPin::unref(body_pin_);
+  body_pin_ = nullptr;
+}
+
+DiscoveryHandler::~DiscoveryHandler() {
+  releasePending();
 }
 
 void DiscoveryHandler::onClose() {

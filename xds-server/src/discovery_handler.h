@@ -14,6 +14,7 @@
 namespace rdmesh::xds_server {
 
 class DiscoveryHandler;
+struct BodyPin;
 
 // What a discovery stream needs from the server around it.
 class DiscoveryHost {
@@ -28,10 +29,14 @@ class DiscoveryHandler : public H2StreamHandler {
  public:
   DiscoveryHandler(DiscoveryHost& host, H2Stream& stream, StreamMode mode, CatalogPtr catalog,
                    SessionObserver& observer);
+  ~DiscoveryHandler() override;
+  DiscoveryHandler(const DiscoveryHandler&) = delete;
+  DiscoveryHandler& operator=(const DiscoveryHandler&) = delete;
 
   void onBody(std::string_view data) override;
   void onBodyEnd() override;
-  size_t readBody(uint8_t* out, size_t max, bool* eof) override;
+  size_t bodyReady(size_t max, bool* eof) override;
+  void writeBody(evbuffer* out, size_t length) override;
   void onClose() override;
 
   void updateCatalog(const CatalogPtr& catalog, Clock::time_point changed_at);
@@ -43,6 +48,10 @@ class DiscoveryHandler : public H2StreamHandler {
 
  private:
   void fail(const Status& error);
+  // Whether the response ends once the line in progress is out.
+  bool endsAfterPending() const;
+  // Done with the line in progress (written out, or the stream is going away).
+  void releasePending();
 
   DiscoveryHost& host_;
   H2Stream& stream_;
@@ -50,6 +59,8 @@ class DiscoveryHandler : public H2StreamHandler {
   xds::NdjsonFramer framer_;
   ResponseLine pending_;  // the response line being written
   size_t pending_offset_ = 0;
+  // Shared with the socket buffer while DATA frames reference pending_.body.
+  BodyPin* body_pin_ = nullptr;
   std::string error_line_;
   bool client_ended_ = false;  // the client ended its half
   bool draining_ = false;      // the server is going away

@@ -23,6 +23,8 @@ constexpr uint32_t kMaxConcurrentStreams = 32;
 constexpr size_t kMaxHeaderBytes = 16 * 1024;
 // Input read per callback before frames are processed: bounds the input buffer.
 constexpr size_t kInputHighWater = 256 * 1024;
+// RFC 9113 4.1.
+constexpr size_t kFrameHeaderBytes = 9;
 
 nghttp2_nv header(std::string_view name, std::string_view value) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
@@ -31,6 +33,12 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
 }
 
 }  // namespace
+
+void appendCopy(evbuffer* out, std::string_view bytes) {
+  // Makes room in the last chain, or adds one of about `bytes.size()`, before copying.
+  evbuffer_expand(out, bytes.size());
+  evbuffer_add(out, bytes.data(), bytes.size());
+}
 
 const std::string& H2Stream::peer() const {
   return connection_.peer();
@@ -89,6 +97,7 @@ void H2Connection::beginSession() {
   nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, &H2Connection::onFrameSend);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &H2Connection::onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &H2Connection::onStreamClose);
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, &H2Connection::sendDataCallback);
   nghttp2_session_server_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
 
@@ -181,7 +190,8 @@ void H2Connection::sendPending() {
       return;
     }
     if (length == 0) break;
-    bufferevent_write(bev_, data, static_cast<size_t>(length));
+    appendCopy(output,
+               std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(length)));
   }
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0 &&
       evbuffer_get_length(output) == 0) {
@@ -234,19 +244,33 @@ void H2Connection::submitResponse(H2Stream& stream, int status, std::string_view
   if (in_callbacks_ == 0) scheduleSend();
 }
 
-ssize_t H2Connection::readBodyCallback(nghttp2_session*, int32_t stream_id, uint8_t* buf,
-                                       size_t length, uint32_t* data_flags, nghttp2_data_source*,
+ssize_t H2Connection::readBodyCallback(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length,
+                                       uint32_t* data_flags, nghttp2_data_source*,
                                        void* user_data) {
   auto* self = static_cast<H2Connection*>(user_data);
   H2Stream* stream = self->stream(stream_id);
   if (stream == nullptr || !stream->handler_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   bool eof = false;
-  size_t written = stream->handler_->readBody(buf, length, &eof);
-  if (eof) {
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(written);
+  size_t ready = stream->handler_->bodyReady(length, &eof);
+  if (eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (ready == 0) return eof ? 0 : NGHTTP2_ERR_DEFERRED;
+  // sendDataCallback() writes the frame, from the handler's own bytes.
+  *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  return static_cast<ssize_t>(ready);
+}
+
+int H2Connection::sendDataCallback(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                                   size_t length, nghttp2_data_source*, void* user_data) {
+  auto* self = static_cast<H2Connection*>(user_data);
+  H2Stream* stream = self->stream(frame->hd.stream_id);
+  // No padding is ever asked for (no select_padding callback), so the frame is header + data.
+  if (stream == nullptr || !stream->handler_ || frame->data.padlen != 0) {
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
-  return written == 0 ? NGHTTP2_ERR_DEFERRED : static_cast<ssize_t>(written);
+  evbuffer* output = bufferevent_get_output(self->bev_);
+  appendCopy(output, std::string_view(reinterpret_cast<const char*>(framehd), kFrameHeaderBytes));
+  stream->handler_->writeBody(output, length);
+  return 0;
 }
 
 int H2Connection::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame,

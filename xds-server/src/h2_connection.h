@@ -2,7 +2,9 @@
 // Requests are handed to an H2Router, which returns a handler per stream; response bodies are
 // pulled from the handler only when the stream's flow-control window and the socket have room,
 // so nothing queues up for a slow client: at most kOutputHighWater bytes per connection wait in
-// the socket buffer, plus whatever one handler keeps for its current message.
+// the socket buffer, plus whatever one handler keeps for its current message. DATA frames go
+// out without nghttp2's copy (NGHTTP2_DATA_FLAG_NO_COPY): the handler appends its bytes to the
+// socket buffer itself, so one push body shared by 1,000 streams is referenced, not copied.
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -15,6 +17,7 @@
 #include <string_view>
 
 struct bufferevent;
+struct evbuffer;
 struct event;
 struct event_base;
 
@@ -30,6 +33,11 @@ struct H2Request {
 
 class H2Connection;
 
+// Copies `bytes` to the end of `out`. Unlike a bare evbuffer_add(), a few bytes after a
+// referenced chunk (a DATA frame's body) take a small new chain, not one twice that chunk's
+// size: a 9-byte frame header after each 16 KiB frame would otherwise allocate 32 KiB.
+void appendCopy(evbuffer* out, std::string_view bytes);
+
 // The application side of one request stream.
 class H2StreamHandler {
  public:
@@ -37,9 +45,13 @@ class H2StreamHandler {
   virtual void onBody(std::string_view data) = 0;
   // The client ended its half (END_STREAM).
   virtual void onBodyEnd() = 0;
-  // Copies up to `max` response bytes into `out`; sets *eof when the response is complete.
-  // Returning 0 without eof pauses the stream until H2Stream::resume().
-  virtual size_t readBody(uint8_t* out, size_t max, bool* eof) = 0;
+  // How many response bytes (up to `max`) are ready for the next DATA frame; sets *eof when
+  // they complete the response. Returning 0 without eof pauses the stream until
+  // H2Stream::resume().
+  virtual size_t bodyReady(size_t max, bool* eof) = 0;
+  // Appends the `length` bytes that bodyReady() announced to `out`. Bytes that many streams
+  // share may be added by reference (evbuffer_add_reference) instead of copied.
+  virtual void writeBody(evbuffer* out, size_t length) = 0;
   // The stream is gone (finished, reset, or the connection closed); the handler is destroyed
   // right after.
   virtual void onClose() = 0;
@@ -93,8 +105,10 @@ class H2Connection {
   const std::string& peer() const { return peer_; }
   size_t streamCount() const { return streams_.size(); }
 
-  // Byte budget of the socket output buffer per connection.
-  static constexpr size_t kOutputHighWater = 64 * 1024;
+  // Byte budget of the socket output buffer per connection. Push bodies are referenced, not
+  // copied, into it, so the budget costs little memory; large enough that one writev() takes
+  // a typical push (a sidecar's clusters, ~100 KB for 10 services x 100 endpoints) whole.
+  static constexpr size_t kOutputHighWater = 256 * 1024;
 
  private:
   friend class H2Stream;
@@ -105,6 +119,9 @@ class H2Connection {
   static ssize_t readBodyCallback(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
                                   size_t length, uint32_t* data_flags, nghttp2_data_source* source,
                                   void* user_data);
+  static int sendDataCallback(nghttp2_session* session, nghttp2_frame* frame,
+                              const uint8_t* framehd, size_t length, nghttp2_data_source* source,
+                              void* user_data);
   static int onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user_data);
   static int onHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,

@@ -91,6 +91,48 @@ std::vector<std::string> resourcesInScope(const Catalog& catalog, const ScopeQue
   return result;
 }
 
+std::optional<std::string> sharedScopeKey(const ScopeQuery& query) {
+  const bool sidecar = query.client.role == xds::ClientRole::kSidecar;
+  const bool shared = sidecar ? query.type == ResourceType::kCluster ||
+                                    query.type == ResourceType::kNode ||
+                                    query.type == ResourceType::kService
+                              : query.type == ResourceType::kNode;
+  if (!shared) return std::nullopt;
+  // Length-prefixed fields: no name can make two different inputs collide.
+  std::string key;
+  auto add = [&key](std::string_view field) {
+    key += std::to_string(field.size());
+    key += ':';
+    key += field;
+  };
+  add(xds::shortName(query.type));
+  add(sidecar ? "sidecar" : "node");
+  if (sidecar) add(query.client.namespace_name);
+  key += "n";
+  for (const std::string& name : query.names) add(name);
+  if (sidecar) {
+    key += "c";
+    for (const std::string& name : query.explicit_clusters) add(name);
+  }
+  return key;
+}
+
+ScopedResourcesPtr scopedResources(const Catalog& catalog, const ScopeQuery& query) {
+  auto compute = [&] {
+    auto scoped = std::make_shared<ScopedResources>();
+    scoped->names = resourcesInScope(catalog, query);
+    scoped->version = aggregateVersion(catalog, query.type, scoped->names);
+    return scoped;
+  };
+  std::optional<std::string> key = sharedScopeKey(query);
+  if (!key) return compute();
+  auto it = catalog.shared_scopes.find(*key);
+  if (it == catalog.shared_scopes.end()) {
+    it = catalog.shared_scopes.emplace(std::move(*key), compute()).first;
+  }
+  return it->second;
+}
+
 std::string aggregateVersion(const Catalog& catalog, ResourceType type,
                              const std::vector<std::string>& names) {
   const TypeCatalog& entries = catalog.of(type);

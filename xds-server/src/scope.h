@@ -7,6 +7,7 @@
 // Explicit names narrow every other type to the named resources inside the scope.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,15 @@ struct ScopeQuery {
 
 // Sorted, unique names of `query.type` resources present in `catalog`.
 std::vector<std::string> resourcesInScope(const Catalog& catalog, const ScopeQuery& query);
+
+// The inputs that decide `query`'s scope, as a cache key, when clients commonly share that
+// scope (a sidecar's clusters, nodes and services depend on its namespace, not on its pod; a
+// node agent's nodes on nothing); nullopt when the scope is the client's own.
+std::optional<std::string> sharedScopeKey(const ScopeQuery& query);
+
+// resourcesInScope() and aggregateVersion() of `query`, from the catalog's shared scopes when
+// sharedScopeKey() gives a key (computed by the first client that asks).
+ScopedResourcesPtr scopedResources(const Catalog& catalog, const ScopeQuery& query);
 
 // Aggregate version of a set of resources: hash over (name, version) pairs, 16 hex digits.
 std::string aggregateVersion(const Catalog& catalog, xds::ResourceType type,

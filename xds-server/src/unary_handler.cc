@@ -1,7 +1,6 @@
 #include "unary_handler.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "fmt/format.h"
 #include "rdmesh/xds/messages.h"
@@ -34,12 +33,16 @@ void UnaryHandler::onBodyEnd() {
   stream_.respond(reply_.status, reply_.content_type);
 }
 
-size_t UnaryHandler::readBody(uint8_t* out, size_t max, bool* eof) {
+size_t UnaryHandler::bodyReady(size_t max, bool* eof) {
   size_t n = std::min(max, reply_.body.size() - sent_);
-  std::memcpy(out, reply_.body.data() + sent_, n);
-  sent_ += n;
-  *eof = sent_ == reply_.body.size();
+  *eof = sent_ + n == reply_.body.size();
   return n;
+}
+
+void UnaryHandler::writeBody(evbuffer* out, size_t length) {
+  length = std::min(length, reply_.body.size() - sent_);
+  appendCopy(out, std::string_view(reply_.body).substr(sent_, length));
+  sent_ += length;
 }
 
 }  // namespace rdmesh::xds_server

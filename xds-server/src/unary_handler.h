@@ -28,7 +28,8 @@ class UnaryHandler : public H2StreamHandler {
 
   void onBody(std::string_view data) override;
   void onBodyEnd() override;
-  size_t readBody(uint8_t* out, size_t max, bool* eof) override;
+  size_t bodyReady(size_t max, bool* eof) override;
+  void writeBody(evbuffer* out, size_t length) override;
   void onClose() override {}
 
  private:

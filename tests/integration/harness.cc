@@ -1268,10 +1268,11 @@ void Sidecar::start() {
   std::string level = getenv("RDMESH_IT_LOG_LEVEL") ? getenv("RDMESH_IT_LOG_LEVEL") : "info";
   std::vector<std::string> argv{proxyBinary(), "-c", config_path_, "--log-level", level};
   if (launcher_) {
-    proc_ =
-        std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), launcher_(std::move(argv)), log);
+    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(),
+                                      launcher_(std::move(argv)), log);
   } else {
-    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), std::move(argv), log, ns_);
+    proc_ =
+        std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), std::move(argv), log, ns_);
   }
 }
 

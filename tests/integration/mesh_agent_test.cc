@@ -110,8 +110,8 @@ TEST_F(MeshAgentTest, AKilledSidecarResetsItsStreamsAtTheOtherEnd) {
   ASSERT_EQ(agent_->activeSessions(), 1u);
   b_->kill();
   ReadResult r = readUntilEof(fd.get(), 5s);
-  EXPECT_TRUE(r.error == ECONNRESET || r.eof) << "the app connection did not end: "
-                                              << strerror(r.error);
+  EXPECT_TRUE(r.error == ECONNRESET || r.eof)
+      << "the app connection did not end: " << strerror(r.error);
   EXPECT_NE(r.error, ETIMEDOUT);
   ASSERT_TRUE(waitFor([&] { return agent_->activeSessions() == 0; }, 5s));
   ASSERT_TRUE(a_->waitStat(kSessionToB + ".state", "connecting", 5s));

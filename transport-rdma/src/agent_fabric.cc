@@ -28,10 +28,12 @@ Result<MeshAddress> parseMeshAddress(std::string_view address) {
     return invalidArgument(fmt::format("session address '{}' is not '<pod ip>@<node>'", address));
   }
   auto ip = canonicalIp(address.substr(0, at));
-  if (!ip) return invalidArgument(fmt::format("session address '{}': {}", address, ip.status().message()));
+  if (!ip)
+    return invalidArgument(fmt::format("session address '{}': {}", address, ip.status().message()));
   std::string node(address.substr(at + 1));
   if (!isValidNodeName(node)) {
-    return invalidArgument(fmt::format("session address '{}': '{}' is not a node name", address, node));
+    return invalidArgument(
+        fmt::format("session address '{}': '{}' is not a node name", address, node));
   }
   return MeshAddress{std::move(ip.value()), std::move(node)};
 }
@@ -103,7 +105,9 @@ class AgentFabricImpl final : public AgentFabric {
     std::vector<AgentOffer> offers;
     for (;;) {
       auto datagram = tryRecvDatagram(listen_fd, kMaxAgentMessageBytes, 0);
-      if (!datagram) return Status{datagram.status().code(), "node agent listener: " + datagram.status().message()};
+      if (!datagram)
+        return Status{datagram.status().code(),
+                      "node agent listener: " + datagram.status().message()};
       if (!datagram->has_value()) return offers;
       auto message = parseAgentMessage((*datagram)->bytes);
       if (!message) return message.status();
@@ -132,8 +136,7 @@ class AgentFabricImpl final : public AgentFabric {
                      /*offer_hello=*/nullptr, deadline);
   }
 
-  Result<std::unique_ptr<FabricConnection>> acceptOffer(const AgentOffer& offer,
-                                                        const Hello& local,
+  Result<std::unique_ptr<FabricConnection>> acceptOffer(const AgentOffer& offer, const Hello& local,
                                                         std::unique_ptr<MemoryRegion> region,
                                                         Deadline deadline) override {
     return establish(encodeSessionAccept(offer.offer_id, local), local, std::move(region),
@@ -166,11 +169,13 @@ class AgentFabricImpl final : public AgentFabric {
       return Status{s.code(), "node agent: " + s.message()};
     }
     auto datagram = recvDatagram(conn, kMaxAgentMessageBytes, max_reply_fds, deadline);
-    if (!datagram) return Status{datagram.status().code(), "node agent: " + datagram.status().message()};
+    if (!datagram)
+      return Status{datagram.status().code(), "node agent: " + datagram.status().message()};
     auto message = parseAgentMessage(datagram->bytes);
     if (!message) return message.status();
     if (message->kind != AgentMessage::Kind::kReply) {
-      return protocolError(fmt::format("node agent: expected a reply, got event '{}'", message->event));
+      return protocolError(
+          fmt::format("node agent: expected a reply, got event '{}'", message->event));
     }
     return Reply{std::move(message.value()), std::move(datagram->fds)};
   }
@@ -179,8 +184,7 @@ class AgentFabricImpl final : public AgentFabric {
   // Hello; the reply need not repeat it).
   Result<std::unique_ptr<FabricConnection>> establish(const std::string& body, const Hello& local,
                                                       std::unique_ptr<MemoryRegion> region,
-                                                      const Hello* offer_hello,
-                                                      Deadline deadline) {
+                                                      const Hello* offer_hello, Deadline deadline) {
     auto* agent_region = dynamic_cast<AgentRegion*>(region.get());
     if (agent_region == nullptr) return internalError("agent fabric needs a region it registered");
     if (Status s = checkAgentRegionForHello(agent_region->layout(), local); !s) {
@@ -212,7 +216,8 @@ class AgentFabricImpl final : public AgentFabric {
       }
       case SessionMode::kShm: {
         if (reply->fds.size() != 1) {
-          return protocolError("node agent: mode shm needs exactly one descriptor (socketpair end)");
+          return protocolError(
+              "node agent: mode shm needs exactly one descriptor (socketpair end)");
         }
         // The peer is on this node: sidecar to sidecar over shared memory, the agent only
         // brokered the socketpair. The agent region is not needed.

@@ -17,8 +17,6 @@ namespace rdmesh::transport {
 
 namespace {
 
-
-
 // -1, 0, 1 as a < b, a == b, a > b for two IPs of the same family (network byte order).
 int compareIps(const std::string& a, const std::string& b) {
   auto x = InetAddress::fromIp(a, 0);
@@ -32,8 +30,10 @@ class MeshSessionManager final : public SessionManagerBase {
  public:
   MeshSessionManager(event_base* base, std::unique_ptr<AgentFabric> fabric,
                      MeshSessionManagerOptions options, StatsStore& stats, AcceptHandler on_accept)
-      : SessionManagerBase(base, stats, std::move(on_accept), makeSessionOptions(options.node_name, options.geometry, options.keepalive_interval),
-                           options.connect_timeout),
+      : SessionManagerBase(
+            base, stats, std::move(on_accept),
+            makeSessionOptions(options.node_name, options.geometry, options.keepalive_interval),
+            options.connect_timeout),
         fabric_(std::move(fabric)),
         options_(std::move(options)) {
     hello_.fabric = wire::FabricKind::kAgent;

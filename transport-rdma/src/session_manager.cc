@@ -18,14 +18,14 @@ namespace rdmesh::transport {
 
 namespace {
 
-
-
 class SessionManagerImpl final : public SessionManagerBase {
  public:
   SessionManagerImpl(event_base* base, std::unique_ptr<Fabric> fabric,
                      SessionManagerOptions options, StatsStore& stats, AcceptHandler on_accept)
-      : SessionManagerBase(base, stats, std::move(on_accept), makeSessionOptions(options.node_name, options.geometry, options.keepalive_interval),
-                           options.connect_timeout),
+      : SessionManagerBase(
+            base, stats, std::move(on_accept),
+            makeSessionOptions(options.node_name, options.geometry, options.keepalive_interval),
+            options.connect_timeout),
         fabric_(std::move(fabric)),
         options_(std::move(options)) {
     hello_.fabric = fabric_->kind();

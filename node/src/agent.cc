@@ -12,11 +12,19 @@ namespace rdmesh::node {
 
 using nlohmann::json;
 
-NodeAgent::NodeAgent(NodeAgentConfig config)
-    : config_(std::move(config)), base_(event_base_new()), registry_(config_.state_file) {}
+namespace {
+constexpr std::chrono::microseconds kMaxSpin{50};
+}  // namespace
+
+NodeAgent::NodeAgent(NodeAgentConfig config, LinkDomainFactory link_domains)
+    : config_(std::move(config)),
+      link_domains_(std::move(link_domains)),
+      base_(event_base_new()),
+      registry_(config_.state_file) {}
 
 NodeAgent::~NodeAgent() {
   socket_.reset();
+  poller_.reset();
   modules_.clear();
   maps_.reset();
   for (event* ev : signal_events_) event_free(ev);
@@ -37,6 +45,9 @@ Status NodeAgent::start() {
   // Pinned maps survive restarts; fresh ones (first start after --uninstall) are refilled.
   pods->restoreMaps();
   modules_.push_back(std::move(pods));
+  if (config_.fabric.enabled) {
+    if (Status s = startFabric(); !s) return s;
+  }
   for (auto& m : modules_) m->registerOps(ops_);
   ops_.add("stats", [this](const RequestEnvelope&, RequestFds&) { return statsOp(); });
 
@@ -52,8 +63,41 @@ Status NodeAgent::start() {
   return {};
 }
 
+Status NodeAgent::startFabric() {
+  std::unique_ptr<transport::LinkDomain> domain;
+  if (link_domains_) {
+    transport::LinkDomainOptions options;
+    options.node_name = config_.node_name;
+    options.rdma = config_.fabric.rdma;
+    options.verbs = config_.fabric.verbs;
+    Result<std::unique_ptr<transport::LinkDomain>> made = link_domains_(options);
+    if (!made) return made.status();
+    domain = std::move(*made);
+  }
+  FabricOptions options;
+  options.node_name = config_.node_name;
+  options.listen_address = config_.fabric.listen;
+  options.peers = config_.fabric.peers;
+  options.verify_caller_netns = config_.fabric.verify_caller_netns;
+  if (!options.verify_caller_netns) {
+    spdlog::warn("fabric: verify_caller_netns is off: any local process may claim any pod IP");
+  }
+  auto fabric = std::make_unique<FabricModule>(base_, std::move(options), std::move(domain),
+                                               registry_, capture::netnsCookie, stats_);
+  if (Status s = fabric->start(); !s) return s;
+  fabric_ = fabric.get();
+  poller_ = std::make_unique<transport::AdaptivePoller>(base_, kMaxSpin);
+  poller_->add(fabric_);
+  modules_.push_back(std::move(fabric));
+  return {};
+}
+
 int NodeAgent::run() {
-  event_base_dispatch(base_);
+  if (poller_ != nullptr) {
+    poller_->run();
+  } else {
+    event_base_dispatch(base_);
+  }
   socket_->close();
   spdlog::info("rdmesh-node stopped; capture stays attached (rdmesh-node --uninstall removes it)");
   return 0;
@@ -62,6 +106,7 @@ int NodeAgent::run() {
 void NodeAgent::onSignal(int sig, short /*what*/, void* arg) {
   auto* self = static_cast<NodeAgent*>(arg);
   spdlog::info("signal {}: shutting down", sig);
+  if (self->poller_ != nullptr) self->poller_->stop();
   event_base_loopbreak(self->base_);
 }
 
@@ -77,9 +122,13 @@ Result<json> NodeAgent::statsOp() {
       stats_.gauge("node.capture", name).set(value);
     }
   }
+  if (fabric_ != nullptr) fabric_->refreshStats();
+  StatsStore::Snapshot snapshot = stats_.snapshot();
   json out = json::object();
-  for (const auto& e : stats_.snapshot().numbers) out[e.name] = e.value;
-  return json{{"node", config_.node_name}, {"stats", out}};
+  for (const auto& e : snapshot.numbers) out[e.name] = e.value;
+  json texts = json::object();
+  for (const auto& [name, value] : snapshot.texts) texts[name] = value;
+  return json{{"node", config_.node_name}, {"stats", out}, {"texts", texts}};
 }
 
 }  // namespace rdmesh::node

@@ -9,6 +9,9 @@
 #include <set>
 #include <sstream>
 
+#include "rdmesh/common/address.h"
+#include "rdmesh/transport/hello.h"
+
 namespace rdmesh::node {
 
 namespace {
@@ -68,9 +71,65 @@ class Reader {
   std::string source_;
 };
 
+Status readFabric(const YAML::Node& f, const Reader& r, FabricConfig* c) {
+  c->enabled = true;
+  if (f.IsNull()) return {};  // `fabric:` alone: the defaults
+  if (Status s = r.keys(f, "fabric", {"listen", "rdma", "verbs", "verify_caller_netns", "peers"});
+      !s) {
+    return s;
+  }
+  if (Status s = r.string(f, "listen", "fabric", &c->listen); !s) return s;
+  if (Status s = r.boolean(f, "rdma", "fabric", &c->rdma); !s) return s;
+  if (Status s = r.boolean(f, "verify_caller_netns", "fabric", &c->verify_caller_netns); !s) {
+    return s;
+  }
+  if (YAML::Node verbs = f["verbs"]) {
+    if (Status s = r.keys(verbs, "fabric.verbs", {"device", "gid_index", "port"}); !s) return s;
+    if (Status s = r.string(verbs, "device", "fabric.verbs", &c->verbs.device); !s) return s;
+    for (const char* key : {"gid_index", "port"}) {
+      YAML::Node v = verbs[key];
+      if (!v) continue;
+      std::string field = std::string("fabric.verbs.") + key;
+      int value = 0;
+      if (!v.IsScalar() || !YAML::convert<int>::decode(v, value) || value < 0 || value > 255) {
+        return r.fail(v, field, "expected an integer 0..255");
+      }
+      if (std::string(key) == "port") {
+        c->verbs.port = static_cast<uint8_t>(value);
+      } else {
+        c->verbs.gid_index = value;
+      }
+    }
+  }
+  if (YAML::Node peers = f["peers"]) {
+    if (!peers.IsSequence()) return r.fail(peers, "fabric.peers", "expected a list");
+    for (size_t i = 0; i < peers.size(); ++i) {
+      std::string path = fmt::format("fabric.peers[{}]", i);
+      transport::PeerSpec peer;
+      if (Status s = r.keys(peers[i], path, {"name", "address"}); !s) return s;
+      if (Status s = r.string(peers[i], "name", path, &peer.name); !s) return s;
+      if (Status s = r.string(peers[i], "address", path, &peer.address); !s) return s;
+      if (peer.name.empty() || !transport::isValidNodeName(peer.name)) {
+        return r.fail(peers[i], path + ".name", "expected a node name (a DNS subdomain)");
+      }
+      if (!InetAddress::parse(peer.address)) {
+        return r.fail(peers[i], path + ".address",
+                      fmt::format("'{}' is not IP:PORT", peer.address));
+      }
+      c->peers.push_back(std::move(peer));
+    }
+  }
+  if (!InetAddress::parse(c->listen)) {
+    return r.fail(f, "fabric.listen", fmt::format("'{}' is not IP:PORT", c->listen));
+  }
+  return {};
+}
+
 Status read(const YAML::Node& root, const Reader& r, NodeAgentConfig* c) {
   if (root.IsNull()) return {};
-  if (Status s = r.keys(root, "", {"node", "socket", "state_file", "capture", "log_level"}); !s) {
+  if (Status s =
+          r.keys(root, "", {"node", "socket", "state_file", "capture", "log_level", "fabric"});
+      !s) {
     return s;
   }
   if (YAML::Node node = root["node"]) {
@@ -86,6 +145,7 @@ Status read(const YAML::Node& root, const Reader& r, NodeAgentConfig* c) {
     if (Status s = r.string(capture, "cgroup", "capture", &c->cgroup_path); !s) return s;
     if (Status s = r.string(capture, "pin_dir", "capture", &c->pin_dir); !s) return s;
   }
+  if (YAML::Node fabric = root["fabric"]) return readFabric(fabric, r, &c->fabric);
   return {};
 }
 
@@ -120,6 +180,11 @@ Status finishNodeConfig(NodeAgentConfig* c) {
       return invalidArgument("node name: not set and the host name is unknown");
     }
     c->node_name = host.data();
+  }
+  if (c->fabric.enabled && !transport::isValidNodeName(c->node_name)) {
+    return invalidArgument(fmt::format(
+        "node name: '{}' is not usable on the fabric (1..253 bytes of a-z, 0-9, '.', '-')",
+        c->node_name));
   }
   if (std::find(kLogLevels.begin(), kLogLevels.end(), c->log_level) == kLogLevels.end()) {
     return invalidArgument(

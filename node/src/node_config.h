@@ -2,10 +2,27 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "rdmesh/common/status.h"
+#include "rdmesh/transport/fabric.h"
+#include "rdmesh/transport/session_manager.h"
 
 namespace rdmesh::node {
+
+// The session switch (fabric_module.h): links to the peer nodes and the sidecars' sessions. On
+// when node.yaml has a `fabric:` section (or --fabric-listen is given). Peers come from the file
+// until the control plane provides them (peer_directory.h).
+struct FabricConfig {
+  bool enabled = false;
+  std::string listen = "0.0.0.0:15008";
+  std::vector<transport::PeerSpec> peers;
+  bool rdma = true;  // false: tcp links only
+  transport::VerbsFabricOptions verbs;
+  // Session ops check that the caller runs in the netns of the registered pod owning the IPs.
+  // false only for standalone tests without pod_add (any local process may then claim any IP).
+  bool verify_caller_netns = true;
+};
 
 struct NodeAgentConfig {
   std::string node_name;                                  // default: the host name
@@ -15,6 +32,7 @@ struct NodeAgentConfig {
   std::string cgroup_path;  // cgroup v2 directory to attach at; "" = the cgroup v2 root
   std::string pin_dir = "/sys/fs/bpf/rdmesh";
   std::string log_level = "info";
+  FabricConfig fabric;
 };
 
 // YAML keys (all optional; unknown keys are errors):
@@ -23,6 +41,9 @@ struct NodeAgentConfig {
 //   state_file: PATH
 //   capture: {bpf: BOOL, cgroup: PATH, pin_dir: PATH}
 //   log_level: trace|debug|info|warn|error
+//   fabric: {listen: "IP:PORT", rdma: BOOL, verify_caller_netns: BOOL,
+//            verbs: {device: STR, gid_index: INT, port: INT},
+//            peers: [{name: STR, address: "IP:PORT"}, ...]}
 // Errors read "<source>:<line>:<col>: <field>: <what is wrong>".
 Result<NodeAgentConfig> parseNodeConfig(const std::string& yaml_text,
                                         const std::string& source_name);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "rdmesh/common/address.h"
+#include "rdmesh/common/hex.h"
 
 namespace rdmesh::node {
 
@@ -18,6 +19,8 @@ constexpr size_t kMaxTextLength = 1024;
 constexpr size_t kMaxIps = 16;
 constexpr size_t kMaxExcludedPorts = 1024;
 constexpr size_t kMaxInterfaceLength = 15;  // IFNAMSIZ - 1
+constexpr size_t kMaxHelloBytes = 1024;
+constexpr size_t kMaxNodeNameLength = 253;
 
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -71,30 +74,67 @@ Result<std::string> containerId(const json& body) {
   return id;
 }
 
-Result<std::vector<std::string>> ipList(const json& body) {
-  const json* f = field(body, "ips");
-  if (f == nullptr) return invalidArgument("field 'ips': missing");
-  if (!f->is_array()) return invalidArgument("field 'ips': must be an array of IP addresses");
-  if (f->empty()) return invalidArgument("field 'ips': must name at least one IP address");
+Result<std::string> ipField(const json& e, const std::string& name) {
+  if (!e.is_string()) return invalidArgument(fmt::format("field '{}': must be a string", name));
+  Result<InetAddress> addr = InetAddress::fromIp(e.get_ref<const std::string&>(), 0);
+  if (!addr) {
+    return invalidArgument(
+        fmt::format("field '{}': '{}' is not an IPv4 or IPv6 address", name, dump(e)));
+  }
+  return addr->ipString();
+}
+
+Result<std::vector<std::string>> ipList(const json& body, const char* name = "ips") {
+  const json* f = field(body, name);
+  if (f == nullptr) return invalidArgument(fmt::format("field '{}': missing", name));
+  if (!f->is_array()) {
+    return invalidArgument(fmt::format("field '{}': must be an array of IP addresses", name));
+  }
+  if (f->empty()) {
+    return invalidArgument(fmt::format("field '{}': must name at least one IP address", name));
+  }
   if (f->size() > kMaxIps) {
-    return invalidArgument(fmt::format("field 'ips': more than {} addresses", kMaxIps));
+    return invalidArgument(fmt::format("field '{}': more than {} addresses", name, kMaxIps));
   }
   std::vector<std::string> ips;
   for (size_t i = 0; i < f->size(); ++i) {
-    const json& e = (*f)[i];
-    if (!e.is_string()) return invalidArgument(fmt::format("field 'ips[{}]': must be a string", i));
-    Result<InetAddress> addr = InetAddress::fromIp(e.get_ref<const std::string&>(), 0);
-    if (!addr) {
-      return invalidArgument(
-          fmt::format("field 'ips[{}]': '{}' is not an IPv4 or IPv6 address", i, dump(e)));
+    std::string element = fmt::format("{}[{}]", name, i);
+    Result<std::string> canonical = ipField((*f)[i], element);
+    if (!canonical) return canonical.status();
+    if (std::find(ips.begin(), ips.end(), *canonical) != ips.end()) {
+      return invalidArgument(fmt::format("field '{}': {} is listed twice", element, *canonical));
     }
-    std::string canonical = addr->ipString();
-    if (std::find(ips.begin(), ips.end(), canonical) != ips.end()) {
-      return invalidArgument(fmt::format("field 'ips[{}]': {} is listed twice", i, canonical));
-    }
-    ips.push_back(std::move(canonical));
+    ips.push_back(std::move(*canonical));
   }
   return ips;
+}
+
+Result<std::string> requiredIp(const json& body, const char* name) {
+  const json* f = field(body, name);
+  if (f == nullptr) return invalidArgument(fmt::format("field '{}': missing", name));
+  return ipField(*f, name);
+}
+
+Result<uint64_t> requiredUint(const json& body, const char* name) {
+  const json* f = field(body, name);
+  if (f == nullptr) return invalidArgument(fmt::format("field '{}': missing", name));
+  if (!f->is_number_unsigned() && !(f->is_number_integer() && f->get<int64_t>() >= 0)) {
+    return invalidArgument(fmt::format("field '{}': must be a non-negative integer", name));
+  }
+  return f->get<uint64_t>();
+}
+
+// A Hello as lowercase hex of transport::encodeHello, parsed.
+Status helloField(const json& body, std::vector<std::byte>* bytes, transport::Hello* hello) {
+  Result<std::string> text = requiredString(body, "hello", 2 * kMaxHelloBytes);
+  if (!text) return text.status();
+  Result<std::vector<std::byte>> raw = fromHex(*text);
+  if (!raw) return invalidArgument(fmt::format("field 'hello': {}", raw.status().message()));
+  Result<transport::Hello> parsed = transport::parseHello(*raw);
+  if (!parsed) return invalidArgument(fmt::format("field 'hello': {}", parsed.status().message()));
+  *bytes = std::move(*raw);
+  *hello = std::move(*parsed);
+  return {};
 }
 
 Result<std::vector<uint16_t>> portList(const json& body, const char* name) {
@@ -171,6 +211,48 @@ Result<PodAddRequest> parsePodAdd(const json& body) {
 
 Result<std::string> parseContainerIdOnly(const json& body) {
   return containerId(body);
+}
+
+Result<SessionListenRequest> parseSessionListen(const json& body) {
+  Result<std::vector<std::string>> ips = ipList(body, "pod_ips");
+  if (!ips) return ips.status();
+  return SessionListenRequest{std::move(*ips)};
+}
+
+Result<SessionOpenRequest> parseSessionOpen(const json& body) {
+  SessionOpenRequest r;
+  Result<std::string> ip = requiredIp(body, "destination_ip");
+  if (!ip) return ip.status();
+  r.destination_ip = std::move(*ip);
+  Result<std::string> node = requiredString(body, "node", kMaxNodeNameLength);
+  if (!node) return node.status();
+  if (!transport::isValidNodeName(*node)) {
+    return invalidArgument(
+        fmt::format("field 'node': '{}' is not a node name (a DNS subdomain)", dump(*node)));
+  }
+  r.node = std::move(*node);
+  if (Status s = helloField(body, &r.hello, &r.parsed_hello); !s) return s;
+  return r;
+}
+
+Result<SessionAcceptRequest> parseSessionAccept(const json& body) {
+  SessionAcceptRequest r;
+  Result<uint64_t> id = requiredUint(body, "offer_id");
+  if (!id) return id.status();
+  r.offer_id = *id;
+  if (Status s = helloField(body, &r.hello, &r.parsed_hello); !s) return s;
+  return r;
+}
+
+Result<SessionRefuseRequest> parseSessionRefuse(const json& body) {
+  SessionRefuseRequest r;
+  Result<uint64_t> id = requiredUint(body, "offer_id");
+  if (!id) return id.status();
+  r.offer_id = *id;
+  Result<std::string> reason = optionalString(body, "reason");
+  if (!reason) return reason.status();
+  r.reason = reason->empty() ? "no reason given" : std::move(*reason);
+  return r;
 }
 
 std::string okReply(json fields) {

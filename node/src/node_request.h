@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rdmesh/common/status.h"
+#include "rdmesh/transport/hello.h"
 
 namespace rdmesh::node {
 
@@ -39,6 +40,34 @@ Result<PodAddRequest> parsePodAdd(const nlohmann::json& body);
 
 // pod_del and pod_check carry only the container id.
 Result<std::string> parseContainerIdOnly(const nlohmann::json& body);
+
+// Session ops (mesh mode). Hellos arrive as lowercase hex of transport::encodeHello and are
+// parsed (a Hello the peer could not use is an error here, not on the peer node).
+struct SessionListenRequest {
+  std::vector<std::string> pod_ips;  // canonical text form
+};
+Result<SessionListenRequest> parseSessionListen(const nlohmann::json& body);
+
+struct SessionOpenRequest {
+  std::string destination_ip;  // canonical
+  std::string node;            // the destination pod's node
+  std::vector<std::byte> hello;
+  transport::Hello parsed_hello;
+};
+Result<SessionOpenRequest> parseSessionOpen(const nlohmann::json& body);
+
+struct SessionAcceptRequest {
+  uint64_t offer_id = 0;
+  std::vector<std::byte> hello;
+  transport::Hello parsed_hello;
+};
+Result<SessionAcceptRequest> parseSessionAccept(const nlohmann::json& body);
+
+struct SessionRefuseRequest {
+  uint64_t offer_id = 0;
+  std::string reason;
+};
+Result<SessionRefuseRequest> parseSessionRefuse(const nlohmann::json& body);
 
 // Replies. Strings are dumped with invalid UTF-8 replaced, so a reply is always valid JSON.
 std::string okReply(nlohmann::json fields = nlohmann::json::object());

@@ -1,5 +1,5 @@
-// Dispatch of node.sock requests by op name. Each agent module (pods now; fabrics and sidecar
-// attach later) registers its ops here, so a new module is one more registration, not a rewrite.
+// Dispatch of node.sock requests by op name. Each agent module (pods, the session switch) registers
+// its ops here, so a new module is one more registration, not a rewrite.
 #pragma once
 
 #include <functional>
@@ -8,7 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "client_connection.h"
 #include "node_request.h"
+#include "rdmesh/common/unique_fd.h"
 
 namespace rdmesh::node {
 
@@ -20,19 +22,34 @@ using RequestFds = std::vector<int>;
 using OpHandler =
     std::function<Result<nlohmann::json>(const RequestEnvelope& request, RequestFds& fds)>;
 
+// What an op that sees its connection answers: the reply now (fields + fds), or nothing now
+// (`deferred`: the handler keeps the ConnectionRef and replies through it later).
+struct OpResult {
+  nlohmann::json fields = nlohmann::json::object();
+  std::vector<UniqueFd> fds;  // attached to the reply, closed after it is sent
+  bool deferred = false;
+};
+using ConnectionOpHandler = std::function<Result<OpResult>(
+    const RequestEnvelope& request, RequestFds& fds, const ConnectionRef& connection)>;
+
 struct Reply {
-  std::string datagram;  // okReply / errorReply
+  std::string datagram;  // okReply / errorReply; empty when deferred
   bool ok = false;
+  bool deferred = false;
+  std::vector<UniqueFd> fds;
 };
 
 class OpTable {
  public:
-  void add(std::string op, OpHandler handler) { ops_[std::move(op)] = std::move(handler); }
-  // Never throws: bad input and handler failures become error replies.
-  Reply dispatch(std::string_view datagram, RequestFds& fds) const;
+  void add(std::string op, OpHandler handler);
+  void add(std::string op, ConnectionOpHandler handler);
+  // Never throws: bad input and handler failures become error replies. `connection` is the
+  // client's (null outside a server, e.g. in the fuzzer: connection ops then answer an error).
+  Reply dispatch(std::string_view datagram, RequestFds& fds,
+                 const ConnectionRef& connection = nullptr) const;
 
  private:
-  std::map<std::string, OpHandler, std::less<>> ops_;
+  std::map<std::string, ConnectionOpHandler, std::less<>> ops_;
 };
 
 // A part of the agent that serves some ops.

@@ -46,7 +46,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (start <= input.size()) {
     size_t end = input.find('\n', start);
     if (end == std::string_view::npos) end = input.size();
-    rdmesh::node::Reply reply = agent->ops.dispatch(input.substr(start, end - start), fds);
+    std::string_view line = input.substr(start, end - start);
+    // The session ops' field parsers (their handlers need a live agent with links).
+    if (auto envelope = rdmesh::node::parseEnvelope(line)) {
+      auto expectMessage = [](const auto& result) {
+        if (!result && result.status().message().empty()) {
+          failProperty("session op error without a message", "");
+        }
+      };
+      expectMessage(rdmesh::node::parseSessionListen(envelope->body));
+      expectMessage(rdmesh::node::parseSessionOpen(envelope->body));
+      expectMessage(rdmesh::node::parseSessionAccept(envelope->body));
+      expectMessage(rdmesh::node::parseSessionRefuse(envelope->body));
+    }
+    rdmesh::node::Reply reply = agent->ops.dispatch(line, fds);
     auto j = nlohmann::json::parse(reply.datagram, nullptr, false);
     if (j.is_discarded() || !j.is_object())
       failProperty("reply is not a JSON object", reply.datagram);

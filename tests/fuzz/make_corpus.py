@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the transport fuzz targets (fuzz_hello, fuzz_control_records,
-fuzz_tcp_frames, fuzz_verbs_bootstrap) under tests/fuzz/corpus/<target>/. Layouts follow
+fuzz_tcp_frames, fuzz_verbs_bootstrap, fuzz_pair_link) under tests/fuzz/corpus/<target>/. Layouts follow
 transport-rdma/include/rdmesh/transport/wire.h (all little-endian). Re-run after a wire change."""
 import os
 import struct
@@ -153,6 +153,47 @@ write(T, "invalid-ready-no-reason", ready(ok=0))
 write(T, "invalid-ready-flag", ready(ok=3))
 
 
+# ---- node-pair link (link_wire.h): first byte 0 = LinkHello, 1 = tcp link frame stream
+LINK_MAGIC = 0x4B4C4452
+
+
+def link_hello(name=b"node-a", vmin=1, vmax=1, kind=3, reserved=0, magic=LINK_MAGIC,
+               name_len=None):
+    n = len(name) if name_len is None else name_len
+    return struct.pack("<IHHHHI", magic, vmin, vmax, kind, n, reserved) + name
+
+
+def link_frame(ftype, imm=0, key=0, payload=b"", offset=0, length=None, reserved=0):
+    n = len(payload) if length is None else length
+    return struct.pack("<BBHIIIQ", ftype, reserved, 0, imm, key, n, offset) + payload
+
+
+write("fuzz_pair_link", "hello-valid-verbs", b"\x00" + link_hello())
+write("fuzz_pair_link", "hello-valid-tcp-long", b"\x00" + link_hello(b"n" * 253, kind=1, vmax=7))
+write("fuzz_pair_link", "hello-invalid-session-magic", b"\x00" + link_hello(magic=MAGIC))
+write("fuzz_pair_link", "hello-invalid-shm", b"\x00" + link_hello(kind=2))
+write("fuzz_pair_link", "hello-invalid-reserved", b"\x00" + link_hello(reserved=1))
+write("fuzz_pair_link", "hello-invalid-name", b"\x00" + link_hello(b"Node_A"))
+write("fuzz_pair_link", "hello-invalid-truncated", b"\x00" + link_hello()[:10])
+# The fuzz target's one registration is key 1, 64 KiB.
+DATA = (1 << 28) | (3 << 16) | 5  # a v1 data immediate: type 1, slot 3
+write("fuzz_pair_link", "frames-valid-mixed", b"\x01" + link_frame(1, DATA, 1, b"hello", 100)
+      + link_frame(2, payload=b"open session 7") + link_frame(1, DATA, 1, b"", 65536)
+      + link_frame(1, DATA, 1, bytes(range(256)) * 64, 0))
+write("fuzz_pair_link", "frames-valid-large-cut", b"\x01" + link_frame(1, DATA, 1, b"x" * 9000,
+                                                                      30000)[:5000])
+write("fuzz_pair_link", "frames-invalid-unknown-key", b"\x01" + link_frame(1, DATA, 2, b"abc"))
+write("fuzz_pair_link", "frames-invalid-out-of-bounds", b"\x01" + link_frame(1, DATA, 1, b"abc",
+                                                                            65534))
+write("fuzz_pair_link", "frames-invalid-offset-wraps", b"\x01" + link_frame(
+    1, DATA, 1, b"abc", (1 << 64) - 1))
+write("fuzz_pair_link", "frames-invalid-reserved-imm", b"\x01" + link_frame(1, 0xF1000000, 1,
+                                                                           b"abc"))
+write("fuzz_pair_link", "frames-invalid-empty-control", b"\x01" + link_frame(2))
+write("fuzz_pair_link", "frames-invalid-control-fields", b"\x01" + link_frame(2, 1, 0, b"abc"))
+write("fuzz_pair_link", "frames-invalid-type", b"\x01" + link_frame(3, payload=b"abc"))
+write("fuzz_pair_link", "frames-invalid-huge", b"\x01" + link_frame(1, DATA, 1,
+                                                                    length=(1 << 30) + 1))
 # ---- node agent replies and events (docs/node-agent.md), JSON with Hellos as lowercase hex
 def agent_hello(name=b"node-b"):
     return hello(name, kind=4).hex()

@@ -5,10 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <atomic>
-#include <list>
 #include <map>
-#include <thread>
 
 #include "rdmesh/common/timeval.h"
 #include "session_manager_base.h"

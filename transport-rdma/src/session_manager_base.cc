@@ -20,24 +20,15 @@ SessionManagerBase::SessionManagerBase(event_base* base, StatsStore& stats, Acce
       on_accept_(std::move(on_accept)),
       session_options_(std::move(session_options)),
       connect_timeout_(connect_timeout),
-      tasks_(base) {}
+      jobs_(std::make_unique<BlockingJobs>(base)) {}
 
 SessionManagerBase::~SessionManagerBase() {
   joinBootstrapThreads();
 }
 
+// Each job is bounded by connect_timeout, so this waits at most that long.
 void SessionManagerBase::joinBootstrapThreads() {
-  for (auto& t : threads_) {
-    if (t.thread.joinable()) t.thread.join();  // each is bounded by connect_timeout
-  }
-}
-
-void SessionManagerBase::reapBootstrapThreads() {
-  std::erase_if(threads_, [](BootstrapThread& t) {
-    if (!t.done->load()) return false;
-    t.thread.join();
-    return true;
-  });
+  jobs_.reset();
 }
 
 std::unique_ptr<SessionImpl> SessionManagerBase::makeSession(const std::string& name) {

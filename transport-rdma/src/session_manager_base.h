@@ -2,15 +2,12 @@
 // bootstrap work on short-lived threads whose results come back to the loop thread.
 #pragma once
 
-#include <atomic>
 #include <functional>
-#include <list>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "rdmesh/common/task_queue.h"
+#include "rdmesh/common/blocking_jobs.h"
 #include "rdmesh/transport/session_manager.h"
 #include "session_impl.h"
 
@@ -42,15 +39,7 @@ class SessionManagerBase : public SessionManager {
   // Runs `work` on a bootstrap thread and `done` with its result on the loop thread.
   template <typename T>
   void runBootstrap(std::function<T()> work, std::function<void(T)> done) {
-    reapBootstrapThreads();
-    auto finished = std::make_shared<std::atomic<bool>>(false);
-    threads_.push_back(
-        {std::thread([this, work = std::move(work), done = std::move(done), finished]() mutable {
-           auto result = std::make_shared<T>(work());
-           tasks_.post([done = std::move(done), result]() mutable { done(std::move(*result)); });
-           finished->store(true);
-         }),
-         finished});
+    jobs_->run<T>(std::move(work), std::move(done));
   }
   void joinBootstrapThreads();
   Deadline bootstrapDeadline() const { return std::chrono::steady_clock::now() + connect_timeout_; }
@@ -64,16 +53,9 @@ class SessionManagerBase : public SessionManager {
   SessionOptions session_options_;
 
  private:
-  struct BootstrapThread {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  void reapBootstrapThreads();
-
   std::chrono::milliseconds connect_timeout_;
-  TaskQueue tasks_;
   std::vector<SessionImpl*> sessions_;
-  std::list<BootstrapThread> threads_;
+  std::unique_ptr<BlockingJobs> jobs_;
 };
 
 }  // namespace rdmesh::transport

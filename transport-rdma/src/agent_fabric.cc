@@ -110,7 +110,12 @@ class AgentFabricImpl final : public AgentFabric {
                       "node agent listener: " + datagram.status().message()};
       if (!datagram->has_value()) return offers;
       auto message = parseAgentMessage((*datagram)->bytes);
-      if (!message) return message.status();
+      if (!message) {
+        // One bad message loses nothing else: the listener (and every other offer) stays.
+        spdlog::warn("node agent: ignoring a bad message on the listener: {}",
+                     message.status().message());
+        continue;
+      }
       switch (message->kind) {
         case AgentMessage::Kind::kOffer:
           offers.push_back(std::move(message->offer));

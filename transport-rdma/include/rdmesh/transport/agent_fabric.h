@@ -51,8 +51,8 @@ class AgentFabric : public Fabric {
   // A session_listen connection for our pod IPs: the agent sends offers on it. Non-blocking fd,
   // owned by the caller; readable when offers are queued, hang-up when the agent is gone.
   virtual Result<int> listenFor(const std::vector<std::string>& pod_ips, Deadline deadline) = 0;
-  // Offers queued on a listener (non-blocking). An error: the listener is lost (agent gone or
-  // it broke the contract); close it and listen again.
+  // Offers queued on a listener (non-blocking); a malformed message is logged and skipped. An
+  // error: the listener is lost (the agent hung up); close it and listen again.
   virtual Result<std::vector<AgentOffer>> readOffers(int listen_fd) = 0;
   // Answers an offer with session_accept on a connection of its own.
   virtual Result<std::unique_ptr<FabricConnection>> acceptOffer(

@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 
 #ifndef RDMESH_PROXY_BIN
@@ -704,6 +705,26 @@ ReadResult readExactly(int fd, size_t want, Millis timeout) {
 
 ReadResult readUntilEof(int fd, Millis timeout, size_t max_bytes) {
   return readLoop(fd, max_bytes, timeout, true);
+}
+
+void expectEchoed(const std::string& ns, const std::string& ip, uint16_t port, size_t bytes,
+                  uint64_t seed, Millis timeout) {
+  UniqueFd fd = tcpConnect(ns, ip, port);
+  ASSERT_TRUE(fd) << "connect to " << ip << ":" << port;
+  std::string data = PatternGen(seed).bytes(bytes);
+  Hasher sent;
+  sent.update(data.data(), data.size());
+  std::thread writer([&] {
+    sendAll(fd.get(), data);
+    ::shutdown(fd.get(), SHUT_WR);
+  });
+  ReadResult r = readUntilEof(fd.get(), timeout);
+  writer.join();
+  ASSERT_EQ(r.error, 0) << strerror(r.error);
+  Hasher got;
+  got.update(r.data.data(), r.data.size());
+  EXPECT_EQ(got.bytes(), bytes);
+  EXPECT_EQ(got.digest(), sent.digest()) << "echoed bytes differ";
 }
 
 // ------------------------------------------------------------------------------------ HTTP

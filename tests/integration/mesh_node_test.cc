@@ -115,24 +115,9 @@ class MeshNodeTest : public ::testing::Test {
     ASSERT_TRUE((*reply)["ok"].get<bool>()) << reply->dump();
   }
 
-  // Echoes `bytes` through a1's listener `port` and checks the hash of what comes back.
+  // Echoes `bytes` through a1's listener `port` and checks what comes back.
   void echoTransfer(uint16_t port, size_t bytes, uint64_t seed) {
-    UniqueFd fd = tcpConnect(a1_.ns->name(), "127.0.0.1", port);
-    ASSERT_TRUE(fd) << "connect to a1's listener " << port;
-    std::string data = PatternGen(seed).bytes(bytes);
-    Hasher sent;
-    sent.update(data.data(), data.size());
-    std::thread writer([&] {
-      sendAll(fd.get(), data);
-      ::shutdown(fd.get(), SHUT_WR);
-    });
-    ReadResult r = readUntilEof(fd.get(), 60s);
-    writer.join();
-    ASSERT_EQ(r.error, 0) << strerror(r.error);
-    Hasher got;
-    got.update(r.data.data(), r.data.size());
-    EXPECT_EQ(got.bytes(), bytes);
-    EXPECT_EQ(got.digest(), sent.digest()) << "echoed bytes differ";
+    expectEchoed(a1_.ns->name(), "127.0.0.1", port, bytes, seed);
   }
 
   TempDir dir_{"rdmn"};

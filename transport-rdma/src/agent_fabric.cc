@@ -28,8 +28,9 @@ Result<MeshAddress> parseMeshAddress(std::string_view address) {
     return invalidArgument(fmt::format("session address '{}' is not '<pod ip>@<node>'", address));
   }
   auto ip = canonicalIp(address.substr(0, at));
-  if (!ip)
+  if (!ip) {
     return invalidArgument(fmt::format("session address '{}': {}", address, ip.status().message()));
+  }
   std::string node(address.substr(at + 1));
   if (!isValidNodeName(node)) {
     return invalidArgument(
@@ -105,9 +106,10 @@ class AgentFabricImpl final : public AgentFabric {
     std::vector<AgentOffer> offers;
     for (;;) {
       auto datagram = tryRecvDatagram(listen_fd, kMaxAgentMessageBytes, 0);
-      if (!datagram)
+      if (!datagram) {
         return Status{datagram.status().code(),
                       "node agent listener: " + datagram.status().message()};
+      }
       if (!datagram->has_value()) return offers;
       auto message = parseAgentMessage((*datagram)->bytes);
       if (!message) {
@@ -174,8 +176,9 @@ class AgentFabricImpl final : public AgentFabric {
       return Status{s.code(), "node agent: " + s.message()};
     }
     auto datagram = recvDatagram(conn, kMaxAgentMessageBytes, max_reply_fds, deadline);
-    if (!datagram)
+    if (!datagram) {
       return Status{datagram.status().code(), "node agent: " + datagram.status().message()};
+    }
     auto message = parseAgentMessage(datagram->bytes);
     if (!message) return message.status();
     if (message->kind != AgentMessage::Kind::kReply) {
@@ -213,10 +216,10 @@ class AgentFabricImpl final : public AgentFabric {
         if (!reply->fds.empty()) return protocolError("node agent: mode agent with a descriptor");
         auto hello = checkPeerHello(local, r.has_peer_hello ? r.peer_hello : *offer_hello);
         if (!hello) return hello.status();
-        region.release();  // agent_region: owned by the connection from here on
+        // The connection owns the region from here on (agent_region is region's object).
+        std::unique_ptr<AgentRegion> owned(static_cast<AgentRegion*>(region.release()));
         AgentConnection::Parts parts{std::move(conn.value()), std::move(hello.value()),
-                                     std::unique_ptr<AgentRegion>(agent_region),
-                                     std::move(to_agent), std::move(to_sidecar)};
+                                     std::move(owned), std::move(to_agent), std::move(to_sidecar)};
         return std::unique_ptr<FabricConnection>(new AgentConnection(std::move(parts)));
       }
       case SessionMode::kShm: {

@@ -171,7 +171,7 @@ class MeshSessionManager final : public SessionManagerBase {
     Deadline until = bootstrapDeadline();
     std::string key = p.key;
     runBootstrap<ConnectionResult>(
-        [=]() -> ConnectionResult {
+        [=, step = std::move(step)]() -> ConnectionResult {
           auto region = fabric->registerRegion(bytes);
           if (!region) return region.status();
           return step(*fabric, hello, std::move(region.value()), until);
@@ -319,8 +319,8 @@ class MeshSessionManager final : public SessionManagerBase {
     p.accepting = true;
     bootstrap(
         p,
-        [offer](AgentFabric& fabric, const Hello& hello, std::unique_ptr<MemoryRegion> region,
-                Deadline until) {
+        [offer = std::move(offer)](AgentFabric& fabric, const Hello& hello,
+                                   std::unique_ptr<MemoryRegion> region, Deadline until) {
           return fabric.acceptOffer(offer, hello, std::move(region), until);
         },
         &MeshSessionManager::onAccepted);

@@ -23,7 +23,7 @@ namespace rdmesh::transport {
 inline constexpr const char* kDefaultNodeSocket = "/var/run/rdmesh/node.sock";
 inline constexpr const char* kNodeSocketEnv = "RDMESH_NODE_SOCKET";
 // Largest datagram on node.sock (the contract's request limit; replies are far smaller).
-inline constexpr size_t kMaxAgentMessageBytes = 64 * 1024;
+inline constexpr size_t kMaxAgentMessageBytes = size_t{64} << 10;
 
 // $RDMESH_NODE_SOCKET if set, else `configured` if not empty, else the default path.
 std::string nodeSocketPath(std::string_view configured);

@@ -182,11 +182,10 @@ class ConfigReader {
                               describeType(root)));
     }
     Mapping document;
-    RETURN_IF_ERROR(openMapping(
-        root, "", {},
-        {"node", "admin", "transport", "listeners", "clusters", "xds", "node_agent",
-         "drain_timeout_ms"},
-        &document));
+    RETURN_IF_ERROR(openMapping(root, "", {},
+                                {"node", "admin", "transport", "listeners", "clusters", "xds",
+                                 "node_agent", "drain_timeout_ms"},
+                                &document));
     // With xds, listeners may all come from the control plane.
     const bool dynamic = document.find("xds") != nullptr;
     // Mesh mode: the node agent owns the fabric, so the transport section is optional.
@@ -493,8 +492,8 @@ class ConfigReader {
                               kPodIpsEnv, kPodIpEnv));
     }
     const Entry* staging = nullptr;
-    RETURN_IF_ERROR(readInteger(section, "staging_bytes", 64 << 10, 64 << 20,
-                                &agent.staging_bytes, &staging));
+    RETURN_IF_ERROR(
+        readInteger(section, "staging_bytes", 64 << 10, 64 << 20, &agent.staging_bytes, &staging));
     if (staging != nullptr && agent.staging_bytes % 4096 != 0) {
       return fail(staging->valuePosition(), "node_agent.staging_bytes",
                   "must be a multiple of 4096");

@@ -82,10 +82,10 @@ Status Server::start() {
     w->setOriginalDestination(&original_destination_);
   }
   if (Status s = install(config_, /*immediate=*/true); !s) return s;
-  Status sessions = config_.node_agent
-                        ? session_worker->startMeshSessions(
-                              transport::makeAgentFabric(agentOptions(config_)))
-                        : session_worker->startSessions(makeFabric(config_.transport));
+  Status sessions =
+      config_.node_agent
+          ? session_worker->startMeshSessions(transport::makeAgentFabric(agentOptions(config_)))
+          : session_worker->startSessions(makeFabric(config_.transport));
   if (!sessions) return sessions;
 
   for (int sig : {SIGTERM, SIGINT}) {
@@ -96,8 +96,7 @@ Status Server::start() {
   for (auto& w : workers_) w->start();
   started_ = true;
   spdlog::info("rdmesh-proxy {}: ready ({} worker(s), {} fabric, admin on {})", config_.node.name,
-               workers_.size(), fabricName(config_),
-               config_.admin.address.toString());
+               workers_.size(), fabricName(config_), config_.admin.address.toString());
   return {};
 }
 

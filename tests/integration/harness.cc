@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 
 #ifndef RDMESH_PROXY_BIN
@@ -706,6 +707,26 @@ ReadResult readUntilEof(int fd, Millis timeout, size_t max_bytes) {
   return readLoop(fd, max_bytes, timeout, true);
 }
 
+void expectEchoed(const std::string& ns, const std::string& ip, uint16_t port, size_t bytes,
+                  uint64_t seed, Millis timeout) {
+  UniqueFd fd = tcpConnect(ns, ip, port);
+  ASSERT_TRUE(fd) << "connect to " << ip << ":" << port;
+  std::string data = PatternGen(seed).bytes(bytes);
+  Hasher sent;
+  sent.update(data.data(), data.size());
+  std::thread writer([&] {
+    sendAll(fd.get(), data);
+    ::shutdown(fd.get(), SHUT_WR);
+  });
+  ReadResult r = readUntilEof(fd.get(), timeout);
+  writer.join();
+  ASSERT_EQ(r.error, 0) << strerror(r.error);
+  Hasher got;
+  got.update(r.data.data(), r.data.size());
+  EXPECT_EQ(got.bytes(), bytes);
+  EXPECT_EQ(got.digest(), sent.digest()) << "echoed bytes differ";
+}
+
 // ------------------------------------------------------------------------------------ HTTP
 
 HttpResponse httpRequest(const std::string& ns, const std::string& method, const std::string& url,
@@ -1268,10 +1289,11 @@ void Sidecar::start() {
   std::string level = getenv("RDMESH_IT_LOG_LEVEL") ? getenv("RDMESH_IT_LOG_LEVEL") : "info";
   std::vector<std::string> argv{proxyBinary(), "-c", config_path_, "--log-level", level};
   if (launcher_) {
-    proc_ =
-        std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), launcher_(std::move(argv)), log);
+    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(),
+                                      launcher_(std::move(argv)), log);
   } else {
-    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), std::move(argv), log, ns_);
+    proc_ =
+        std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), std::move(argv), log, ns_);
   }
 }
 

@@ -249,6 +249,10 @@ struct ReadResult {
 // Reads until `want` bytes, EOF, an error, or the deadline (error = ETIMEDOUT).
 ReadResult readExactly(int fd, size_t want, Millis timeout);
 ReadResult readUntilEof(int fd, Millis timeout, size_t max_bytes = 64 << 20);
+// Connects to ip:port inside `ns` (an echo path), sends `bytes` of PatternGen(seed), half-closes,
+// and checks (gtest expectations) that the same bytes come back, by count and hash.
+void expectEchoed(const std::string& ns, const std::string& ip, uint16_t port, size_t bytes,
+                  uint64_t seed, Millis timeout = 60s);
 
 // ------------------------------------------------------------------------------------ HTTP
 

@@ -18,8 +18,8 @@
 namespace rdmesh::transport {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeSessionAgent;
+using ::testing::HasSubstr;
 namespace agentwire = wire::agent;
 using Clock = std::chrono::steady_clock;
 
@@ -116,9 +116,12 @@ TEST(AgentMessages, RequestsCarryTheContractFields) {
 
 TEST(AgentMessages, ParsesOffersAndRejectsBadOnesWithTheField) {
   std::string hex = toHex(encodeHello(helloFor("b")));
-  nlohmann::json offer{{"event", "offer"},         {"offer_id", 9},
-                       {"peer_node", "node-b"},    {"peer_ip", "fd00:0::7"},
-                       {"destination_ip", "10.0.0.1"}, {"peer_hello", hex}};
+  nlohmann::json offer{{"event", "offer"},
+                       {"offer_id", 9},
+                       {"peer_node", "node-b"},
+                       {"peer_ip", "fd00:0::7"},
+                       {"destination_ip", "10.0.0.1"},
+                       {"peer_hello", hex}};
   auto m = parseAgentMessage(offer.dump());
   ASSERT_TRUE(m.isOk()) << m.status().message();
   EXPECT_EQ(m->kind, AgentMessage::Kind::kOffer);
@@ -238,7 +241,8 @@ class AgentFabricTest : public ::testing::Test {
     return got;
   }
 
-  static void write(FabricConnection& c, uint64_t offset, size_t len, char fill, uint32_t slot = 1) {
+  static void write(FabricConnection& c, uint64_t offset, size_t len, char fill,
+                    uint32_t slot = 1) {
     auto span = c.stageWrite(offset, len);
     ASSERT_EQ(span.size(), len);
     std::memset(span.data(), fill, len);
@@ -307,7 +311,8 @@ TEST_F(AgentFabricTest, ASleepingSidecarIsWokenByItsDoorbellAndAnAwakeOneIsNot) 
   write(*p.a, 0, 100, 'c');
   ASSERT_TRUE(p.a->flush().isOk());
   auto until = Clock::now() + std::chrono::seconds(5);
-  while (agent_->counters().submissions_moved < 3 && Clock::now() < until) std::this_thread::yield();
+  while (agent_->counters().submissions_moved < 3 && Clock::now() < until)
+    std::this_thread::yield();
   EXPECT_FALSE(p.b->prepareToSleep());
   EXPECT_EQ(pollFor(*p.b, 1).size(), 1u);
 }
@@ -409,8 +414,8 @@ class AgentRepliesTest : public AgentFabricTest {
     auto fa = makeAgentFabric(options());
     auto region = fa->registerRegion(smallGeometry().receiveAreaBytes());
     auto started = Clock::now();
-    auto conn = fa->connect("10.0.0.2@node-a", helloFor("a"), std::move(region.value()),
-                            started + budget);
+    auto conn =
+        fa->connect("10.0.0.2@node-a", helloFor("a"), std::move(region.value()), started + budget);
     elapsed_ = Clock::now() - started;
     EXPECT_FALSE(conn.isOk());
     return conn.status();

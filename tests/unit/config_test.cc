@@ -234,13 +234,16 @@ listeners: [{name: in, direction: inbound, port: 80}]
 }
 
 TEST_F(MeshConfigTest, MistakesNameTheField) {
-  auto error = [](const std::string& yaml) { return parseConfig(yaml, "m.yaml").status().message(); };
+  auto error = [](const std::string& yaml) {
+    return parseConfig(yaml, "m.yaml").status().message();
+  };
   EXPECT_THAT(error("node: {name: a}\nnode_agent: {}\nlisteners: []\n"),
               HasSubstr("node_agent.pod_ips: the pod's IPs are needed in mesh mode"));
   EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.300]}\nlisteners: []\n"),
               HasSubstr("node_agent.pod_ips[0]"));
-  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1, 10.0.0.1]}\nlisteners: []\n"),
-              HasSubstr("listed twice"));
+  EXPECT_THAT(
+      error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1, 10.0.0.1]}\nlisteners: []\n"),
+      HasSubstr("listed twice"));
   EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1], socket: rel.sock}\n"
                     "listeners: []\n"),
               HasSubstr("node_agent.socket"));

@@ -124,16 +124,20 @@ std::string mapSide(Side& side, std::vector<UniqueFd>& fds, const std::string& h
   auto hello = transport::parseHello(*hello_bytes);
   if (!hello) return "field 'hello': " + hello.status().message();
   struct stat st {};
-  if (::fstat(fds[0].get(), &st) != 0 || st.st_size < static_cast<off_t>(agentwire::kRegionHeaderBytes)) {
+  if (::fstat(fds[0].get(), &st) != 0 ||
+      st.st_size < static_cast<off_t>(agentwire::kRegionHeaderBytes)) {
     return "region memfd too small";
   }
   agentwire::RegionLayout layout{};
-  if (::pread(fds[0].get(), &layout, sizeof(layout), 0) != sizeof(layout)) return "cannot read region";
-  if (Status s = transport::validateAgentRegionLayout(layout, static_cast<uint64_t>(st.st_size)); !s) {
+  if (::pread(fds[0].get(), &layout, sizeof(layout), 0) != sizeof(layout))
+    return "cannot read region";
+  if (Status s = transport::validateAgentRegionLayout(layout, static_cast<uint64_t>(st.st_size));
+      !s) {
     return s.message();
   }
   if (Status s = transport::checkAgentRegionForHello(layout, *hello); !s) return s.message();
-  void* p = ::mmap(nullptr, layout.region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0].get(), 0);
+  void* p =
+      ::mmap(nullptr, layout.region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0].get(), 0);
   if (p == MAP_FAILED) return "mmap failed";
   side.base = static_cast<std::byte*>(p);
   side.size = layout.region_bytes;
@@ -162,18 +166,18 @@ struct FakeSessionAgent::Impl {
   std::atomic<bool> close_all{false};
   mutable std::mutex mu;
   std::map<std::string, std::string> pod_ips;  // hello name -> IP
-  std::map<pid_t, std::string> pid_ips;          // process (SO_PEERCRED) -> its first listened IP
+  std::map<pid_t, std::string> pid_ips;        // process (SO_PEERCRED) -> its first listened IP
   bool shm = false;
   Misbehaviour misbehaviour = Misbehaviour::kNone;
   Counters counters;
   std::vector<std::string> ops;
 
   // Loop thread only.
-  std::list<UniqueFd> clients;                     // not yet a session connection
-  std::map<std::string, int> listeners;            // pod IP -> client fd
-  std::map<uint64_t, Pending> pending;             // offers in flight
-  std::list<std::unique_ptr<Pair>> pairs;          // agent-mode sessions
-  std::list<UniqueFd> held;                        // silent / shm-brokered connections
+  std::list<UniqueFd> clients;             // not yet a session connection
+  std::map<std::string, int> listeners;    // pod IP -> client fd
+  std::map<uint64_t, Pending> pending;     // offers in flight
+  std::list<std::unique_ptr<Pair>> pairs;  // agent-mode sessions
+  std::list<UniqueFd> held;                // silent / shm-brokered connections
   uint64_t next_offer = 1;
   std::atomic<size_t> active_pairs{0};
   std::atomic<size_t> active_listeners{0};
@@ -342,7 +346,9 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
     how = misbehaviour;
     shm_mode = shm;
   }
-  auto reply = [&](const Json& j, std::vector<int> out = {}) { sendMessage(it->get(), j.dump(), out); };
+  auto reply = [&](const Json& j, std::vector<int> out = {}) {
+    sendMessage(it->get(), j.dump(), out);
+  };
   if (op == "session_listen") {
     for (const auto& ip : req["pod_ips"]) listeners[ip.get<std::string>()] = it->get();
     ucred cred{};
@@ -411,8 +417,8 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
       peer_ip = by_name != pod_ips.end() ? by_name->second : pid_ips[cred.pid];
     }
     uint64_t id = next_offer++;
-    Json offer{{"event", "offer"},     {"offer_id", id},           {"peer_node", node},
-               {"peer_ip", peer_ip},   {"destination_ip", dest}, {"peer_hello", hello_hex}};
+    Json offer{{"event", "offer"},   {"offer_id", id},         {"peer_node", node},
+               {"peer_ip", peer_ip}, {"destination_ip", dest}, {"peer_hello", hello_hex}};
     sendMessage(l->second, offer.dump());
     opener.conn = std::move(*it);
     *erase = true;

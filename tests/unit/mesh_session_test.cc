@@ -2,8 +2,6 @@
 // 10.0.0.1 and 10.0.0.2) on one event_base, attached to an in-test node agent over a real
 // node.sock. Sessions are dialed on demand per remote sidecar, carried by the agent (or brokered
 // to shm), lost when the agent closes them or goes away, and redialed when a stream needs them.
-#include "rdmesh/transport/mesh_session_manager.h"
-
 #include <event2/event.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,6 +13,7 @@
 
 #include "fake_session_agent.h"
 #include "rdmesh/common/stats.h"
+#include "rdmesh/transport/mesh_session_manager.h"
 #include "stream_users.h"
 
 namespace rdmesh::transport {

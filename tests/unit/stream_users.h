@@ -31,7 +31,8 @@ inline std::vector<std::byte> pattern(uint32_t seed, size_t n) {
 }
 
 // Index of the first difference, or -1.
-inline ptrdiff_t firstDifference(const std::vector<std::byte>& got, const std::vector<std::byte>& want) {
+inline ptrdiff_t firstDifference(const std::vector<std::byte>& got,
+                                 const std::vector<std::byte>& want) {
   size_t n = std::min(got.size(), want.size());
   for (size_t i = 0; i < n; ++i) {
     if (got[i] != want[i]) return static_cast<ptrdiff_t>(i);

@@ -24,9 +24,13 @@ class AgentRegion : public MemoryRegion {
   // Creates the memfd and writes the header (layout and zeroed indexes).
   static Result<std::unique_ptr<AgentRegion>> create(const wire::agent::RegionLayout& layout);
 
-  std::span<std::byte> bytes() override { return section(layout_.receive_offset, layout_.receive_bytes); }
+  std::span<std::byte> bytes() override {
+    return section(layout_.receive_offset, layout_.receive_bytes);
+  }
   const wire::agent::RegionLayout& layout() const { return layout_; }
-  wire::agent::RegionHeader& header() { return *reinterpret_cast<wire::agent::RegionHeader*>(base()); }
+  wire::agent::RegionHeader& header() {
+    return *reinterpret_cast<wire::agent::RegionHeader*>(base());
+  }
   wire::agent::Submission* submissions() {
     return reinterpret_cast<wire::agent::Submission*>(base() + layout_.sq_offset);
   }
@@ -93,9 +97,9 @@ class AgentConnection : public FabricConnection {
   const uint64_t peer_area_bytes_;
   StagingRing staging_;
   std::vector<uint64_t> staging_end_;  // per SQ entry: staging position to release once done
-  uint64_t sq_tail_ = 0;       // submissions written (published by flush())
-  uint64_t sq_published_ = 0;  // what flush() last published
-  uint64_t sq_retired_ = 0;    // completions already applied to staging_
+  uint64_t sq_tail_ = 0;               // submissions written (published by flush())
+  uint64_t sq_published_ = 0;          // what flush() last published
+  uint64_t sq_retired_ = 0;            // completions already applied to staging_
   uint64_t cq_head_ = 0;
   bool staged_ = false;
   size_t staged_at_ = 0;

@@ -24,8 +24,8 @@ void AgentConnection::retire() {
   if (completed == sq_retired_) return;
   if (completed > sq_published_ || completed < sq_retired_) {
     broken_ = protocolError(fmt::format(
-        "agent: {} submissions completed, but {} were published and {} completed before",
-        completed, sq_published_, sq_retired_));
+        "agent: {} submissions completed, but {} were published and {} completed before", completed,
+        sq_published_, sq_retired_));
     return;
   }
   staging_.release(staging_end_[(completed - 1) & sq_mask_]);

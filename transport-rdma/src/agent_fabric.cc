@@ -28,10 +28,13 @@ Result<MeshAddress> parseMeshAddress(std::string_view address) {
     return invalidArgument(fmt::format("session address '{}' is not '<pod ip>@<node>'", address));
   }
   auto ip = canonicalIp(address.substr(0, at));
-  if (!ip) return invalidArgument(fmt::format("session address '{}': {}", address, ip.status().message()));
+  if (!ip) {
+    return invalidArgument(fmt::format("session address '{}': {}", address, ip.status().message()));
+  }
   std::string node(address.substr(at + 1));
   if (!isValidNodeName(node)) {
-    return invalidArgument(fmt::format("session address '{}': '{}' is not a node name", address, node));
+    return invalidArgument(
+        fmt::format("session address '{}': '{}' is not a node name", address, node));
   }
   return MeshAddress{std::move(ip.value()), std::move(node)};
 }
@@ -103,10 +106,18 @@ class AgentFabricImpl final : public AgentFabric {
     std::vector<AgentOffer> offers;
     for (;;) {
       auto datagram = tryRecvDatagram(listen_fd, kMaxAgentMessageBytes, 0);
-      if (!datagram) return Status{datagram.status().code(), "node agent listener: " + datagram.status().message()};
+      if (!datagram) {
+        return Status{datagram.status().code(),
+                      "node agent listener: " + datagram.status().message()};
+      }
       if (!datagram->has_value()) return offers;
       auto message = parseAgentMessage((*datagram)->bytes);
-      if (!message) return message.status();
+      if (!message) {
+        // One bad message loses nothing else: the listener (and every other offer) stays.
+        spdlog::warn("node agent: ignoring a bad message on the listener: {}",
+                     message.status().message());
+        continue;
+      }
       switch (message->kind) {
         case AgentMessage::Kind::kOffer:
           offers.push_back(std::move(message->offer));
@@ -132,8 +143,7 @@ class AgentFabricImpl final : public AgentFabric {
                      /*offer_hello=*/nullptr, deadline);
   }
 
-  Result<std::unique_ptr<FabricConnection>> acceptOffer(const AgentOffer& offer,
-                                                        const Hello& local,
+  Result<std::unique_ptr<FabricConnection>> acceptOffer(const AgentOffer& offer, const Hello& local,
                                                         std::unique_ptr<MemoryRegion> region,
                                                         Deadline deadline) override {
     return establish(encodeSessionAccept(offer.offer_id, local), local, std::move(region),
@@ -166,11 +176,14 @@ class AgentFabricImpl final : public AgentFabric {
       return Status{s.code(), "node agent: " + s.message()};
     }
     auto datagram = recvDatagram(conn, kMaxAgentMessageBytes, max_reply_fds, deadline);
-    if (!datagram) return Status{datagram.status().code(), "node agent: " + datagram.status().message()};
+    if (!datagram) {
+      return Status{datagram.status().code(), "node agent: " + datagram.status().message()};
+    }
     auto message = parseAgentMessage(datagram->bytes);
     if (!message) return message.status();
     if (message->kind != AgentMessage::Kind::kReply) {
-      return protocolError(fmt::format("node agent: expected a reply, got event '{}'", message->event));
+      return protocolError(
+          fmt::format("node agent: expected a reply, got event '{}'", message->event));
     }
     return Reply{std::move(message.value()), std::move(datagram->fds)};
   }
@@ -179,8 +192,7 @@ class AgentFabricImpl final : public AgentFabric {
   // Hello; the reply need not repeat it).
   Result<std::unique_ptr<FabricConnection>> establish(const std::string& body, const Hello& local,
                                                       std::unique_ptr<MemoryRegion> region,
-                                                      const Hello* offer_hello,
-                                                      Deadline deadline) {
+                                                      const Hello* offer_hello, Deadline deadline) {
     auto* agent_region = dynamic_cast<AgentRegion*>(region.get());
     if (agent_region == nullptr) return internalError("agent fabric needs a region it registered");
     if (Status s = checkAgentRegionForHello(agent_region->layout(), local); !s) {
@@ -204,15 +216,16 @@ class AgentFabricImpl final : public AgentFabric {
         if (!reply->fds.empty()) return protocolError("node agent: mode agent with a descriptor");
         auto hello = checkPeerHello(local, r.has_peer_hello ? r.peer_hello : *offer_hello);
         if (!hello) return hello.status();
-        region.release();  // agent_region: owned by the connection from here on
+        // The connection owns the region from here on (agent_region is region's object).
+        std::unique_ptr<AgentRegion> owned(static_cast<AgentRegion*>(region.release()));
         AgentConnection::Parts parts{std::move(conn.value()), std::move(hello.value()),
-                                     std::unique_ptr<AgentRegion>(agent_region),
-                                     std::move(to_agent), std::move(to_sidecar)};
+                                     std::move(owned), std::move(to_agent), std::move(to_sidecar)};
         return std::unique_ptr<FabricConnection>(new AgentConnection(std::move(parts)));
       }
       case SessionMode::kShm: {
         if (reply->fds.size() != 1) {
-          return protocolError("node agent: mode shm needs exactly one descriptor (socketpair end)");
+          return protocolError(
+              "node agent: mode shm needs exactly one descriptor (socketpair end)");
         }
         // The peer is on this node: sidecar to sidecar over shared memory, the agent only
         // brokered the socketpair. The agent region is not needed.

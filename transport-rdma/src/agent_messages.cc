@@ -26,7 +26,9 @@ Json helloHex(const Hello& hello) {
 Result<std::string> stringField(const Json& j, const char* name) {
   auto it = j.find(name);
   if (it == j.end()) return protocolError(fmt::format("agent: field '{}' is missing", name));
-  if (!it->is_string()) return protocolError(fmt::format("agent: field '{}' is not a string", name));
+  if (!it->is_string()) {
+    return protocolError(fmt::format("agent: field '{}' is not a string", name));
+  }
   return it->get<std::string>();
 }
 
@@ -37,9 +39,13 @@ Result<Hello> helloField(const Json& j, const char* name) {
     return protocolError(fmt::format("agent: field '{}' is {} characters long", name, hex->size()));
   }
   auto bytes = fromHex(*hex);
-  if (!bytes) return protocolError(fmt::format("agent: field '{}': {}", name, bytes.status().message()));
+  if (!bytes) {
+    return protocolError(fmt::format("agent: field '{}': {}", name, bytes.status().message()));
+  }
   auto hello = parseHello(*bytes);
-  if (!hello) return protocolError(fmt::format("agent: field '{}': {}", name, hello.status().message()));
+  if (!hello) {
+    return protocolError(fmt::format("agent: field '{}': {}", name, hello.status().message()));
+  }
   return hello;
 }
 

@@ -101,8 +101,8 @@ Status validateAgentRegionLayout(const agentwire::RegionLayout& l, uint64_t memf
   };
   uint64_t end = agentwire::kRegionHeaderBytes;
   for (const Section& s : sections) {
-    if (s.offset % agentwire::kSectionAlign != 0 || s.offset < end ||
-        s.offset > l.region_bytes || s.bytes > l.region_bytes - s.offset || s.bytes == 0) {
+    if (s.offset % agentwire::kSectionAlign != 0 || s.offset < end || s.offset > l.region_bytes ||
+        s.bytes > l.region_bytes - s.offset || s.bytes == 0) {
       return protocolError(fmt::format(
           "agent region: {} at {} (+{} bytes) is misaligned, overlaps or lies outside the {} "
           "bytes",
@@ -119,9 +119,9 @@ Status checkAgentRegionForHello(const agentwire::RegionLayout& l, const Hello& h
                                      l.receive_bytes, hello.geometry.receiveAreaBytes()));
   }
   if (l.cq_depth < hello.geometry.recv_depth) {
-    return protocolError(fmt::format(
-        "agent region: completion queue of {} cannot hold the Hello's recv_depth {}", l.cq_depth,
-        hello.geometry.recv_depth));
+    return protocolError(
+        fmt::format("agent region: completion queue of {} cannot hold the Hello's recv_depth {}",
+                    l.cq_depth, hello.geometry.recv_depth));
   }
   return {};
 }

@@ -17,19 +17,6 @@ namespace rdmesh::transport {
 
 namespace {
 
-constexpr std::chrono::milliseconds kFirstBackoff{100};
-
-using ConnectionResult = Result<std::unique_ptr<FabricConnection>>;
-
-SessionOptions sessionOptions(const MeshSessionManagerOptions& o) {
-  SessionOptions s;
-  s.local_node = o.node_name;
-  s.geometry = o.geometry;
-  s.keepalive_interval = o.keepalive_interval;
-  s.keepalive_timeout = std::chrono::milliseconds(o.geometry.keepalive_timeout_ms);
-  return s;
-}
-
 // -1, 0, 1 as a < b, a == b, a > b for two IPs of the same family (network byte order).
 int compareIps(const std::string& a, const std::string& b) {
   auto x = InetAddress::fromIp(a, 0);
@@ -43,8 +30,10 @@ class MeshSessionManager final : public SessionManagerBase {
  public:
   MeshSessionManager(event_base* base, std::unique_ptr<AgentFabric> fabric,
                      MeshSessionManagerOptions options, StatsStore& stats, AcceptHandler on_accept)
-      : SessionManagerBase(base, stats, std::move(on_accept), sessionOptions(options),
-                           options.connect_timeout),
+      : SessionManagerBase(
+            base, stats, std::move(on_accept),
+            makeSessionOptions(options.node_name, options.geometry, options.keepalive_interval),
+            options.connect_timeout),
         fabric_(std::move(fabric)),
         options_(std::move(options)) {
     hello_.fabric = wire::FabricKind::kAgent;
@@ -162,18 +151,34 @@ class MeshSessionManager final : public SessionManagerBase {
       return;
     }
     p.dialing = true;
+    std::string key = p.key;
+    bootstrap(
+        p,
+        [key](AgentFabric& fabric, const Hello& hello, std::unique_ptr<MemoryRegion> region,
+              Deadline until) { return fabric.connect(key, hello, std::move(region), until); },
+        &MeshSessionManager::onDialed);
+  }
+
+  // Registers a region and runs `step` with it on a bootstrap thread; `done` gets the result on
+  // the loop thread.
+  using BootstrapStep = std::function<ConnectionResult(AgentFabric&, const Hello&,
+                                                       std::unique_ptr<MemoryRegion>, Deadline)>;
+  void bootstrap(Peer& p, BootstrapStep step,
+                 void (MeshSessionManager::*done)(Peer&, ConnectionResult)) {
     AgentFabric* fabric = fabric_.get();
     Hello hello = hello_;
     uint64_t bytes = options_.geometry.receiveAreaBytes();
     Deadline until = bootstrapDeadline();
     std::string key = p.key;
     runBootstrap<ConnectionResult>(
-        [=]() -> ConnectionResult {
+        [=, step = std::move(step)]() -> ConnectionResult {
           auto region = fabric->registerRegion(bytes);
           if (!region) return region.status();
-          return fabric->connect(key, hello, std::move(region.value()), until);
+          return step(*fabric, hello, std::move(region.value()), until);
         },
-        [this, key](ConnectionResult result) { onDialed(peerFor(key), std::move(result)); });
+        [this, key, done](ConnectionResult result) {
+          (this->*done)(peerFor(key), std::move(result));
+        });
   }
 
   void onDialed(Peer& p, ConnectionResult result) {
@@ -261,8 +266,8 @@ class MeshSessionManager final : public SessionManagerBase {
     if (draining_) return;
     if (relisten_ev_ == nullptr) {
       relisten_ev_ = event_new(
-          base_, -1, 0, [](int, short, void* self) { static_cast<MeshSessionManager*>(self)->listen(); },
-          this);
+          base_, -1, 0,
+          [](int, short, void* self) { static_cast<MeshSessionManager*>(self)->listen(); }, this);
     }
     timeval tv = toTimeval(listen_backoff_);
     event_add(relisten_ev_, &tv);
@@ -303,8 +308,8 @@ class MeshSessionManager final : public SessionManagerBase {
   void onOffer(AgentOffer offer) {
     offers_total_->inc();
     if (draining_) return refuse(offer, "draining");
-    bool ours = std::find(options_.pod_ips.begin(), options_.pod_ips.end(),
-                          offer.destination_ip) != options_.pod_ips.end();
+    bool ours = std::find(options_.pod_ips.begin(), options_.pod_ips.end(), offer.destination_ip) !=
+                options_.pod_ips.end();
     if (!ours) return refuse(offer, "destination " + offer.destination_ip + " is not this pod");
     Peer& p = peerFor(MeshAddress{offer.peer_ip, offer.peer_node}.toString());
     if (p.accepting) return refuse(offer, "already accepting a session from this sidecar");
@@ -312,18 +317,13 @@ class MeshSessionManager final : public SessionManagerBase {
       return refuse(offer, "simultaneous open: the session dialed by the lower pod IP is kept");
     }
     p.accepting = true;
-    AgentFabric* fabric = fabric_.get();
-    Hello hello = hello_;
-    uint64_t bytes = options_.geometry.receiveAreaBytes();
-    Deadline until = bootstrapDeadline();
-    std::string key = p.key;
-    runBootstrap<ConnectionResult>(
-        [=]() -> ConnectionResult {
-          auto region = fabric->registerRegion(bytes);
-          if (!region) return region.status();
-          return fabric->acceptOffer(offer, hello, std::move(region.value()), until);
+    bootstrap(
+        p,
+        [offer = std::move(offer)](AgentFabric& fabric, const Hello& hello,
+                                   std::unique_ptr<MemoryRegion> region, Deadline until) {
+          return fabric.acceptOffer(offer, hello, std::move(region), until);
         },
-        [this, key](ConnectionResult result) { onAccepted(peerFor(key), std::move(result)); });
+        &MeshSessionManager::onAccepted);
   }
 
   void onAccepted(Peer& p, ConnectionResult result) {

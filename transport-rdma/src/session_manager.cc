@@ -15,25 +15,14 @@ namespace rdmesh::transport {
 
 namespace {
 
-constexpr std::chrono::milliseconds kFirstBackoff{100};
-
-using ConnectionResult = Result<std::unique_ptr<FabricConnection>>;
-
-SessionOptions sessionOptions(const SessionManagerOptions& o) {
-  SessionOptions s;
-  s.local_node = o.node_name;
-  s.geometry = o.geometry;
-  s.keepalive_interval = o.keepalive_interval;
-  s.keepalive_timeout = std::chrono::milliseconds(o.geometry.keepalive_timeout_ms);
-  return s;
-}
-
 class SessionManagerImpl final : public SessionManagerBase {
  public:
   SessionManagerImpl(event_base* base, std::unique_ptr<Fabric> fabric,
                      SessionManagerOptions options, StatsStore& stats, AcceptHandler on_accept)
-      : SessionManagerBase(base, stats, std::move(on_accept), sessionOptions(options),
-                           options.connect_timeout),
+      : SessionManagerBase(
+            base, stats, std::move(on_accept),
+            makeSessionOptions(options.node_name, options.geometry, options.keepalive_interval),
+            options.connect_timeout),
         fabric_(std::move(fabric)),
         options_(std::move(options)) {
     hello_.fabric = fabric_->kind();

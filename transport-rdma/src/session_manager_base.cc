@@ -2,8 +2,18 @@
 
 namespace rdmesh::transport {
 
-SessionManagerBase::SessionManagerBase(event_base* base, StatsStore& stats,
-                                       AcceptHandler on_accept, SessionOptions session_options,
+SessionOptions makeSessionOptions(const std::string& node_name, const SessionGeometry& geometry,
+                                  std::chrono::milliseconds keepalive_interval) {
+  SessionOptions s;
+  s.local_node = node_name;
+  s.geometry = geometry;
+  s.keepalive_interval = keepalive_interval;
+  s.keepalive_timeout = std::chrono::milliseconds(geometry.keepalive_timeout_ms);
+  return s;
+}
+
+SessionManagerBase::SessionManagerBase(event_base* base, StatsStore& stats, AcceptHandler on_accept,
+                                       SessionOptions session_options,
                                        std::chrono::milliseconds connect_timeout)
     : base_(base),
       stats_(stats),

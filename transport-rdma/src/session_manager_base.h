@@ -13,6 +13,12 @@
 
 namespace rdmesh::transport {
 
+inline constexpr std::chrono::milliseconds kFirstBackoff{100};
+using ConnectionResult = Result<std::unique_ptr<FabricConnection>>;
+
+SessionOptions makeSessionOptions(const std::string& node_name, const SessionGeometry& geometry,
+                                  std::chrono::milliseconds keepalive_interval);
+
 class SessionManagerBase : public SessionManager {
  public:
   size_t activeStreams() const override;

@@ -125,6 +125,22 @@ Status sendWithFds(int fd, std::span<const std::byte> bytes, std::span<const int
   return {};
 }
 
+namespace {
+// Every descriptor an SCM_RIGHTS message brought, in order, each owned by `take` at once.
+template <typename Take>
+void forEachReceivedFd(msghdr& msg, Take&& take) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      take(UniqueFd(received));
+    }
+  }
+}
+}  // namespace
+
 Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_out,
                    Deadline deadline) {
   size_t got = 0;
@@ -140,19 +156,10 @@ Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_o
     ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n > 0) {
       got += static_cast<size_t>(n);
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int received;
-          std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-          if (fds_got < fds_out.size()) {
-            fds_out[fds_got++].reset(received);
-          } else {
-            ::close(received);  // more than we asked for: never leak them
-          }
-        }
-      }
+      forEachReceivedFd(msg, [&](UniqueFd received) {
+        // More than we asked for are closed here: never leak them.
+        if (fds_got < fds_out.size()) fds_out[fds_got++] = std::move(received);
+      });
       if (msg.msg_flags & MSG_CTRUNC) return protocolError("bootstrap: descriptors truncated");
       continue;
     }
@@ -208,15 +215,8 @@ Result<std::optional<Datagram>> tryRecvDatagram(int fd, size_t max_bytes, size_t
   if (n < 0 && errno == EAGAIN) return std::optional<Datagram>();
   if (n < 0) return unavailable(errnoText("recvmsg"));
   if (n == 0) return unavailable("the peer closed the connection");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int received;
-      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      d.fds.emplace_back(received);  // owned at once: closed on every error below
-    }
-  }
+  // Owned at once: closed on every error below.
+  forEachReceivedFd(msg, [&](UniqueFd received) { d.fds.push_back(std::move(received)); });
   if (msg.msg_flags & MSG_CTRUNC || d.fds.size() > max_fds) {
     return protocolError(fmt::format("message carries more than {} descriptors", max_fds));
   }

@@ -23,7 +23,7 @@ namespace rdmesh::transport {
 inline constexpr const char* kDefaultNodeSocket = "/var/run/rdmesh/node.sock";
 inline constexpr const char* kNodeSocketEnv = "RDMESH_NODE_SOCKET";
 // Largest datagram on node.sock (the contract's request limit; replies are far smaller).
-inline constexpr size_t kMaxAgentMessageBytes = 64 * 1024;
+inline constexpr size_t kMaxAgentMessageBytes = size_t{64} << 10;
 
 // $RDMESH_NODE_SOCKET if set, else `configured` if not empty, else the default path.
 std::string nodeSocketPath(std::string_view configured);
@@ -51,8 +51,8 @@ class AgentFabric : public Fabric {
   // A session_listen connection for our pod IPs: the agent sends offers on it. Non-blocking fd,
   // owned by the caller; readable when offers are queued, hang-up when the agent is gone.
   virtual Result<int> listenFor(const std::vector<std::string>& pod_ips, Deadline deadline) = 0;
-  // Offers queued on a listener (non-blocking). An error: the listener is lost (agent gone or
-  // it broke the contract); close it and listen again.
+  // Offers queued on a listener (non-blocking); a malformed message is logged and skipped. An
+  // error: the listener is lost (the agent hung up); close it and listen again.
   virtual Result<std::vector<AgentOffer>> readOffers(int listen_fd) = 0;
   // Answers an offer with session_accept on a connection of its own.
   virtual Result<std::unique_ptr<FabricConnection>> acceptOffer(

@@ -25,7 +25,7 @@ enum class SessionMode { kNone, kAgent, kShm };
 
 struct AgentReply {
   bool ok = false;
-  std::string error;                     // !ok: the agent's reason
+  std::string error;                      // !ok: the agent's reason
   SessionMode mode = SessionMode::kNone;  // session_open / session_accept replies
   bool has_peer_hello = false;
   Hello peer_hello;

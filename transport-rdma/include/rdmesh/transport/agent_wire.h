@@ -57,8 +57,8 @@ static_assert(sizeof(RegionLayout) == 72);
 // it swaps the flag from 1 to 0 after publishing.
 struct RegionHeader {
   RegionLayout layout;
-  alignas(64) std::atomic<uint64_t> sq_tail;         // sidecar: submissions published
-  alignas(64) std::atomic<uint64_t> sq_head;         // agent: submissions taken
+  alignas(64) std::atomic<uint64_t> sq_tail;  // sidecar: submissions published
+  alignas(64) std::atomic<uint64_t> sq_head;  // agent: submissions taken
   // agent: submissions whose write completed. Advancing it wakes a sleeping sidecar (as an
   // arrival does): a sidecar out of staging sleeps until its submissions complete.
   alignas(64) std::atomic<uint64_t> sq_completed;

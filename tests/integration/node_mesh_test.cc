@@ -45,18 +45,20 @@ class NodeMeshTest : public ::testing::Test {
                                       const std::string& ip, const std::string& peer,
                                       const std::string& peer_ip) {
     std::string config = dir_.file(name + ".yaml");
-    writeFile(config, "node: {name: " + name + "}\n" +                       //
-                          "socket: " + socketOf(name) + "\n" +               //
+    writeFile(config, "node: {name: " + name + "}\n" +          //
+                          "socket: " + socketOf(name) + "\n" +  //
                           "state_file: " + dir_.file(name + "-pods.json") + "\n" +
                           "capture: {bpf: false}\n"
                           "log_level: debug\n"
                           "fabric:\n"
-                          "  listen: " + ip + ":15008\n" +
+                          "  listen: " +
+                          ip + ":15008\n" +
                           "  rdma: false\n"
                           "  verify_caller_netns: false\n"
-                          "  peers: [{name: " + peer + ", address: \"" + peer_ip + ":15008\"}]\n");
-    auto p = std::make_unique<Process>(name, std::vector<std::string>{RDMESH_NODE_MESH_BIN, "-c",
-                                                                      config},
+                          "  peers: [{name: " +
+                          peer + ", address: \"" + peer_ip + ":15008\"}]\n");
+    auto p = std::make_unique<Process>(name,
+                                       std::vector<std::string>{RDMESH_NODE_MESH_BIN, "-c", config},
                                        dir_.file(name + ".log"), ns.name());
     return p;
   }
@@ -91,8 +93,7 @@ TEST_F(NodeMeshTest, SessionAcrossNodesCarriesBytesAndASidecarDeathCleansUpBothA
   auto listener = sidecar("listener", *ns_b_, {"listen", socketOf("node-b"), kPodIp, "node-b"});
   ASSERT_TRUE(waitFor([&] { return logHas(*listener, "LISTENING"); }, 10s)) << listener->output();
   std::string text = "hello from node-a";
-  auto opener =
-      sidecar("opener", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", text});
+  auto opener = sidecar("opener", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", text});
   ASSERT_TRUE(waitFor([&] { return logHas(*opener, "SENT"); }, 10s)) << opener->output();
   EXPECT_TRUE(logHas(*opener, "OPENED mode=agent"));
   uint32_t imm = wire::encodeImm(wire::ImmType::kData, 1, static_cast<uint32_t>(text.size()));
@@ -146,7 +147,8 @@ TEST_F(NodeMeshTest, AKilledAgentHangsUpItsSessionsAndIsDialedAgainWhenItReturns
       << agent_a_->output();
   auto listener2 = sidecar("listener2", *ns_b_, {"listen", socketOf("node-b"), kPodIp, "node-b"});
   ASSERT_TRUE(waitFor([&] { return logHas(*listener2, "LISTENING"); }, 10s));
-  auto opener2 = sidecar("opener2", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", "again"});
+  auto opener2 =
+      sidecar("opener2", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", "again"});
   EXPECT_TRUE(waitFor([&] { return logHas(*listener2, "data=again"); }, 10s))
       << listener2->output() << opener2->output();
 }

@@ -14,6 +14,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "fmt/format.h"
+#include "rdmesh/transport/agent_fabric.h"
 
 namespace rdmesh::proxy {
 namespace {
@@ -197,13 +199,17 @@ class ConfigReader {
     Mapping document;
     RETURN_IF_ERROR(openMapping(
         root, "", {},
-        {"node", "admin", "transport", "listeners", "clusters", "xds", "drain_timeout_ms"},
+        {"node", "admin", "transport", "listeners", "clusters", "xds", "node_agent",
+         "drain_timeout_ms"},
         &document));
     // With xds, listeners may all come from the control plane.
     const bool dynamic = document.find("xds") != nullptr;
+    // Mesh mode: the node agent owns the fabric, so the transport section is optional.
+    mesh_ = document.find("node_agent") != nullptr;
     for (std::string_view required : {"node", "transport", "listeners"}) {
       const Entry* entry = nullptr;
       if (required == "listeners" && dynamic) continue;
+      if (required == "transport" && mesh_) continue;
       RETURN_IF_ERROR(requireEntry(document, required, &entry));
     }
     config->admin.address = InetAddress::parse(kDefaultAdminAddress).value();
@@ -223,6 +229,8 @@ class ConfigReader {
         RETURN_IF_ERROR(readListeners(&entry, &config->listeners, dynamic));
       } else if (entry.key == "xds") {
         RETURN_IF_ERROR(readXds(&entry, config));
+      } else if (entry.key == "node_agent") {
+        RETURN_IF_ERROR(readNodeAgent(&entry, config));
       } else if (entry.key == "drain_timeout_ms") {
         RETURN_IF_ERROR(readDurationMs(document, "drain_timeout_ms", 0, &config->drain_timeout));
       }
@@ -243,6 +251,7 @@ class ConfigReader {
   }
 
  private:
+  bool mesh_ = false;  // node_agent is in the file
   // Opens `node` as a mapping that may only hold `known_keys`. Null reads as an empty mapping
   // (e.g. "admin:" with nothing under it) placed at `where`.
   Status openMapping(const YAML::Node& node, std::string path, Position where, KeyList known_keys,
@@ -414,8 +423,17 @@ class ConfigReader {
                                 {"name", "identity", "workers"}, &section));
 
     const Entry* name = nullptr;
-    RETURN_IF_ERROR(readString(section, "name", Need::kRequired, &node->name, &name));
-    if (!isNodeName(node->name)) {
+    const char* env_name = mesh_ ? std::getenv(kNodeNameEnv) : nullptr;
+    const bool from_env = env_name != nullptr && *env_name != '\0';
+    RETURN_IF_ERROR(readString(section, "name", from_env ? Need::kOptional : Need::kRequired,
+                               &node->name, &name));
+    if (from_env) {
+      node->name = env_name;
+      if (!isNodeName(node->name)) {
+        return fail(section.position, "node.name",
+                    fmt::format("${} '{}' is not a valid node name", kNodeNameEnv, node->name));
+      }
+    } else if (!isNodeName(node->name)) {
       return fail(
           name->valuePosition(), "node.name",
           fmt::format("'{}' is not a valid node name (1-63 characters of a-z, 0-9, '.', '-')",
@@ -438,6 +456,65 @@ class ConfigReader {
     uint64_t workers = node->workers;
     RETURN_IF_ERROR(readInteger(section, "workers", 1, 64, &workers));
     node->workers = static_cast<uint32_t>(workers);
+    return Status::ok();
+  }
+
+  Status readNodeAgent(const Entry* entry, ProxyConfig* config) {
+    Mapping section;
+    RETURN_IF_ERROR(openMapping(entry->value, "node_agent", entry->valuePosition(),
+                                {"socket", "pod_ips", "staging_bytes"}, &section));
+    NodeAgentConfig agent;
+    const Entry* socket = nullptr;
+    RETURN_IF_ERROR(findScalar(section, "socket", Need::kOptional, &socket));
+    if (socket != nullptr) RETURN_IF_ERROR(checkUnixPath(*socket, "node_agent.socket"));
+    agent.socket = transport::nodeSocketPath(socket ? socket->value.Scalar() : std::string());
+
+    RETURN_IF_ERROR(forEachItem(
+        section.find("pod_ips"), "node_agent.pod_ips",
+        [&](const YAML::Node& item, const std::string& path, Position where) -> Status {
+          auto ip = transport::canonicalIp(item.IsScalar() ? item.Scalar() : "");
+          if (!item.IsScalar() || !ip) {
+            return fail(positionOf(item, where), path,
+                        item.IsScalar() ? ip.status().message() : "expected an IP address");
+          }
+          if (std::find(agent.pod_ips.begin(), agent.pod_ips.end(), *ip) != agent.pod_ips.end()) {
+            return fail(positionOf(item, where), path, fmt::format("{} is listed twice", *ip));
+          }
+          agent.pod_ips.push_back(*ip);
+          return Status::ok();
+        }));
+    if (agent.pod_ips.empty()) {
+      // The downward API: status.podIPs (dual stack) or status.podIP.
+      const char* env = std::getenv(kPodIpsEnv);
+      if (env == nullptr || *env == '\0') env = std::getenv(kPodIpEnv);
+      std::string_view list = env ? env : "";
+      for (size_t start = 0; start < list.size();) {
+        size_t comma = std::min(list.find(',', start), list.size());
+        std::string_view text = list.substr(start, comma - start);
+        start = comma + 1;
+        if (text.empty()) continue;
+        auto ip = transport::canonicalIp(text);
+        if (!ip) {
+          return fail(section.position, "node_agent.pod_ips",
+                      fmt::format("from the environment: {}", ip.status().message()));
+        }
+        agent.pod_ips.push_back(*ip);
+      }
+    }
+    if (agent.pod_ips.empty()) {
+      return fail(section.position, "node_agent.pod_ips",
+                  fmt::format("the pod's IPs are needed in mesh mode: list them here or set ${} "
+                              "(or ${}) from the downward API",
+                              kPodIpsEnv, kPodIpEnv));
+    }
+    const Entry* staging = nullptr;
+    RETURN_IF_ERROR(readInteger(section, "staging_bytes", 64 << 10, 64 << 20,
+                                &agent.staging_bytes, &staging));
+    if (staging != nullptr && agent.staging_bytes % 4096 != 0) {
+      return fail(staging->valuePosition(), "node_agent.staging_bytes",
+                  "must be a multiple of 4096");
+    }
+    config->node_agent = std::move(agent);
     return Status::ok();
   }
 
@@ -486,9 +563,18 @@ class ConfigReader {
                      "rdma_device", "gid_index"},
                     &section));
 
-    std::string backend;
+    if (mesh_) {
+      for (std::string_view key : {"backend", "listen", "peers", "rdma_device", "gid_index"}) {
+        if (const Entry* e = section.find(key); e != nullptr) {
+          return fail(e->key_position, section.fieldPath(key),
+                      "not used in mesh mode: rdmesh-node owns the fabric (node_agent is set)");
+        }
+      }
+    }
+    std::string backend = "tcp";
     const Entry* backend_entry = nullptr;
-    RETURN_IF_ERROR(readString(section, "backend", Need::kRequired, &backend, &backend_entry));
+    RETURN_IF_ERROR(readString(section, "backend", mesh_ ? Need::kOptional : Need::kRequired,
+                               &backend, &backend_entry));
     if (backend == "tcp") {
       transport->backend = FabricBackend::kTcp;
     } else if (backend == "shm") {
@@ -1015,7 +1101,8 @@ class ConfigReader {
           }
           break;
         case Reference::kEndpointNode: {
-          bool known = config.xds.has_value() || name == config.node.name ||
+          // Mesh mode: any node (the agent knows the way).
+          bool known = mesh_ || config.xds.has_value() || name == config.node.name ||
                        std::any_of(peers.begin(), peers.end(),
                                    [&](const PeerConfig& peer) { return peer.name == name; });
           if (!known) {
@@ -1222,6 +1309,11 @@ std::string configToJson(const ProxyConfig& config) {
         {"clusters", std::move(clusters)},
         {"drain_timeout_ms", config.drain_timeout.count()},
     };
+    if (config.node_agent) {
+      json["node_agent"] = {{"socket", config.node_agent->socket},
+                            {"pod_ips", config.node_agent->pod_ips},
+                            {"staging_bytes", config.node_agent->staging_bytes}};
+    }
     if (config.xds) {
       const XdsConfig& xds = *config.xds;
       json["xds"] = {{"servers", xds.servers},

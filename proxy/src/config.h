@@ -21,7 +21,9 @@ enum class ListenerDirection { kOutbound, kInbound, kCapture };
 enum class UnknownDestination { kPassthrough, kReject };
 
 struct NodeConfig {
-  std::string name;      // unique per node; the session key
+  // Unique per node; the session key. Mesh mode: the node the pod runs on ($RDMESH_NODE_NAME,
+  // the downward API's spec.nodeName, takes its place when set).
+  std::string name;
   std::string identity;  // SPIFFE id carried in stream open; may be empty
   uint32_t workers = 1;  // worker threads (each its own event_base)
 };
@@ -49,6 +51,17 @@ struct TransportConfig {
   // the session's bootstrap connection uses).
   std::string rdma_device;
   int gid_index = -1;
+};
+
+// Mesh mode (`node_agent:` in the file): the sidecar runs behind rdmesh-node, which owns the
+// fabric; sessions are per remote sidecar, through the agent (docs/design/node-agent-datapath.md).
+struct NodeAgentConfig {
+  // $RDMESH_NODE_SOCKET, else node_agent.socket, else /var/run/rdmesh/node.sock.
+  std::string socket;
+  // The pod's own IPs, canonical: node_agent.pod_ips, else $RDMESH_POD_IPS (comma-separated) or
+  // $RDMESH_POD_IP (the downward API's status.podIPs / status.podIP).
+  std::vector<std::string> pod_ips;
+  uint64_t staging_bytes = 8 << 20;  // send staging per session (64 KiB..64 MiB)
 };
 
 struct ListenerConfig {
@@ -116,6 +129,7 @@ struct ProxyConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   std::optional<XdsConfig> xds;
+  std::optional<NodeAgentConfig> node_agent;  // set: mesh mode
   std::chrono::milliseconds drain_timeout{5000};
   std::string source_path;  // file it came from (for /config_dump)
   std::string source_text;  // raw YAML (for /config_dump)
@@ -140,5 +154,9 @@ const char* toString(UnknownDestination u);
 inline constexpr const char* kDefaultCaptureAddress = "127.0.0.1:15001";
 inline constexpr const char* kDefaultCaptureAddressV6 = "[::1]:15001";
 inline constexpr const char* kDefaultPreloadSocket = "@rdmesh-preload";
+// Mesh mode: the pod's identity from the downward API.
+inline constexpr const char* kNodeNameEnv = "RDMESH_NODE_NAME";
+inline constexpr const char* kPodIpsEnv = "RDMESH_POD_IPS";
+inline constexpr const char* kPodIpEnv = "RDMESH_POD_IP";
 
 }  // namespace rdmesh::proxy

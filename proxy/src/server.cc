@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "listen_sockets.h"
+#include "rdmesh/transport/agent_fabric.h"
 #include "rdmesh/transport/fabric.h"
 
 namespace rdmesh::proxy {
@@ -44,11 +45,25 @@ std::unique_ptr<transport::Fabric> makeFabric(const TransportConfig& t) {
   }
   return transport::makeTcpFabric();
 }
+
+transport::AgentFabricOptions agentOptions(const ProxyConfig& c) {
+  transport::AgentFabricOptions o;
+  o.socket_path = c.node_agent->socket;
+  // The completion queue holds every arrival the peer may have in flight (our recv_depth).
+  uint32_t depth = transport::roundUpToPowerOfTwo(transport::SessionGeometry{}.recv_depth);
+  o.region = {depth, depth, 0, c.node_agent->staging_bytes};
+  o.control_timeout = c.transport.connect_timeout;
+  return o;
+}
+
+const char* fabricName(const ProxyConfig& c) {
+  return c.node_agent ? "agent" : toString(c.transport.backend);
+}
 }  // namespace
 
 Status Server::start() {
   stats_.setText("server", "node", config_.node.name);
-  stats_.setText("server", "fabric", toString(config_.transport.backend));
+  stats_.setText("server", "fabric", fabricName(config_));
   AdminServer::Handlers handlers;
   handlers.ready = [this] { return started_ && !draining_; };
   handlers.config_dump = [this] { return configDump(); };
@@ -67,7 +82,11 @@ Status Server::start() {
     w->setOriginalDestination(&original_destination_);
   }
   if (Status s = install(config_, /*immediate=*/true); !s) return s;
-  if (Status s = session_worker->startSessions(makeFabric(config_.transport)); !s) return s;
+  Status sessions = config_.node_agent
+                        ? session_worker->startMeshSessions(
+                              transport::makeAgentFabric(agentOptions(config_)))
+                        : session_worker->startSessions(makeFabric(config_.transport));
+  if (!sessions) return sessions;
 
   for (int sig : {SIGTERM, SIGINT}) {
     event* ev = evsignal_new(base_, sig, &Server::onSignal, this);
@@ -77,7 +96,7 @@ Status Server::start() {
   for (auto& w : workers_) w->start();
   started_ = true;
   spdlog::info("rdmesh-proxy {}: ready ({} worker(s), {} fabric, admin on {})", config_.node.name,
-               workers_.size(), toString(config_.transport.backend),
+               workers_.size(), fabricName(config_),
                config_.admin.address.toString());
   return {};
 }

@@ -6,10 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "config_update.h"
+#include "rdmesh/transport/mesh_session_manager.h"
 
 namespace rdmesh::proxy {
 
@@ -151,6 +153,16 @@ void Worker::applyListeners(const ProxyConfig& next, std::map<std::string, int>&
   listeners_ = std::move(listeners);
 }
 
+namespace {
+transport::SessionGeometry geometryOf(const TransportConfig& t) {
+  transport::SessionGeometry g;
+  g.max_streams = t.max_streams;
+  g.ring_bytes = t.ring_bytes;
+  g.keepalive_timeout_ms = static_cast<uint32_t>(t.keepalive_timeout.count());
+  return g;
+}
+}  // namespace
+
 Status Worker::startSessions(std::unique_ptr<transport::Fabric> fabric) {
   const TransportConfig& t = config_.transport;
   transport::SessionManagerOptions options;
@@ -158,15 +170,38 @@ Status Worker::startSessions(std::unique_ptr<transport::Fabric> fabric) {
   options.listen_address = t.listen;
   const ProxyConfig& current = snapshot_ ? *snapshot_ : config_;
   for (const PeerConfig& p : current.transport.peers) options.peers.push_back({p.name, p.address});
-  options.geometry.max_streams = t.max_streams;
-  options.geometry.ring_bytes = t.ring_bytes;
-  options.geometry.keepalive_timeout_ms = static_cast<uint32_t>(t.keepalive_timeout.count());
+  options.geometry = geometryOf(t);
   options.keepalive_interval = t.keepalive_interval;
   options.connect_timeout = t.connect_timeout;
   sessions_ = transport::makeSessionManager(
       base_, std::move(fabric), std::move(options), stats_,
       [this](transport::Stream& stream) { return onInboundStream(stream); });
   return sessions_->start();
+}
+
+Status Worker::startMeshSessions(std::unique_ptr<transport::AgentFabric> fabric) {
+  const TransportConfig& t = config_.transport;
+  transport::MeshSessionManagerOptions options;
+  options.node_name = config_.node.name;
+  options.pod_ips = config_.node_agent->pod_ips;
+  options.geometry = geometryOf(t);
+  options.keepalive_interval = t.keepalive_interval;
+  options.connect_timeout = t.connect_timeout;
+  sessions_ = transport::makeMeshSessionManager(
+      base_, std::move(fabric), std::move(options), stats_,
+      [this](transport::Stream& stream) { return onInboundStream(stream); });
+  return sessions_->start();
+}
+
+bool Worker::isLocal(const EndpointConfig& endpoint) const {
+  if (!config_.node_agent) return endpoint.node == config_.node.name;
+  const auto& ips = config_.node_agent->pod_ips;
+  return std::find(ips.begin(), ips.end(), endpoint.address.ipString()) != ips.end();
+}
+
+std::string Worker::sessionKey(const EndpointConfig& endpoint) const {
+  if (!config_.node_agent) return endpoint.node;
+  return transport::MeshAddress{endpoint.address.ipString(), endpoint.node}.toString();
 }
 
 void Worker::start() {
@@ -274,7 +309,7 @@ void Worker::forward(int fd, Listener& listener, Cluster& cluster, int ep) {
   const EndpointConfig& endpoint = cluster.config->endpoints[static_cast<size_t>(ep)];
   std::chrono::milliseconds timeout = cluster.config->connect_timeout;
   std::shared_ptr<LoadBalancer> lb = cluster.lb;
-  if (endpoint.node == config_.node.name) {
+  if (isLocal(endpoint)) {
     adopt(std::make_unique<TcpRelay>(
         *this, std::move(stats), [lb, ep] { lb->onFinish(ep); }, fd, endpoint.address, timeout));
     return;
@@ -299,11 +334,12 @@ void Worker::openTunnel(int fd, const EndpointConfig& endpoint, std::vector<Conn
       std::make_unique<StreamBridge>(*this, std::move(stats), std::move(on_finish), fd, timeout);
   StreamBridge* raw = bridge.get();
   adopt(std::move(bridge));
-  transport::Session* session = sessions_ ? sessions_->session(endpoint.node) : nullptr;
+  std::string key = sessionKey(endpoint);
+  transport::Session* session = sessions_ ? sessions_->session(key) : nullptr;
   transport::Stream* stream =
       session ? session->openStream(endpoint.address, config_.node.identity, raw) : nullptr;
   if (session == nullptr) {
-    spdlog::warn("no session to node '{}' for {}", endpoint.node, endpoint.address.toString());
+    spdlog::warn("no session to '{}' for {}", key, endpoint.address.toString());
   }
   raw->attach(stream);
 }

@@ -24,6 +24,7 @@
 #include "rdmesh/common/stats.h"
 #include "rdmesh/common/task_queue.h"
 #include "rdmesh/transport/adaptive_poller.h"
+#include "rdmesh/transport/agent_fabric.h"
 #include "rdmesh/transport/session_manager.h"
 #include "tcp_proxy.h"
 
@@ -40,6 +41,8 @@ class Worker final : public ConnectionHost, public transport::Pollable {
 
   // On the main thread, before start(): make this the session worker.
   Status startSessions(std::unique_ptr<transport::Fabric> fabric);
+  // Mesh mode: sessions per remote sidecar through the node agent.
+  Status startMeshSessions(std::unique_ptr<transport::AgentFabric> fabric);
   void setSessionWorker(Worker* worker) { session_worker_ = worker; }
   // Before start(): where capture listeners learn each connection's original destination
   // (shared by all workers, owned by the server).
@@ -115,6 +118,11 @@ class Worker final : public ConnectionHost, public transport::Pollable {
   void openTunnel(int fd, const EndpointConfig& endpoint, std::vector<ConnectionStats> stats,
                   std::function<void()> on_finish, std::chrono::milliseconds timeout);
   transport::StreamCallbacks* onInboundStream(transport::Stream& stream);
+  // Served by this pod without a tunnel: standalone, an endpoint on our node; mesh mode, one of
+  // our own pod IPs (another pod on our node is a session away, over shm).
+  bool isLocal(const EndpointConfig& endpoint) const;
+  // The session that reaches `endpoint`: its node, or in mesh mode its sidecar ("ip@node").
+  std::string sessionKey(const EndpointConfig& endpoint) const;
   void adopt(std::unique_ptr<ProxyConnection> connection);
   void run();
 

@@ -22,6 +22,7 @@ Result<InetAddress> parseAddress(const std::string& text, const std::string& whe
 Result<std::vector<PeerConfig>> translateNodes(const std::vector<xds::Resource>& resources,
                                                const ProxyConfig& boot) {
   std::vector<PeerConfig> peers;
+  if (boot.node_agent) return peers;  // mesh mode: the node agent reaches the other nodes
   for (const xds::Resource& resource : resources) {
     const auto& node = std::get<xds::Node>(resource);
     if (node.name == boot.node.name) continue;  // ourselves

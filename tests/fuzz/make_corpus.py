@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the transport fuzz targets (fuzz_hello, fuzz_control_records,
-fuzz_tcp_frames, fuzz_verbs_bootstrap) under tests/fuzz/corpus/<target>/. Layouts follow
+fuzz_tcp_frames, fuzz_verbs_bootstrap, fuzz_pair_link) under tests/fuzz/corpus/<target>/. Layouts follow
 transport-rdma/include/rdmesh/transport/wire.h (all little-endian). Re-run after a wire change."""
 import os
 import struct
@@ -37,7 +37,8 @@ write("fuzz_hello", "invalid-name-chars", hello(b"Node_A"))
 write("fuzz_hello", "invalid-versions", hello(vmin=2, vmax=1))
 write("fuzz_hello", "invalid-ring-not-power-of-two", hello(ring=6144))
 write("fuzz_hello", "invalid-recv-depth", hello(depth=63))
-write("fuzz_hello", "invalid-fabric-kind", hello(kind=4))
+write("fuzz_hello", "invalid-fabric-kind", hello(kind=5))
+write("fuzz_hello", "valid-agent", hello(b"node-a", kind=4))
 
 
 # ---- control records: ControlRecordHeader {type:8, flags:8, body_bytes:16, stream:32} + body
@@ -150,3 +151,75 @@ write(T, "invalid-reason-bytes", qp_info(offer=2, reason=b"bad\x1b[31m"))
 write(T, "invalid-truncated", qp_info()[:40])
 write(T, "invalid-ready-no-reason", ready(ok=0))
 write(T, "invalid-ready-flag", ready(ok=3))
+
+
+# ---- node-pair link (link_wire.h): first byte 0 = LinkHello, 1 = tcp link frame stream
+LINK_MAGIC = 0x4B4C4452
+
+
+def link_hello(name=b"node-a", vmin=1, vmax=1, kind=3, reserved=0, magic=LINK_MAGIC,
+               name_len=None):
+    n = len(name) if name_len is None else name_len
+    return struct.pack("<IHHHHI", magic, vmin, vmax, kind, n, reserved) + name
+
+
+def link_frame(ftype, imm=0, key=0, payload=b"", offset=0, length=None, reserved=0):
+    n = len(payload) if length is None else length
+    return struct.pack("<BBHIIIQ", ftype, reserved, 0, imm, key, n, offset) + payload
+
+
+write("fuzz_pair_link", "hello-valid-verbs", b"\x00" + link_hello())
+write("fuzz_pair_link", "hello-valid-tcp-long", b"\x00" + link_hello(b"n" * 253, kind=1, vmax=7))
+write("fuzz_pair_link", "hello-invalid-session-magic", b"\x00" + link_hello(magic=MAGIC))
+write("fuzz_pair_link", "hello-invalid-shm", b"\x00" + link_hello(kind=2))
+write("fuzz_pair_link", "hello-invalid-reserved", b"\x00" + link_hello(reserved=1))
+write("fuzz_pair_link", "hello-invalid-name", b"\x00" + link_hello(b"Node_A"))
+write("fuzz_pair_link", "hello-invalid-truncated", b"\x00" + link_hello()[:10])
+# The fuzz target's one registration is key 1, 64 KiB.
+DATA = (1 << 28) | (3 << 16) | 5  # a v1 data immediate: type 1, slot 3
+write("fuzz_pair_link", "frames-valid-mixed", b"\x01" + link_frame(1, DATA, 1, b"hello", 100)
+      + link_frame(2, payload=b"open session 7") + link_frame(1, DATA, 1, b"", 65536)
+      + link_frame(1, DATA, 1, bytes(range(256)) * 64, 0))
+write("fuzz_pair_link", "frames-valid-large-cut", b"\x01" + link_frame(1, DATA, 1, b"x" * 9000,
+                                                                      30000)[:5000])
+write("fuzz_pair_link", "frames-invalid-unknown-key", b"\x01" + link_frame(1, DATA, 2, b"abc"))
+write("fuzz_pair_link", "frames-invalid-out-of-bounds", b"\x01" + link_frame(1, DATA, 1, b"abc",
+                                                                            65534))
+write("fuzz_pair_link", "frames-invalid-offset-wraps", b"\x01" + link_frame(
+    1, DATA, 1, b"abc", (1 << 64) - 1))
+write("fuzz_pair_link", "frames-invalid-reserved-imm", b"\x01" + link_frame(1, 0xF1000000, 1,
+                                                                           b"abc"))
+write("fuzz_pair_link", "frames-invalid-empty-control", b"\x01" + link_frame(2))
+write("fuzz_pair_link", "frames-invalid-control-fields", b"\x01" + link_frame(2, 1, 0, b"abc"))
+write("fuzz_pair_link", "frames-invalid-type", b"\x01" + link_frame(3, payload=b"abc"))
+write("fuzz_pair_link", "frames-invalid-huge", b"\x01" + link_frame(1, DATA, 1,
+                                                                    length=(1 << 30) + 1))
+# ---- node agent replies and events (docs/node-agent.md), JSON with Hellos as lowercase hex
+def agent_hello(name=b"node-b"):
+    return hello(name, kind=4).hex()
+
+
+write("fuzz_agent_messages", "valid-offer",
+      ('{"event":"offer","offer_id":7,"peer_node":"node-b","peer_ip":"10.0.0.2",'
+       '"destination_ip":"10.0.0.1","peer_hello":"%s"}' % agent_hello()).encode())
+write("fuzz_agent_messages", "valid-offer-v6",
+      ('{"event":"offer","offer_id":18446744073709551615,"peer_node":"b","peer_ip":"fd00:0::2",'
+       '"destination_ip":"fd00::1","peer_hello":"%s"}' % agent_hello(b"b")).encode())
+write("fuzz_agent_messages", "valid-reply-agent",
+      ('{"ok":true,"mode":"agent","peer_hello":"%s"}' % agent_hello()).encode())
+write("fuzz_agent_messages", "valid-reply-shm", b'{"ok":true,"mode":"shm"}')
+write("fuzz_agent_messages", "valid-reply-error",
+      b'{"ok":false,"error":"no sidecar listens for 10.0.0.9"}')
+write("fuzz_agent_messages", "valid-unknown-event", b'{"event":"drain","v":2}')
+write("fuzz_agent_messages", "invalid-offer-bad-ip",
+      ('{"event":"offer","offer_id":1,"peer_node":"n","peer_ip":"10.0.0.256",'
+       '"destination_ip":"10.0.0.1","peer_hello":"%s"}' % agent_hello()).encode())
+write("fuzz_agent_messages", "invalid-offer-negative-id",
+      b'{"event":"offer","offer_id":-1,"peer_node":"n","peer_ip":"1.2.3.4"}')
+write("fuzz_agent_messages", "invalid-hello-odd-hex", b'{"ok":true,"mode":"agent","peer_hello":"abc"}')
+write("fuzz_agent_messages", "invalid-hello-upper-hex",
+      ('{"ok":true,"peer_hello":"%s"}' % agent_hello().upper()).encode())
+write("fuzz_agent_messages", "invalid-mode", b'{"ok":true,"mode":"rdma"}')
+write("fuzz_agent_messages", "invalid-ok-type", b'{"ok":"true"}')
+write("fuzz_agent_messages", "invalid-not-object", b'["ok",true]')
+write("fuzz_agent_messages", "invalid-truncated", b'{"ok":tr')

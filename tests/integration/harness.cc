@@ -1195,11 +1195,18 @@ std::string SidecarSpec::toYaml() const {
   if (!identity.empty()) y << "  identity: " << q(identity) << "\n";
   y << "  workers: " << workers << "\n";
   y << "admin:\n  address: " << q(admin) << "\n";
-  y << "transport:\n  backend: " << backend << "\n";
-  if (!listen.empty()) y << "  listen: " << q(listen) << "\n";
-  for (auto& [k, v] : transport_options) y << "  " << k << ": " << v << "\n";
-  y << "  peers:" << (peers.empty() ? " []" : "") << "\n";
-  for (auto& p : peers) y << "    - {name: " << p.name << ", address: " << q(p.address) << "}\n";
+  if (!node_agent_socket.empty()) {
+    y << "node_agent:\n  socket: " << q(node_agent_socket) << "\n  pod_ips:\n";
+    for (auto& ip : pod_ips) y << "    - " << q(ip) << "\n";
+    y << "transport:" << (transport_options.empty() ? " {}" : "") << "\n";
+    for (auto& [k, v] : transport_options) y << "  " << k << ": " << v << "\n";
+  } else {
+    y << "transport:\n  backend: " << backend << "\n";
+    if (!listen.empty()) y << "  listen: " << q(listen) << "\n";
+    for (auto& [k, v] : transport_options) y << "  " << k << ": " << v << "\n";
+    y << "  peers:" << (peers.empty() ? " []" : "") << "\n";
+    for (auto& p : peers) y << "    - {name: " << p.name << ", address: " << q(p.address) << "}\n";
+  }
   y << "listeners:" << (listeners.empty() ? " []" : "") << "\n";
   for (auto& l : listeners) {
     y << "  - name: " << l.name << "\n    direction: " << l.direction << "\n";
@@ -1233,7 +1240,7 @@ std::string SidecarSpec::toYaml() const {
 
 Sidecar::Sidecar(SidecarSpec spec, std::string ns, std::string dir)
     : spec_(std::move(spec)), ns_(std::move(ns)), dir_(std::move(dir)) {
-  config_path_ = dir_ + "/" + spec_.node + ".yaml";
+  config_path_ = dir_ + "/" + spec_.fileName() + ".yaml";
   writeFile(config_path_, spec_.toYaml());
 }
 
@@ -1241,7 +1248,7 @@ Sidecar::~Sidecar() {
   if (proc_ && proc_->running()) {
     int st = proc_->terminate(15s);
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-      ADD_FAILURE() << "rdmesh-proxy " << spec_.node
+      ADD_FAILURE() << "rdmesh-proxy " << spec_.fileName()
                     << " did not exit 0 on SIGTERM: " << describeWaitStatus(st) << " (log "
                     << proc_->logPath() << ")";
     }
@@ -1255,16 +1262,16 @@ void Sidecar::start() {
     old_.push_back(std::move(proc_));
   }
   std::string log =
-      dir_ + "/" + spec_.node + (starts_ ? "." + std::to_string(starts_) : "") + ".log";
+      dir_ + "/" + spec_.fileName() + (starts_ ? "." + std::to_string(starts_) : "") + ".log";
   ++starts_;
   logs_.push_back(log);
   std::string level = getenv("RDMESH_IT_LOG_LEVEL") ? getenv("RDMESH_IT_LOG_LEVEL") : "info";
   std::vector<std::string> argv{proxyBinary(), "-c", config_path_, "--log-level", level};
   if (launcher_) {
     proc_ =
-        std::make_unique<Process>("rdmesh-proxy " + spec_.node, launcher_(std::move(argv)), log);
+        std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), launcher_(std::move(argv)), log);
   } else {
-    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.node, std::move(argv), log, ns_);
+    proc_ = std::make_unique<Process>("rdmesh-proxy " + spec_.fileName(), std::move(argv), log, ns_);
   }
 }
 

@@ -418,6 +418,12 @@ struct PeerSpec {
 };
 struct SidecarSpec {
   std::string node;
+  // Mesh mode (behind rdmesh-node): set node_agent_socket and pod_ips; the transport section
+  // then only tunes sessions. `pod` names the sidecar's files (several share a node).
+  std::string node_agent_socket;
+  std::vector<std::string> pod_ips;
+  std::string pod;
+  const std::string& fileName() const { return pod.empty() ? node : pod; }
   std::string identity;
   int workers = 1;
   std::string admin = "127.0.0.1:15000";

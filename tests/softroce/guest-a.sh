@@ -30,6 +30,15 @@ run_case redis sh -c "redis-benchmark -h 127.0.0.1 -p 16379 -n 2000 -c 20 -t set
   | tr '\r' '\n' | grep 'requests per second' | tee /tmp/redis.out; [ \$(grep -c 'requests per second' /tmp/redis.out) -eq 2 ]"
 say "fabric after the data cases: $(stat_value session.node-b.fabric)"
 
+# Two node agents' link domains (no sidecars): 64 MiB of writes from registered memory into the
+# peer's, immediates and byte counts in order, control messages among them, hashes compared.
+link_probe() {
+  remote sh /opt/guest-lib.sh start_link_probe "$1" || { echo "cannot start the probe on node-b"; return 1; }
+  pair_link_probe dial $B_IP:$LINK_PROBE_PORT node-a 67108864 "$1" && return 0
+  echo "node-b's side:"; remote cat /tmp/link-probe.log; return 1
+}
+run_case link_verbs link_probe verbs
+
 # Peer sidecar killed mid-transfer: the app must see the connection fail (never a silent
 # success), and the session must come back when the peer restarts.
 peer_killed() {
@@ -59,6 +68,9 @@ fallback_tcp() {
   echo "fabric=tcp reason=$(grep -m1 'falls back to tcp' /tmp/proxy.log | sed 's/.*tcp: //' | tr ' ' '_')"
 }
 run_case fallback_tcp fallback_tcp
+# node B has no rxe device now: the link must come up over tcp on the same connection, with the
+# reason on node A's side.
+run_case link_fallback link_probe tcp
 
 # Sanitizer builds: any report in either sidecar's log fails this case.
 sanitizer_clean() {

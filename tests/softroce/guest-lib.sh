@@ -97,6 +97,14 @@ start_kill_sink() {
   wait_for 10 "netstat -ltn | grep -q ':7003 '"
 }
 
+# start_link_probe verbs|tcp: node B's side of the node-pair link probe (pair_link_probe serve),
+# in the background; port 15009 because this node's sidecar holds the node-agent port 15008.
+LINK_PROBE_PORT=15009
+start_link_probe() {
+  pair_link_probe serve $B_IP:$LINK_PROBE_PORT node-b "$1" > /tmp/link-probe.log 2>&1 &
+  wait_for 10 "netstat -ltn | grep -q ':$LINK_PROBE_PORT '"
+}
+
 # remove_rxe: this node loses its RDMA device.
 remove_rxe() {
   rdma link delete rxe0 && wait_for 10 "! ls /sys/class/infiniband/rxe0"

@@ -32,11 +32,13 @@ if [[ $MODE = bench ]]; then
   command -v ib_write_bw > /dev/null || skip "perftest is not installed"
 fi
 PROXY=$BUILD/proxy/rdmesh-proxy TOOL=$BUILD/tests/softroce/rdmesh-bed-tool
-[[ -x $PROXY && -x $TOOL ]] || { echo "build rdmesh-proxy and rdmesh-bed-tool first" >&2; exit 2; }
+PROBE=$BUILD/tests/softroce/pair_link_probe
+[[ -x $PROXY && -x $TOOL && -x $PROBE ]] ||
+  { echo "build rdmesh-proxy, rdmesh-bed-tool and pair_link_probe first" >&2; exit 2; }
 
 t0=$(date +%s)
 INITRD=$OUT/initramfs.cpio.gz
-"$HERE/build-initramfs.sh" "$INITRD" "$KVER" "$PROXY" "$TOOL" "$HERE"/guest-*.sh \
+"$HERE/build-initramfs.sh" "$INITRD" "$KVER" "$PROXY" "$TOOL" "$PROBE" "$HERE"/guest-*.sh \
   "$HERE"/../../bench/softroce/bench-*.sh || { echo "initramfs build failed" >&2; exit 2; }
 echo "initramfs $(du -h "$INITRD" | cut -f1) built in $(($(date +%s) - t0)) s"
 

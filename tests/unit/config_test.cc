@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -174,6 +175,87 @@ listeners:
   EXPECT_EQ(config.listeners[0].target.toString(), "127.0.0.1:8080");
   EXPECT_TRUE(config.clusters.empty());
   EXPECT_EQ(config.drain_timeout, 5000ms);
+}
+
+// Mesh mode: node_agent makes the transport section optional and the agent's socket and the
+// pod's IPs come from the file or the downward API's environment.
+using ::testing::HasSubstr;
+
+class MeshConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override { clearEnv(); }
+  void TearDown() override { clearEnv(); }
+  static void clearEnv() {
+    for (const char* name : {kNodeNameEnv, kPodIpsEnv, kPodIpEnv, "RDMESH_NODE_SOCKET"}) {
+      ::unsetenv(name);
+    }
+  }
+  static constexpr const char* kMesh = R"(node: {name: node-a}
+node_agent:
+  pod_ips: ["10.42.1.7", "fd00:0::7"]
+listeners:
+  - {name: out, direction: outbound, address: "127.0.0.1:0", cluster: c}
+clusters:
+  - name: c
+    endpoints: [{node: node-b, address: "10.42.2.9:6379"}]
+)";
+};
+
+TEST_F(MeshConfigTest, NodeAgentNeedsNoTransportAndAcceptsAnyEndpointNode) {
+  Result<ProxyConfig> parsed = parseConfig(kMesh, "mesh.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  ASSERT_TRUE(parsed->node_agent.has_value());
+  EXPECT_EQ(parsed->node_agent->socket, "/var/run/rdmesh/node.sock");
+  EXPECT_EQ(parsed->node_agent->pod_ips, (std::vector<std::string>{"10.42.1.7", "fd00::7"}));
+  EXPECT_EQ(parsed->node_agent->staging_bytes, 8u << 20);
+  EXPECT_THAT(configToJson(*parsed), HasSubstr("\"node_agent\""));
+}
+
+TEST_F(MeshConfigTest, TheDownwardApiEnvironmentFillsTheGaps) {
+  ::setenv("RDMESH_NODE_SOCKET", "/run/agent.sock", 1);
+  ::setenv(kNodeNameEnv, "node-z", 1);
+  ::setenv(kPodIpsEnv, "10.1.1.1,fd00::1", 1);
+  Result<ProxyConfig> parsed = parseConfig(R"(node: {}
+node_agent: {socket: /run/file.sock}
+listeners: [{name: in, direction: inbound, port: 80}]
+)",
+                                           "env.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  EXPECT_EQ(parsed->node.name, "node-z");
+  EXPECT_EQ(parsed->node_agent->socket, "/run/agent.sock");
+  EXPECT_EQ(parsed->node_agent->pod_ips, (std::vector<std::string>{"10.1.1.1", "fd00::1"}));
+  ::unsetenv(kPodIpsEnv);
+  ::setenv(kPodIpEnv, "10.2.2.2", 1);
+  parsed = parseConfig(
+      "node: {}\nnode_agent: {}\nlisteners: [{name: in, direction: inbound, port: 80}]\n",
+      "env.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  EXPECT_EQ(parsed->node_agent->pod_ips, (std::vector<std::string>{"10.2.2.2"}));
+}
+
+TEST_F(MeshConfigTest, MistakesNameTheField) {
+  auto error = [](const std::string& yaml) { return parseConfig(yaml, "m.yaml").status().message(); };
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {}\nlisteners: []\n"),
+              HasSubstr("node_agent.pod_ips: the pod's IPs are needed in mesh mode"));
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.300]}\nlisteners: []\n"),
+              HasSubstr("node_agent.pod_ips[0]"));
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1, 10.0.0.1]}\nlisteners: []\n"),
+              HasSubstr("listed twice"));
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1], socket: rel.sock}\n"
+                    "listeners: []\n"),
+              HasSubstr("node_agent.socket"));
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1], staging_bytes: 1000}\n"
+                    "listeners: []\n"),
+              HasSubstr("node_agent.staging_bytes"));
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1]}\n"
+                    "transport: {backend: verbs}\nlisteners: []\n"),
+              HasSubstr("transport.backend: not used in mesh mode"));
+  EXPECT_THAT(error("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1]}\n"
+                    "transport: {peers: []}\nlisteners: []\n"),
+              HasSubstr("transport.peers: not used in mesh mode"));
+  ::setenv(kNodeNameEnv, "Bad_Name", 1);
+  EXPECT_THAT(error("node: {}\nnode_agent: {pod_ips: [10.0.0.1]}\nlisteners: []\n"),
+              HasSubstr("$RDMESH_NODE_NAME 'Bad_Name'"));
 }
 
 TEST(ConfigTest, FillsTcpAndClusterDefaults) {

@@ -219,7 +219,7 @@ TEST(Hello, RejectsBadVersions) {
 
 TEST(Hello, RejectsUnknownFabricKind) {
   expectRejected(parseMutated([](wire::HelloHeader& h) { h.fabric_kind = 0; }), "fabric kind 0");
-  expectRejected(parseMutated([](wire::HelloHeader& h) { h.fabric_kind = 4; }), "fabric kind 4");
+  expectRejected(parseMutated([](wire::HelloHeader& h) { h.fabric_kind = 5; }), "fabric kind 5");
 }
 
 TEST(Hello, NodeNameCharactersAndLength) {

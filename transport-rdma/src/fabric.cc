@@ -10,6 +10,8 @@ const char* toString(wire::FabricKind kind) {
       return "shm";
     case wire::FabricKind::kVerbs:
       return "verbs";
+    case wire::FabricKind::kAgent:
+      return "agent";
   }
   return "unknown";
 }

@@ -69,7 +69,7 @@ Result<Hello> parseHello(std::span<const std::byte> bytes) {
     return protocolError(
         fmt::format("hello: bad version range {}..{}", h.version_min, h.version_max));
   }
-  if (h.fabric_kind < 1 || h.fabric_kind > 3) {
+  if (h.fabric_kind < 1 || h.fabric_kind > wire::kMaxFabricKind) {
     return protocolError(fmt::format("hello: unknown fabric kind {}", h.fabric_kind));
   }
   hello.fabric = static_cast<wire::FabricKind>(h.fabric_kind);

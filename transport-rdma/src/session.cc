@@ -370,6 +370,11 @@ void SessionImpl::teardown(const Status& why) {
   }
   connection_.reset();
   if (state_ != State::kDraining) state_ = State::kConnecting;
+  resetAllStreams();
+  if (on_down_) on_down_(why);
+}
+
+void SessionImpl::resetAllStreams() {
   // Every stream dies with the connection: the peer's rings are gone. Users hear it now, while
   // their Stream pointers are still valid; the slots are freed afterwards.
   std::vector<uint32_t> refs;
@@ -389,7 +394,13 @@ void SessionImpl::teardown(const Status& why) {
   for (auto& s : slots_) {
     if (s) freeStream(*s);
   }
-  if (on_down_) on_down_(why);
+}
+
+void SessionImpl::failPendingStreams(const Status& why) {
+  if (connection_ || active_streams_ == 0) return;
+  spdlog::warn("session to {}: {} waiting stream(s) reset: {}", peer_name_, active_streams_,
+               why.message());
+  resetAllStreams();
 }
 
 void SessionImpl::drain() {

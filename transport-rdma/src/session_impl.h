@@ -132,6 +132,9 @@ class SessionImpl final : public Session {
   void attach(std::unique_ptr<FabricConnection> connection);
   bool established() const { return connection_ != nullptr; }
   void disconnect(const Status& why) { teardown(why); }
+  // Not connected and the connection cannot be made now (mesh mode: the dial failed): the
+  // streams waiting for it are reset (kSessionLost) instead of waiting for their timeouts.
+  void failPendingStreams(const Status& why);
   // Called with the reason when an established connection is lost.
   void setOnDown(std::function<void(const Status&)> on_down) { on_down_ = std::move(on_down); }
   // Peer-wide drain: tell the peer, refuse new streams, keep the open ones.
@@ -167,6 +170,7 @@ class SessionImpl final : public Session {
   Status handleReset(const ControlRecord& rec);
   void sendOpen(StreamImpl& s);
   void teardown(const Status& why);
+  void resetAllStreams();
   void onKeepaliveTimer();
   void onLiveness();
   static void onEventFd(int fd, short what, void* arg);

@@ -7,9 +7,8 @@
 #include <algorithm>
 #include <map>
 
-#include "rdmesh/common/blocking_jobs.h"
 #include "rdmesh/common/timeval.h"
-#include "session_impl.h"
+#include "session_manager_base.h"
 #include "unix_fd.h"
 
 namespace rdmesh::transport {
@@ -20,21 +19,23 @@ constexpr std::chrono::milliseconds kFirstBackoff{100};
 
 using ConnectionResult = Result<std::unique_ptr<FabricConnection>>;
 
-class SessionManagerImpl final : public SessionManager {
+SessionOptions sessionOptions(const SessionManagerOptions& o) {
+  SessionOptions s;
+  s.local_node = o.node_name;
+  s.geometry = o.geometry;
+  s.keepalive_interval = o.keepalive_interval;
+  s.keepalive_timeout = std::chrono::milliseconds(o.geometry.keepalive_timeout_ms);
+  return s;
+}
+
+class SessionManagerImpl final : public SessionManagerBase {
  public:
   SessionManagerImpl(event_base* base, std::unique_ptr<Fabric> fabric,
                      SessionManagerOptions options, StatsStore& stats, AcceptHandler on_accept)
-      : base_(base),
+      : SessionManagerBase(base, stats, std::move(on_accept), sessionOptions(options),
+                           options.connect_timeout),
         fabric_(std::move(fabric)),
-        options_(std::move(options)),
-        stats_(stats),
-        on_accept_(std::move(on_accept)),
-        jobs_(base) {
-    session_options_.local_node = options_.node_name;
-    session_options_.geometry = options_.geometry;
-    session_options_.keepalive_interval = options_.keepalive_interval;
-    session_options_.keepalive_timeout =
-        std::chrono::milliseconds(options_.geometry.keepalive_timeout_ms);
+        options_(std::move(options)) {
     hello_.fabric = fabric_->kind();
     hello_.node_name = options_.node_name;
     hello_.geometry = options_.geometry;
@@ -49,6 +50,7 @@ class SessionManagerImpl final : public SessionManager {
     for (auto& [name, peer] : peers_) {
       if (peer->retry_ev) event_free(peer->retry_ev);
     }
+    joinBootstrapThreads();
   }
 
   Status start() override {
@@ -99,38 +101,6 @@ class SessionManagerImpl final : public SessionManager {
     }
   }
 
-  size_t activeStreams() const override {
-    size_t n = 0;
-    for (SessionImpl* s : sessions_) n += s->activeStreams();
-    return n;
-  }
-
-  // Pollable
-  bool poll() override {
-    bool work = false;
-    for (SessionImpl* s : sessions_) {
-      if (s->wantsPoll()) work |= s->pollOnce();
-    }
-    return work;
-  }
-  void flush() override {
-    for (SessionImpl* s : sessions_) s->flush();
-  }
-  bool spinWorthwhile() const override {
-    for (SessionImpl* s : sessions_) {
-      if (s->pollsUsefully()) return true;
-    }
-    return false;
-  }
-  bool prepareToSleep() override {
-    bool ok = true;
-    for (SessionImpl* s : sessions_) ok &= s->prepareToSleep();
-    return ok;
-  }
-  void markAwake() override {
-    for (SessionImpl* s : sessions_) s->markAwake();
-  }
-
  private:
   struct Peer {
     SessionManagerImpl* owner = nullptr;  // for the retry timer's C callback
@@ -143,18 +113,15 @@ class SessionManagerImpl final : public SessionManager {
     std::chrono::milliseconds backoff = kFirstBackoff;
     std::string last_error;
   };
-
   Peer& peerFor(const std::string& name) {
     auto it = peers_.find(name);
     if (it != peers_.end()) return *it->second;
     auto peer = std::make_unique<Peer>();
     peer->owner = this;
     peer->name = name;
-    peer->session =
-        std::make_unique<SessionImpl>(base_, name, session_options_, stats_, on_accept_);
+    peer->session = makeSession(name);
     Peer* raw = peer.get();
     peer->session->setOnDown([this, raw](const Status&) { onSessionDown(*raw); });
-    sessions_.push_back(peer->session.get());
     stats_.setText("session." + name, "fabric", toString(fabric_->kind()));
     setState(*peer);
     return *peers_.emplace(name, std::move(peer)).first->second;
@@ -164,8 +131,6 @@ class SessionManagerImpl final : public SessionManager {
     stats_.setText("session." + p.name, "state", toString(p.session->state()));
   }
 
-  Deadline deadline() const { return std::chrono::steady_clock::now() + options_.connect_timeout; }
-
   void dial(Peer& p) {
     if (!p.dials || p.dialing || p.session->established() || draining_) return;
     p.dialing = true;
@@ -173,9 +138,9 @@ class SessionManagerImpl final : public SessionManager {
     Hello hello = hello_;
     Fabric* fabric = fabric_.get();
     uint64_t bytes = options_.geometry.receiveAreaBytes();
-    Deadline until = deadline();
+    Deadline until = bootstrapDeadline();
     std::string name = p.name;
-    jobs_.run<ConnectionResult>(
+    runBootstrap<ConnectionResult>(
         [=]() -> ConnectionResult {
           auto region = fabric->registerRegion(bytes);
           if (!region) return region.status();
@@ -246,8 +211,8 @@ class SessionManagerImpl final : public SessionManager {
     Hello hello = hello_;
     Fabric* fabric = fabric_.get();
     uint64_t bytes = options_.geometry.receiveAreaBytes();
-    Deadline until = deadline();
-    jobs_.run<ConnectionResult>(
+    Deadline until = bootstrapDeadline();
+    runBootstrap<ConnectionResult>(
         [=]() -> ConnectionResult {
           auto region = fabric->registerRegion(bytes);
           if (!region) {
@@ -281,19 +246,13 @@ class SessionManagerImpl final : public SessionManager {
     setState(p);
   }
 
-  event_base* base_;
   std::unique_ptr<Fabric> fabric_;
   SessionManagerOptions options_;
-  SessionOptions session_options_;
-  StatsStore& stats_;
-  AcceptHandler on_accept_;
   Hello hello_;
   int listen_fd_ = -1;
   event* listen_ev_ = nullptr;
   bool draining_ = false;
   std::map<std::string, std::unique_ptr<Peer>, std::less<>> peers_;
-  std::vector<SessionImpl*> sessions_;
-  BlockingJobs jobs_;  // last: joined first, while everything its results touch is alive
 };
 
 }  // namespace

@@ -16,24 +16,22 @@ namespace rdmesh::transport {
 
 namespace {
 
-Result<sockaddr_un> unixAddress(const std::string& path) {
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(sun.sun_path)) {
-    return invalidArgument(fmt::format("unix socket path '{}' is empty or too long", path));
-  }
-  std::memcpy(sun.sun_path, path.data(), path.size());
-  return sun;
-}
-
 // Both sides send one marker byte with [area, queue, doorbell]; the dialer first.
 constexpr size_t kFdsPerSide = 3;
 
-Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd sock, const Hello& local,
-                                                  std::unique_ptr<MemoryRegion> area, bool dialer,
-                                                  Deadline deadline) {
+}  // namespace
+
+Result<std::unique_ptr<FabricConnection>> bringUpShm(UniqueFd sock, const Hello& local,
+                                                     std::unique_ptr<MemoryRegion> area,
+                                                     bool dialer, Deadline deadline,
+                                                     UniqueFd brokered_by) {
   auto* local_memfd = dynamic_cast<MemfdRegion*>(area.get());
   if (local_memfd == nullptr) return internalError("shm fabric needs a region it registered");
+  int type = 0;
+  socklen_t type_len = sizeof(type);
+  if (::getsockopt(sock.get(), SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_STREAM) {
+    return protocolError("shm bootstrap needs a connected AF_UNIX stream socket");
+  }
   auto hello = exchangeHello(sock.get(), local, dialer, deadline);
   if (!hello) return hello.status();
 
@@ -69,18 +67,25 @@ Result<std::unique_ptr<FabricConnection>> bringUp(UniqueFd sock, const Hello& lo
                              std::move(doorbell),
                              std::move(peer_area.value()),
                              std::move(peer_queue.value()),
-                             std::move(theirs[2])};
+                             std::move(theirs[2]),
+                             std::move(brokered_by)};
   return std::unique_ptr<FabricConnection>(new ShmConnection(std::move(parts)));
 }
+
+Result<std::unique_ptr<MemoryRegion>> makeShmRegion(size_t bytes) {
+  auto region = MemfdRegion::create("rdmesh-shm-area", bytes);
+  if (!region) return region.status();
+  return std::unique_ptr<MemoryRegion>(std::move(region.value()));
+}
+
+namespace {
 
 class ShmFabric : public Fabric {
  public:
   wire::FabricKind kind() const override { return wire::FabricKind::kShm; }
 
   Result<std::unique_ptr<MemoryRegion>> registerRegion(size_t bytes) override {
-    auto region = MemfdRegion::create("rdmesh-shm-area", bytes);
-    if (!region) return region.status();
-    return std::unique_ptr<MemoryRegion>(std::move(region.value()));
+    return makeShmRegion(bytes);
   }
 
   Result<int> listen(const std::string& path) override {
@@ -102,7 +107,7 @@ class ShmFabric : public Fabric {
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun.value()), sizeof(sockaddr_un)) != 0) {
       return unavailable(fmt::format("connect {}: {}", path, strerror(errno)));
     }
-    return bringUp(std::move(fd), local, std::move(area), /*dialer=*/true, deadline);
+    return bringUpShm(std::move(fd), local, std::move(area), /*dialer=*/true, deadline);
   }
 
   Result<std::unique_ptr<FabricConnection>> accept(int fd, const Hello& local,
@@ -110,7 +115,7 @@ class ShmFabric : public Fabric {
                                                    Deadline deadline) override {
     UniqueFd owned(fd);
     if (Status s = setNonBlocking(fd); !s) return s;
-    return bringUp(std::move(owned), local, std::move(area), /*dialer=*/false, deadline);
+    return bringUpShm(std::move(owned), local, std::move(area), /*dialer=*/false, deadline);
   }
 };
 

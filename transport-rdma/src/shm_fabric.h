@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 
+#include "doorbell.h"
 #include "memory_region.h"
 #include "rdmesh/transport/fabric.h"
 #include "unix_fd.h"
@@ -26,6 +27,16 @@ constexpr size_t shmQueueBytes(uint32_t depth) {
   return sizeof(ShmQueueHeader) + size_t{depth} * sizeof(uint64_t);
 }
 
+// The shm bootstrap (Hellos, then memfds and doorbells over SCM_RIGHTS) over an already connected
+// AF_UNIX stream socket: the standalone listener's, or in mesh mode the end of a socketpair the
+// node agent handed over. The dialer sends first. `brokered_by` is kept with the connection.
+Result<std::unique_ptr<FabricConnection>> bringUpShm(UniqueFd sock, const Hello& local,
+                                                     std::unique_ptr<MemoryRegion> area,
+                                                     bool dialer, Deadline deadline,
+                                                     UniqueFd brokered_by = {});
+// A receive area the shm backend can hand to its peer (a memfd).
+Result<std::unique_ptr<MemoryRegion>> makeShmRegion(size_t bytes);
+
 class ShmConnection : public FabricConnection {
  public:
   struct Parts {
@@ -37,6 +48,9 @@ class ShmConnection : public FabricConnection {
     std::unique_ptr<MemfdRegion> peer_area;
     std::unique_ptr<MemfdRegion> peer_queue;
     UniqueFd peer_doorbell;
+    // Mesh mode: the node.sock connection through which the agent brokered this session; kept
+    // open for the session's life, as the contract asks (nothing is read from it).
+    UniqueFd brokered_by;
   };
   explicit ShmConnection(Parts parts);
 
@@ -76,7 +90,7 @@ class ShmConnection : public FabricConnection {
   uint64_t local_head_ = 0;  // our copy of what we consumed
   uint64_t staged_offset_ = 0;
   bool staged_ = false;
-  bool marked_sleeping_ = false;
+  SleepMark sleep_;
   bool posted_ = false;
   Status broken_;  // an error found while posting, reported by flush()
 };

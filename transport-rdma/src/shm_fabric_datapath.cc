@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "doorbell.h"
 #include "shm_fabric.h"
 
 namespace rdmesh::transport {
@@ -64,15 +65,7 @@ void ShmConnection::postWriteWithImm(size_t len, uint32_t imm) {
 }
 
 void ShmConnection::ringIfSleeping() {
-  ShmQueueHeader& q = peerQueue();
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (q.sleeping.load(std::memory_order_relaxed) != 0 &&
-      q.sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
-    uint64_t one = 1;
-    if (::write(p_.peer_doorbell.get(), &one, sizeof(one)) < 0 && errno != EAGAIN) {
-      broken_ = unavailable(errnoText("shm doorbell"));
-    }
-  }
+  if (Status s = wakeIfSleeping(peerQueue().sleeping, p_.peer_doorbell.get()); !s) broken_ = s;
 }
 
 Status ShmConnection::flush() {
@@ -107,26 +100,16 @@ Result<size_t> ShmConnection::poll(std::span<Completion> out) {
 
 bool ShmConnection::prepareToSleep() {
   ShmQueueHeader& q = localQueue();
-  q.sleeping.store(1, std::memory_order_seq_cst);
-  marked_sleeping_ = true;
-  if (q.tail.load(std::memory_order_seq_cst) != local_head_) {
-    markAwake();
-    return false;
-  }
-  return true;
+  return sleep_.prepare(q.sleeping,
+                        [&] { return q.tail.load(std::memory_order_seq_cst) != local_head_; });
 }
 
 void ShmConnection::markAwake() {
-  if (marked_sleeping_) {
-    localQueue().sleeping.store(0, std::memory_order_relaxed);
-    marked_sleeping_ = false;
-  }
+  sleep_.clear(localQueue().sleeping);
 }
 
 void ShmConnection::afterWakeup() {
-  // The doorbell is edge-triggered: its counter is never read back (2^64 rings to overflow).
-  marked_sleeping_ = true;  // the peer may have cleared it; make sure it reads 0
-  markAwake();
+  sleep_.afterWakeup(localQueue().sleeping);
 }
 
 }  // namespace rdmesh::transport

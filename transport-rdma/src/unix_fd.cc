@@ -170,6 +170,72 @@ Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_o
   return {};
 }
 
+Result<sockaddr_un> unixAddress(const std::string& path) {
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(sun.sun_path)) {
+    return invalidArgument(fmt::format("unix socket path '{}' is empty or too long", path));
+  }
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  return sun;
+}
+
+Result<UniqueFd> connectSeqpacket(const std::string& path) {
+  auto sun = unixAddress(path);
+  if (!sun) return sun.status();
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return internalError(errnoText("socket(AF_UNIX, SOCK_SEQPACKET)"));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun.value()), sizeof(sockaddr_un)) != 0) {
+    return unavailable(fmt::format("connect {}: {}", path, strerror(errno)));
+  }
+  return fd;
+}
+
+Result<std::optional<Datagram>> tryRecvDatagram(int fd, size_t max_bytes, size_t max_fds) {
+  Datagram d;
+  d.bytes.resize(max_bytes + 1);  // one more: a datagram that fills it was too large
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<size_t>(max_fds, 1)));
+  iovec iov{d.bytes.data(), d.bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) return std::optional<Datagram>();
+  if (n < 0) return unavailable(errnoText("recvmsg"));
+  if (n == 0) return unavailable("the peer closed the connection");
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      d.fds.emplace_back(received);  // owned at once: closed on every error below
+    }
+  }
+  if (msg.msg_flags & MSG_CTRUNC || d.fds.size() > max_fds) {
+    return protocolError(fmt::format("message carries more than {} descriptors", max_fds));
+  }
+  if (static_cast<size_t>(n) > max_bytes || msg.msg_flags & MSG_TRUNC) {
+    return protocolError(fmt::format("message larger than {} bytes", max_bytes));
+  }
+  d.bytes.resize(static_cast<size_t>(n));
+  return std::optional<Datagram>(std::move(d));
+}
+
+Result<Datagram> recvDatagram(int fd, size_t max_bytes, size_t max_fds, Deadline deadline) {
+  for (;;) {
+    auto d = tryRecvDatagram(fd, max_bytes, max_fds);
+    if (!d) return d.status();
+    if (d->has_value()) return std::move(**d);
+    if (Status s = waitFd(fd, POLLIN, deadline); !s) return s;
+  }
+}
+
 namespace {
 Result<Hello> recvHello(int fd, Deadline deadline) {
   std::vector<std::byte> buf(sizeof(wire::HelloHeader));

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/un.h>
 
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -31,6 +33,19 @@ Status sendWithFds(int fd, std::span<const std::byte> bytes, std::span<const int
 // Receives exactly bytes.size() bytes and exactly fds_out.size() descriptors.
 Status recvWithFds(int fd, std::span<std::byte> bytes, std::span<UniqueFd> fds_out,
                    Deadline deadline);
+
+// SOCK_SEQPACKET sockets (node.sock): one message per datagram, descriptors ride with it.
+struct Datagram {
+  std::string bytes;
+  std::vector<UniqueFd> fds;
+};
+// Non-blocking: nullopt when nothing is queued. An error when the peer hung up, or the datagram
+// is larger than `max_bytes` or carries more than `max_fds` descriptors (all of them are closed).
+Result<std::optional<Datagram>> tryRecvDatagram(int fd, size_t max_bytes, size_t max_fds);
+Result<Datagram> recvDatagram(int fd, size_t max_bytes, size_t max_fds, Deadline deadline);
+// A non-blocking, close-on-exec AF_UNIX SOCK_SEQPACKET connection to `path`.
+Result<UniqueFd> connectSeqpacket(const std::string& path);
+Result<sockaddr_un> unixAddress(const std::string& path);
 
 // TCP bootstrap sockets (tcp and verbs backends): NODELAY and large buffers, and a dial bounded
 // by the deadline.

@@ -3,18 +3,13 @@
 // When either side cannot run RDMA the same bootstrap connection carries the tcp backend.
 #include "verbs_fabric.h"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <random>
 
 #include "memory_region.h"
 #include "rdmesh/common/address.h"
@@ -25,154 +20,20 @@ namespace rdmesh::transport {
 
 namespace {
 
-// Scanning the whole GID table is slow on some devices (rxe under emulation: ~24 s for 1024
-// sysfs entries); the address-derived RoCEv2 GIDs sit at the first few indexes.
-constexpr int kGidScanLimit = 8;
 constexpr uint32_t kSendQueueDepth = 1024;
 constexpr size_t kStagingBytes = size_t{4} << 20;
-constexpr uint32_t kMaxInlineBytes = 220;
-// RC retransmission: 4.096 us * 2^16 = 268 ms per try, 7 tries; RNR retries forever (the session's
-// receive-WQE credits keep the peer from running out, so an RNR NAK is transient). 67 ms (14) was
-// too short for a loaded, emulated peer: spurious retransmissions of multi-packet writes then ended
-// once in a "remote invalid request" NAK from rxe's responder (Soft-RoCE bed, sanitizer build).
-// A dead peer is noticed sooner anyway, through the bootstrap socket and the keepalive.
-constexpr uint8_t kAckTimeout = 16;
-constexpr uint8_t kRetryCount = 7;
-constexpr uint8_t kRnrRetryInfinite = 7;
-constexpr uint8_t kMinRnrTimer = 12;
-
-Status verbsError(const std::string& what, int err) {
-  return unavailable(fmt::format("{}: {}", what, strerror(err)));
-}
-
-std::string gidText(const ibv_gid& gid) {
-  char text[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(AF_INET6, gid.raw, text, sizeof(text));
-  return text;
-}
-
-// The GID a RoCEv2 port derives from a local IP address: IPv4-mapped for IPv4, the address
-// itself for IPv6.
-Result<ibv_gid> gidForSocket(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    return internalError(errnoText("getsockname"));
-  }
-  ibv_gid gid{};
-  if (ss.ss_family == AF_INET) {
-    gid.raw[10] = gid.raw[11] = 0xff;
-    std::memcpy(gid.raw + 12, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, 4);
-  } else {
-    std::memcpy(gid.raw, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, 16);
-  }
-  return gid;
-}
-
-// The device, port and GID index this connection will use.
-struct DeviceChoice {
-  VerbsPtr<ibv_context> context;
-  std::string name;
-  int gid_index = -1;
-  ibv_gid gid{};
-  ibv_mtu mtu = IBV_MTU_1024;
-};
-
-Result<DeviceChoice> chooseDevice(const VerbsFabricOptions& options, const ibv_gid& wanted) {
-  int count = 0;
-  std::unique_ptr<ibv_device*, void (*)(ibv_device**)> list(ibv_get_device_list(&count),
-                                                            ibv_free_device_list);
-  if (!list || count == 0) return unavailable("no RDMA device");
-  std::vector<std::string> tried;
-  for (int i = 0; i < count; ++i) {
-    std::string name = ibv_get_device_name(list.get()[i]);
-    if (!options.device.empty() && name != options.device) continue;
-    VerbsPtr<ibv_context> ctx(ibv_open_device(list.get()[i]));
-    if (!ctx) {
-      tried.push_back(fmt::format("{} (cannot open: {})", name, strerror(errno)));
-      continue;
-    }
-    ibv_port_attr port{};
-    if (ibv_query_port(ctx.get(), options.port, &port) != 0 || port.state != IBV_PORT_ACTIVE) {
-      tried.push_back(fmt::format("{} (port {} not active)", name, options.port));
-      continue;
-    }
-    auto matches = [&](int index, ibv_gid* out) {
-      ibv_gid_entry entry{};
-      if (ibv_query_gid_ex(ctx.get(), options.port, index, &entry, 0) != 0) return false;
-      if (entry.gid_type != IBV_GID_TYPE_ROCE_V2 && port.link_layer == IBV_LINK_LAYER_ETHERNET) {
-        return false;
-      }
-      std::memcpy(out->raw, entry.gid.raw, sizeof(out->raw));
-      return options.gid_index >= 0 || std::memcmp(out->raw, wanted.raw, sizeof(wanted.raw)) == 0;
-    };
-    DeviceChoice choice;
-    if (options.gid_index >= 0) {
-      if (matches(options.gid_index, &choice.gid)) choice.gid_index = options.gid_index;
-    } else {
-      for (int g = 0; g < kGidScanLimit && g < port.gid_tbl_len; ++g) {
-        if (matches(g, &choice.gid)) {
-          choice.gid_index = g;
-          break;
-        }
-      }
-    }
-    if (choice.gid_index < 0) {
-      tried.push_back(options.gid_index >= 0
-                          ? fmt::format("{} (GID index {} is not RoCEv2)", name, options.gid_index)
-                          : fmt::format("{} (no RoCEv2 GID {} in indexes 0-{})", name,
-                                        gidText(wanted), kGidScanLimit - 1));
-      continue;
-    }
-    choice.context = std::move(ctx);
-    choice.name = name;
-    choice.mtu = port.active_mtu;
-    return choice;
-  }
-  if (tried.empty()) return unavailable(fmt::format("RDMA device '{}' not found", options.device));
-  return unavailable(fmt::format("no usable RDMA device: {}", fmt::join(tried, ", ")));
-}
-
-Status modifyQp(VerbsQp& q, ibv_qp_attr& attr, QpState to) {
-  auto mask = q.state.prepare(to);
-  if (!mask) return mask.status();
-  attr.qp_state = toIbv(to);
-  int rc = ibv_modify_qp(q.qp.get(), &attr, *mask);
-  if (rc != 0) {
-    return verbsError(
-        fmt::format("ibv_modify_qp {} -> {}", toString(q.state.state()), toString(to)), rc);
-  }
-  q.state.commit(to);
-  return {};
-}
-
-Status explainRegistrationFailure(int err, size_t bytes) {
-  if (err == ENOMEM || err == EPERM || err == EAGAIN) {
-    rlimit limit{};
-    ::getrlimit(RLIMIT_MEMLOCK, &limit);
-    return unavailable(fmt::format(
-        "cannot register {} MiB of receive area ({}); RLIMIT_MEMLOCK is {}: raise it or lower "
-        "transport.max_streams / ring_bytes",
-        bytes >> 20, strerror(err),
-        limit.rlim_cur == RLIM_INFINITY ? std::string("unlimited")
-                                        : fmt::format("{} KiB", limit.rlim_cur >> 10)));
-  }
-  return verbsError("ibv_reg_mr", err);
-}
+constexpr const char* kAreaRemedy = "lower transport.max_streams / ring_bytes";
 
 // Creates the QP and everything it needs, posts the receive WQEs and moves it to INIT.
 Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd, std::span<std::byte> area,
                        uint32_t recv_wqes) {
   auto wanted = gidForSocket(socket_fd);
   if (!wanted) return wanted.status();
-  auto device = chooseDevice(options, *wanted);
+  auto device = chooseDevice(options, &wanted.value());
   if (!device) return device.status();
   VerbsQp q;
   q.device_name = device->name;
-  q.port = options.port;
-  q.gid_index = device->gid_index;
-  q.gid = device->gid;
-  q.path_mtu = device->mtu;
+  q.path = device->path;
   q.context = std::move(device->context);
 
   ibv_device_attr attr{};
@@ -198,92 +59,25 @@ Result<VerbsQp> openQp(const VerbsFabricOptions& options, int socket_fd, std::sp
 
   q.area_mr.reset(ibv_reg_mr(q.pd.get(), area.data(), area.size(),
                              IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
-  if (!q.area_mr) return explainRegistrationFailure(errno, area.size());
+  if (!q.area_mr)
+    return explainRegistrationFailure(errno, area.size(), "receive area", kAreaRemedy);
   auto staging = makeAnonymousRegion(kStagingBytes);
   if (!staging) return staging.status();
   q.staging = std::move(staging.value());
   q.staging_mr.reset(
       ibv_reg_mr(q.pd.get(), q.staging->bytes().data(), kStagingBytes, IBV_ACCESS_LOCAL_WRITE));
-  if (!q.staging_mr) return explainRegistrationFailure(errno, kStagingBytes);
-
-  ibv_qp_init_attr init{};
-  init.send_cq = init.recv_cq = q.cq.get();
-  init.qp_type = IBV_QPT_RC;
-  init.sq_sig_all = 0;
-  init.cap.max_send_wr = q.send_depth;
-  init.cap.max_recv_wr = recv_wqes;
-  init.cap.max_send_sge = 1;
-  init.cap.max_recv_sge = 1;
-  init.cap.max_inline_data = kMaxInlineBytes;
-  q.qp.reset(ibv_create_qp(q.pd.get(), &init));
-  if (!q.qp) {
-    init.cap.max_inline_data = 0;  // some devices have no inline sends
-    q.qp.reset(ibv_create_qp(q.pd.get(), &init));
+  if (!q.staging_mr) {
+    return explainRegistrationFailure(errno, kStagingBytes, "send staging", kAreaRemedy);
   }
-  if (!q.qp) return verbsError("ibv_create_qp", errno);
-  q.max_inline = init.cap.max_inline_data;
 
-  ibv_qp_attr a{};
-  a.pkey_index = 0;
-  a.port_num = q.port;
-  a.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
-  if (Status s = modifyQp(q, a, QpState::kInit); !s) return s;
-
-  std::vector<ibv_recv_wr> wrs(recv_wqes);
-  for (uint32_t i = 0; i < recv_wqes; ++i) {
-    wrs[i].wr_id = kRecvWrId;
-    wrs[i].next = i + 1 < recv_wqes ? &wrs[i + 1] : nullptr;
-  }
-  ibv_recv_wr* bad = nullptr;
-  if (int rc = ibv_post_recv(q.qp.get(), wrs.data(), &bad); rc != 0) {
-    return verbsError("ibv_post_recv", rc);
-  }
-  std::random_device rd;
-  q.psn = rd() & wire::kQpNumMask;
+  auto qp = createRcQp(q.pd.get(), q.cq.get(), q.send_depth, recv_wqes, &q.max_inline);
+  if (!qp) return qp.status();
+  q.qp = std::move(qp.value());
+  if (Status s = initRcQp(q.qp.get(), q.state, q.path.port); !s) return s;
+  std::vector<ibv_recv_wr> wrs;
+  if (Status s = postEmptyReceives(q.qp.get(), recv_wqes, wrs); !s) return s;
+  q.psn = randomPsn();
   return q;
-}
-
-Status connectQp(VerbsQp& q, const VerbsPeerInfo& peer) {
-  if (isIpv4MappedGid(std::span<const uint8_t, 16>(q.gid.raw, 16)) !=
-      isIpv4MappedGid(std::span<const uint8_t, 16>(peer.gid))) {
-    ibv_gid pg{};
-    std::memcpy(pg.raw, peer.gid.data(), 16);
-    return unavailable(
-        fmt::format("GID mismatch: ours {} and the peer's {} are not both IPv4 or "
-                    "both IPv6 RoCEv2 GIDs",
-                    gidText(q.gid), gidText(pg)));
-  }
-  ibv_qp_attr a{};
-  a.path_mtu = std::min(q.path_mtu, static_cast<ibv_mtu>(peer.path_mtu));
-  a.dest_qp_num = peer.qp_num;
-  a.rq_psn = peer.psn;
-  a.max_dest_rd_atomic = 1;
-  a.min_rnr_timer = kMinRnrTimer;
-  a.ah_attr.is_global = 1;
-  std::memcpy(a.ah_attr.grh.dgid.raw, peer.gid.data(), 16);
-  a.ah_attr.grh.sgid_index = static_cast<uint8_t>(q.gid_index);
-  a.ah_attr.grh.hop_limit = 64;
-  a.ah_attr.port_num = q.port;
-  if (Status s = modifyQp(q, a, QpState::kRtr); !s) return s;
-  a = {};
-  a.timeout = kAckTimeout;
-  a.retry_cnt = kRetryCount;
-  a.rnr_retry = kRnrRetryInfinite;
-  a.sq_psn = q.psn;
-  a.max_rd_atomic = 1;
-  return modifyQp(q, a, QpState::kRts);
-}
-
-template <typename SizeFn, typename ParseFn>
-auto recvMessage(int fd, size_t header_bytes, SizeFn size_of, ParseFn parse, Deadline deadline)
-    -> decltype(parse(std::span<const std::byte>())) {
-  std::vector<std::byte> buf(header_bytes);
-  if (Status s = recvAll(fd, buf, deadline); !s) return s;
-  auto size = size_of(buf);
-  if (!size) return size.status();
-  buf.resize(*size);
-  if (Status s = recvAll(fd, std::span(buf).subspan(header_bytes), deadline); !s) return s;
-  return parse(buf);
 }
 
 class VerbsFabric : public TcpBootstrappedFabric {
@@ -328,10 +122,10 @@ class VerbsFabric : public TcpBootstrappedFabric {
     auto qp = openQp(options_, fd.get(), area->bytes(), local.geometry.recv_depth);
     if (qp) {
       offer.offer = true;
-      offer.path_mtu = static_cast<uint8_t>(qp->path_mtu);
+      offer.path_mtu = static_cast<uint8_t>(qp->path.mtu);
       offer.qp_num = qp->qp->qp_num;
       offer.psn = qp->psn;
-      std::memcpy(offer.gid.data(), qp->gid.raw, 16);
+      std::memcpy(offer.gid.data(), qp->path.gid.raw, 16);
       offer.area_addr = reinterpret_cast<uintptr_t>(area->bytes().data());
       offer.area_bytes = area->bytes().size();
       offer.area_rkey = qp->area_mr->rkey;
@@ -339,9 +133,7 @@ class VerbsFabric : public TcpBootstrappedFabric {
     } else {
       offer.reason = qp.status().message();
     }
-    if (Status s = sendAll(fd.get(), encodeVerbsQpInfo(offer), deadline); !s) return s;
-    auto theirs = recvMessage(fd.get(), sizeof(wire::VerbsQpInfo), verbsQpInfoSize,
-                              parseVerbsQpInfo, deadline);
+    auto theirs = exchangeQpInfo(fd.get(), offer, deadline);
     if (!theirs) return theirs.status();
     if (!qp) return fallBack(std::move(fd), *hello, std::move(area), qp.status().message());
     if (!theirs->offer) {
@@ -350,11 +142,8 @@ class VerbsFabric : public TcpBootstrappedFabric {
 
     // Both offered: connect our QP to theirs, then tell each other how it went.
     Status up = checkPeerOffer(*theirs, hello->peer);
-    if (up) up = connectQp(*qp, *theirs);
-    VerbsReadyInfo ready{up.isOk(), up.message()};
-    if (Status s = sendAll(fd.get(), encodeVerbsReady(ready), deadline); !s) return s;
-    auto their_ready =
-        recvMessage(fd.get(), sizeof(wire::VerbsReady), verbsReadySize, parseVerbsReady, deadline);
+    if (up) up = connectRcQp(qp->qp.get(), qp->state, qp->path, qp->psn, *theirs);
+    auto their_ready = exchangeReady(fd.get(), {up.isOk(), up.message()}, deadline);
     if (!their_ready) return their_ready.status();
     if (!up) return fallBack(std::move(fd), *hello, std::move(area), up.message());
     if (!their_ready->ok) {
@@ -362,8 +151,8 @@ class VerbsFabric : public TcpBootstrappedFabric {
     }
     spdlog::info(
         "verbs fabric: session to {} over {} GID[{}] {} (QP {} -> {}, mtu {})", peer,
-        qp->device_name, qp->gid_index, gidText(qp->gid), qp->qp->qp_num, theirs->qp_num,
-        128 << static_cast<int>(std::min(qp->path_mtu, static_cast<ibv_mtu>(theirs->path_mtu))));
+        qp->device_name, qp->path.gid_index, gidText(qp->path.gid), qp->qp->qp_num, theirs->qp_num,
+        128 << static_cast<int>(std::min(qp->path.mtu, static_cast<ibv_mtu>(theirs->path_mtu))));
     forgetFallback(peer);
     VerbsConnection::Parts parts{std::move(fd), std::move(hello.value()), std::move(area),
                                  std::move(qp.value()), std::move(theirs.value())};

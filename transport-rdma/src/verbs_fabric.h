@@ -14,30 +14,14 @@
 #include "rdmesh/transport/qp_state_machine.h"
 #include "rdmesh/transport/verbs_bootstrap.h"
 #include "unix_fd.h"
+#include "verbs_device.h"
 
 namespace rdmesh::transport {
-
-// wr_id of every receive WQE; writes carry their sequence number, which never gets this large.
-inline constexpr uint64_t kRecvWrId = ~uint64_t{0};
-
-struct VerbsDeleter {
-  void operator()(ibv_context* p) const { ibv_close_device(p); }
-  void operator()(ibv_pd* p) const { ibv_dealloc_pd(p); }
-  void operator()(ibv_comp_channel* p) const { ibv_destroy_comp_channel(p); }
-  void operator()(ibv_cq* p) const { ibv_destroy_cq(p); }
-  void operator()(ibv_mr* p) const { ibv_dereg_mr(p); }
-  void operator()(ibv_qp* p) const { ibv_destroy_qp(p); }
-};
-template <typename T>
-using VerbsPtr = std::unique_ptr<T, VerbsDeleter>;
 
 // Everything one connection owns on the device, in construction order (destroyed in reverse).
 struct VerbsQp {
   std::string device_name;
-  uint8_t port = 1;
-  int gid_index = 0;
-  ibv_gid gid{};
-  ibv_mtu path_mtu = IBV_MTU_1024;
+  QpPath path;
   uint32_t psn = 0;
   uint32_t send_depth = 0;
   uint32_t recv_wqes = 0;

@@ -3,7 +3,6 @@
 // completions are polled, so the receive-WQE credits the session hands out are always backed.
 #include <arpa/inet.h>
 #include <fmt/format.h>
-#include <sys/epoll.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -33,17 +32,9 @@ VerbsConnection::~VerbsConnection() {
 }
 
 Status VerbsConnection::init() {
-  event_fd_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!event_fd_) return internalError(errnoText("epoll_create1"));
-  for (int fd : {p_.qp.channel->fd, p_.qp.context->async_fd}) {
-    if (Status s = setNonBlocking(fd); !s) return s;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (::epoll_ctl(event_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      return internalError(errnoText("epoll_ctl(verbs channel)"));
-    }
-  }
+  auto ep = makeCompletionEpoll(p_.qp.channel.get(), p_.qp.context.get());
+  if (!ep) return ep.status();
+  event_fd_ = std::move(ep.value());
   slots_.resize(p_.qp.send_depth);
   staging_bytes_ = p_.qp.staging->bytes().size();
   recv_wrs_.resize(p_.qp.recv_wqes);
@@ -169,10 +160,7 @@ size_t VerbsConnection::reapCq(size_t max_entries) {
     for (int i = 0; i < n; ++i) {
       const ibv_wc& wc = wcs[i];
       if (wc.status != IBV_WC_SUCCESS) {
-        // The opcode of a failed completion is undefined: say whether it was one of our writes.
-        broken_ = unavailable(fmt::format("verbs: {} failed: {} (vendor error {:#x})",
-                                          wc.wr_id == kRecvWrId ? "receive" : "RDMA write",
-                                          ibv_wc_status_str(wc.status), wc.vendor_err));
+        broken_ = completionError(wc, "verbs");
         break;
       }
       if (wc.opcode == IBV_WC_RDMA_WRITE) {
@@ -200,18 +188,10 @@ size_t VerbsConnection::reapCq(size_t max_entries) {
 }
 
 Status VerbsConnection::repostReceives() {
-  if (reposts_owed_ == 0) return {};
   // Write-with-immediate consumes a receive WQE but no buffer: WQEs without scatter entries.
-  for (uint32_t i = 0; i < reposts_owed_; ++i) {
-    recv_wrs_[i] = {};
-    recv_wrs_[i].wr_id = kRecvWrId;
-    recv_wrs_[i].next = i + 1 < reposts_owed_ ? &recv_wrs_[i + 1] : nullptr;
-  }
-  ibv_recv_wr* bad = nullptr;
-  int rc = ibv_post_recv(p_.qp.qp.get(), recv_wrs_.data(), &bad);
+  Status s = postEmptyReceives(p_.qp.qp.get(), reposts_owed_, recv_wrs_);
   reposts_owed_ = 0;
-  if (rc != 0) return unavailable(fmt::format("verbs: ibv_post_recv: {}", strerror(rc)));
-  return {};
+  return s;
 }
 
 Result<size_t> VerbsConnection::poll(std::span<Completion> out) {
@@ -249,34 +229,16 @@ bool VerbsConnection::prepareToSleep() {
 }
 
 void VerbsConnection::afterWakeup() {
-  ibv_cq* cq = nullptr;
-  void* context = nullptr;
-  unsigned events = 0;
-  while (ibv_get_cq_event(p_.qp.channel.get(), &cq, &context) == 0) ++events;
-  if (events) {
-    ibv_ack_cq_events(p_.qp.cq.get(), events);
-    armed_ = false;
-  }
+  if (drainCqEvents(p_.qp.channel.get(), p_.qp.cq.get())) armed_ = false;
   drainAsyncEvents();
 }
 
 void VerbsConnection::drainAsyncEvents() {
   ibv_async_event ev{};
   while (ibv_get_async_event(p_.qp.context.get(), &ev) == 0) {
-    switch (ev.event_type) {
-      case IBV_EVENT_CQ_ERR:
-      case IBV_EVENT_QP_FATAL:
-      case IBV_EVENT_QP_REQ_ERR:
-      case IBV_EVENT_QP_ACCESS_ERR:
-      case IBV_EVENT_DEVICE_FATAL:
-      case IBV_EVENT_PORT_ERR:
-        if (broken_) {
-          broken_ = unavailable(fmt::format("verbs: async event on {}: {}", p_.qp.device_name,
-                                            ibv_event_type_str(ev.event_type)));
-        }
-        break;
-      default:
-        break;
+    if (isFatalAsyncEvent(ev.event_type) && broken_) {
+      broken_ = unavailable(fmt::format("verbs: async event on {}: {}", p_.qp.device_name,
+                                        ibv_event_type_str(ev.event_type)));
     }
     ibv_ack_async_event(&ev);
   }

@@ -153,8 +153,12 @@ Status HttpCall::start(const HttpEndpoint& endpoint, ssl_ctx_st* tls, const Http
       SSL_set_tlsext_host_name(ssl, name.c_str());
       SSL_set1_host(ssl, name.c_str());
     }
+    // No BEV_OPT_DEFER_CALLBACKS here: libevent 2.1 leaks a deferred openssl bufferevent's
+    // reference (and with it the SSL and the socket) when evhttp frees it after a failed
+    // handshake (libevent issue #228). Deferral is not needed: results reach the caller
+    // through deliver_event_ anyway.
     bev = bufferevent_openssl_socket_new(base_, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+                                         BEV_OPT_CLOSE_ON_FREE);
     if (bev == nullptr) {
       SSL_free(ssl);
       return internalError("bufferevent_openssl_socket_new failed");

@@ -59,7 +59,9 @@ struct RegionHeader {
   RegionLayout layout;
   alignas(64) std::atomic<uint64_t> sq_tail;         // sidecar: submissions published
   alignas(64) std::atomic<uint64_t> sq_head;         // agent: submissions taken
-  alignas(64) std::atomic<uint64_t> sq_completed;    // agent: submissions whose write completed
+  // agent: submissions whose write completed. Advancing it wakes a sleeping sidecar (as an
+  // arrival does): a sidecar out of staging sleeps until its submissions complete.
+  alignas(64) std::atomic<uint64_t> sq_completed;
   alignas(64) std::atomic<uint64_t> cq_tail;         // agent: arrivals published
   alignas(64) std::atomic<uint64_t> cq_head;         // sidecar: arrivals consumed
   alignas(64) std::atomic<uint32_t> agent_sleeping;  // agent blocks on doorbell "to agent"

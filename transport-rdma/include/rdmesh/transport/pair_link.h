@@ -49,10 +49,18 @@ struct LinkEvent {
     kControl,       // a control message from the peer agent (bytes in `control`)
   };
   Type type;
-  uint32_t imm = 0;       // kWriteArrived: the immediate as posted by the peer
-  uint32_t byte_len = 0;  // kWriteArrived: bytes written
-  uint64_t cookie = 0;    // kWriteDone
+  uint32_t imm = 0;                // kWriteArrived: the immediate as posted by the peer
+  uint32_t byte_len = 0;           // kWriteArrived: bytes written
+  uint64_t cookie = 0;             // kWriteDone
   std::vector<std::byte> control;  // kControl
+
+  static LinkEvent writeArrived(uint32_t imm, uint32_t byte_len) {
+    return {Type::kWriteArrived, imm, byte_len, 0, {}};
+  }
+  static LinkEvent writeDone(uint64_t cookie) { return {Type::kWriteDone, 0, 0, cookie, {}}; }
+  static LinkEvent controlMessage(std::vector<std::byte> bytes) {
+    return {Type::kControl, 0, 0, 0, std::move(bytes)};
+  }
 };
 
 class PairLink {
@@ -84,7 +92,8 @@ class PairLink {
   // True when flush() left bytes behind (tcp): call again once eventFd() is writable.
   virtual bool wantsWritable() const = 0;
 
-  // Non-blocking. An error means the link is lost (the peer died, a QP error, a protocol error).
+  // Non-blocking: appends up to max_events events to `out` and returns how many. An error means
+  // the link is lost (the peer died, a QP error, a protocol error); nothing is appended then.
   virtual Result<size_t> poll(std::vector<LinkEvent>& out, size_t max_events) = 0;
 
   // Readable when events may be pending; the same sleep protocol as FabricConnection.

@@ -75,7 +75,9 @@ inline constexpr uint32_t kReservedControlBytes = 2048;
 inline constexpr size_t kMaxNodeNameBytes = 253;
 
 // ---- bootstrap Hello, exchanged once on the bootstrap socket before the fabric runs ----
-enum class FabricKind : uint16_t { kTcp = 1, kShm = 2, kVerbs = 3 };
+// kAgent: a sidecar in mesh mode, whose writes its node agent carries (agent_wire.h).
+enum class FabricKind : uint16_t { kTcp = 1, kShm = 2, kVerbs = 3, kAgent = 4 };
+inline constexpr uint16_t kMaxFabricKind = 4;
 
 struct HelloHeader {
   uint32_t magic;

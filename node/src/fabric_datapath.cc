@@ -151,8 +151,12 @@ void FabricModule::onWriteDone(Link& p, uint64_t cookie) {
     Session& s = *it->second;
     s.inflight--;
     if (s.region) {
-      // Staging up to here may be reused by the sidecar.
+      // Staging up to here may be reused by the sidecar; one out of staging sleeps until then.
       s.region->header().sq_completed.store(done.index + 1, std::memory_order_release);
+      if (!s.wake_pending) {
+        s.wake_pending = true;
+        sessions_to_wake_.push_back(&s);
+      }
     }
     maybeFree(s);
   }

@@ -1,6 +1,6 @@
 // Mesh mode through two real node agents: node-a and node-b are network namespaces joined by
-// veth, each runs an agent (rdmesh-node's code with the stream PairLink double as its links,
-// tcp between the namespaces), and sidecars are rdmesh-fake-sidecar processes speaking the
+// veth, each runs rdmesh-node (rdma off: one tcp PairLink between them), and sidecars are
+// rdmesh-fake-sidecar processes speaking the
 // node.sock session ops with real memfd regions and eventfds. Checked: bytes written into one
 // sidecar's staging land in the other's receive area with the v1 arrival; a killed sidecar
 // closes the remote session and both agents' /stats return to their baseline (fds, registered
@@ -57,9 +57,9 @@ class NodeMeshTest : public ::testing::Test {
                           "  verify_caller_netns: false\n"
                           "  peers: [{name: " +
                           peer + ", address: \"" + peer_ip + ":15008\"}]\n");
-    auto p = std::make_unique<Process>(name,
-                                       std::vector<std::string>{RDMESH_NODE_MESH_BIN, "-c", config},
-                                       dir_.file(name + ".log"), ns.name());
+    auto p =
+        std::make_unique<Process>(name, std::vector<std::string>{RDMESH_NODE_BIN, "-c", config},
+                                  dir_.file(name + ".log"), ns.name());
     return p;
   }
 

@@ -161,6 +161,28 @@ static Status podOwns(const PodRecord* pod, const std::string& ip, const std::st
                                      field, ip, pod->spec.container_id));
 }
 
+std::string FabricModule::sourceIp(const ConnectionRef& c, const PodRecord* pod,
+                                   const std::string& destination_ip) const {
+  bool v4 = destination_ip.find(':') == std::string::npos;
+  auto sameFamily = [v4](const std::string& ip) {
+    return (ip.find(':') == std::string::npos) == v4;
+  };
+  if (pod != nullptr) {
+    for (const std::string& ip : pod->spec.ips) {
+      if (sameFamily(ip)) return ip;
+    }
+  }
+  // Unchecked callers: the IP this same process listens for, if it does (a sidecar both listens
+  // and opens); else the unspecified address, which says "unknown" in the offer's peer_ip.
+  for (const auto& [ip, listener] : listeners_) {
+    if (listener.connection->isOpen() && sameFamily(ip) &&
+        listener.connection->peerCredentials().pid == c->peerCredentials().pid) {
+      return ip;
+    }
+  }
+  return v4 ? "0.0.0.0" : "::";
+}
+
 Status FabricModule::adopt(const ConnectionRef& c, const std::string& role) {
   if (c == nullptr) return invalidArgument("this op needs a node.sock connection");
   auto it = adopted_.find(c.get());
@@ -310,16 +332,7 @@ Result<OpResult> FabricModule::sessionOpen(const RequestEnvelope& r, RequestFds&
   if (c == nullptr) return invalidArgument("this op needs a node.sock connection");
   Result<const PodRecord*> pod = callerPod(c);
   if (!pod) return pod.status();
-  std::string source_ip;
-  if (*pod != nullptr) {
-    bool v4 = request->destination_ip.find(':') == std::string::npos;
-    for (const std::string& ip : (*pod)->spec.ips) {
-      if ((ip.find(':') == std::string::npos) == v4) {
-        source_ip = ip;
-        break;
-      }
-    }
-  }
+  std::string source_ip = sourceIp(c, *pod, request->destination_ip);
   auto local = listeners_.find(request->destination_ip);
   bool same_node = local != listeners_.end() && local->second.connection->isOpen();
   if (!same_node && request->node == options_.node_name) {
@@ -652,7 +665,9 @@ void FabricModule::onOpen(Link& p, const LinkMessage& m) {
   }
   auto o = std::make_unique<Offer>();
   o->destination_ip = m.destination_ip;
-  o->source_ip = m.source_ip;
+  // peer_ip is always an IP: the unspecified address when the opener's agent did not know it.
+  bool v4 = m.destination_ip.find(':') == std::string::npos;
+  o->source_ip = !m.source_ip.empty() ? m.source_ip : (v4 ? "0.0.0.0" : "::");
   o->hello = m.hello;
   o->peer_node = p.peer;
   o->link_generation = p.generation;

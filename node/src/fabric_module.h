@@ -98,6 +98,10 @@ class FabricModule final : public NodeModule, public transport::Pollable {
   // The registered pod whose netns the client runs in (checks off: null).
   Result<const PodRecord*> callerPod(const ConnectionRef& c);
   Result<std::unique_ptr<SidecarRegion>> takeRegion(RequestFds& fds, const transport::Hello& hello);
+  // The opener's IP for the offer's peer_ip: its pod's (checked), else the IP its process
+  // listens for, else the unspecified address.
+  std::string sourceIp(const ConnectionRef& c, const PodRecord* pod,
+                       const std::string& destination_ip) const;
   // Marks `c` as carrying `role`; an error if it already carries something.
   Status adopt(const ConnectionRef& c, const std::string& role);
   // Offers a session to the sidecar listening for `offer->destination_ip`; false when none is.

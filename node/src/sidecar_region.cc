@@ -10,6 +10,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace rdmesh::node {
 
@@ -131,7 +132,8 @@ Result<std::unique_ptr<SidecarRegion>> SidecarRegion::map(UniqueFd memfd,
   // seal its size. A memfd made without MFD_ALLOW_SEALING cannot be sealed; accepted, but said.
   if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
     int seals = ::fcntl(memfd.get(), F_GET_SEALS);
-    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+    static bool warned = false;  // once per agent: every session of such a sidecar says the same
+    if ((seals < 0 || (seals & F_SEAL_SHRINK) == 0) && !std::exchange(warned, true)) {
       spdlog::warn(
           "sidecar region: cannot seal the memfd's size ({}); create it with "
           "MFD_ALLOW_SEALING",

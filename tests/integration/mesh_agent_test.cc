@@ -57,22 +57,7 @@ class MeshAgentTest : public ::testing::Test {
 
   // Sends `bytes` through A to the echo server behind B and checks the hash of what comes back.
   void echoTransfer(size_t bytes, uint64_t seed) {
-    UniqueFd fd = tcpConnect(ns_->name(), "127.0.0.1", kOutboundPort);
-    ASSERT_TRUE(fd) << "connect to the outbound listener";
-    std::string data = PatternGen(seed).bytes(bytes);
-    Hasher sent;
-    sent.update(data.data(), data.size());
-    std::thread writer([&] {
-      sendAll(fd.get(), data);
-      ::shutdown(fd.get(), SHUT_WR);
-    });
-    ReadResult r = readUntilEof(fd.get(), 60s);
-    writer.join();
-    ASSERT_EQ(r.error, 0) << strerror(r.error);
-    Hasher got;
-    got.update(r.data.data(), r.data.size());
-    EXPECT_EQ(got.bytes(), bytes);
-    EXPECT_EQ(got.digest(), sent.digest()) << "echoed bytes differ";
+    expectEcho(ns_->name(), kOutboundPort, bytes, seed);
   }
 
   TempDir dir_{"rdmesh-mesh"};
@@ -110,8 +95,8 @@ TEST_F(MeshAgentTest, AKilledSidecarResetsItsStreamsAtTheOtherEnd) {
   ASSERT_EQ(agent_->activeSessions(), 1u);
   b_->kill();
   ReadResult r = readUntilEof(fd.get(), 5s);
-  EXPECT_TRUE(r.error == ECONNRESET || r.eof) << "the app connection did not end: "
-                                              << strerror(r.error);
+  EXPECT_TRUE(r.error == ECONNRESET || r.eof)
+      << "the app connection did not end: " << strerror(r.error);
   EXPECT_NE(r.error, ETIMEDOUT);
   ASSERT_TRUE(waitFor([&] { return agent_->activeSessions() == 0; }, 5s));
   ASSERT_TRUE(a_->waitStat(kSessionToB + ".state", "connecting", 5s));

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fake_sidecar.h"
 #include "fixture.h"
+#include "node_agents_fixture.h"
 
 namespace rdmesh::it {
 namespace {
@@ -20,18 +20,11 @@ constexpr uint16_t kOutboundPort = 17400;
 constexpr const char* kIpA = "10.77.42.1";
 constexpr const char* kIpB = "10.77.42.2";
 
-class NodeMeshProxyTest : public ::testing::Test {
+class NodeMeshProxyTest : public NodeAgentsTest {
  protected:
   void SetUp() override {
-    if (auto why = netnsUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
-    removeStaleNamespaces();
-    ns_a_ = std::make_unique<Netns>("mpa");
-    ns_b_ = std::make_unique<Netns>("mpb");
-    linkVeth(*ns_a_, std::string(kIpA) + "/24", *ns_b_, std::string(kIpB) + "/24");
-    agent_a_ = startAgent("node-a", *ns_a_, kIpA, "node-b", kIpB);
-    agent_b_ = startAgent("node-b", *ns_b_, kIpB, "node-a", kIpA);
-    ASSERT_TRUE(waitFor([&] { return stat("node-a", "rdmesh.node.links.up") == 1; }, 20s))
-        << agent_a_->output();
+    startNodes("mp", kIpA, kIpB);
+    if (IsSkipped() || HasFatalFailure()) return;
     echo_ = std::make_unique<EchoServer>(ns_b_->name(), "127.0.0.1", kEchoPort);
     SidecarSpec b;
     b.node = "node-b";
@@ -54,59 +47,13 @@ class NodeMeshProxyTest : public ::testing::Test {
     ASSERT_TRUE(b_->waitStat("rdmesh.mesh.listener.up", "1", 10s));
   }
 
-  std::string socketOf(const std::string& node) const { return dir_.file(node + ".sock"); }
-
-  std::unique_ptr<Process> startAgent(const std::string& name, const Netns& ns,
-                                      const std::string& ip, const std::string& peer,
-                                      const std::string& peer_ip) {
-    std::string config = dir_.file(name + ".yaml");
-    writeFile(config, "node: {name: " + name + "}\nsocket: " + socketOf(name) +
-                          "\nstate_file: " + dir_.file(name + "-pods.json") +
-                          "\ncapture: {bpf: false}\nfabric:\n  listen: " + ip +
-                          ":15008\n  rdma: false\n  verify_caller_netns: false\n"
-                          "  peers: [{name: " +
-                          peer + ", address: \"" + peer_ip + ":15008\"}]\n");
-    return std::make_unique<Process>(name, std::vector<std::string>{RDMESH_NODE_BIN, "-c", config},
-                                     dir_.file(name + ".log"), ns.name());
-  }
-
-  uint64_t stat(const std::string& node, const std::string& name) {
-    auto c = testing::NodeSocketClient::connect(socketOf(node));
-    if (!c) return ~0ull;
-    auto reply = c->request({{"op", "stats"}}, {}, nullptr, 2s);
-    if (!reply || !(*reply)["stats"].contains(name)) return ~0ull;
-    return (*reply)["stats"][name].get<uint64_t>();
-  }
-
-  void echoTransfer(size_t bytes, uint64_t seed) {
-    UniqueFd fd = tcpConnect(ns_a_->name(), "127.0.0.1", kOutboundPort);
-    ASSERT_TRUE(fd) << "connect to the outbound listener";
-    std::string data = PatternGen(seed).bytes(bytes);
-    Hasher sent;
-    sent.update(data.data(), data.size());
-    std::thread writer([&] {
-      sendAll(fd.get(), data);
-      ::shutdown(fd.get(), SHUT_WR);
-    });
-    ReadResult r = readUntilEof(fd.get(), 60s);
-    writer.join();
-    ASSERT_EQ(r.error, 0) << strerror(r.error);
-    Hasher got;
-    got.update(r.data.data(), r.data.size());
-    EXPECT_EQ(got.bytes(), bytes);
-    EXPECT_EQ(got.digest(), sent.digest()) << "echoed bytes differ";
-  }
-
-  TempDir dir_{"rdnmp"};
-  std::unique_ptr<Netns> ns_a_, ns_b_;
-  std::unique_ptr<Process> agent_a_, agent_b_;
   std::unique_ptr<EchoServer> echo_;
   std::unique_ptr<Sidecar> a_, b_;
 };
 
 TEST_F(NodeMeshProxyTest, EchoThroughTwoAgentsAndASidecarDeathCleansUp) {
-  echoTransfer(1024, 1);
-  echoTransfer(8 << 20, 2);
+  expectEcho(ns_a_->name(), kOutboundPort, 1024, 1);
+  expectEcho(ns_a_->name(), kOutboundPort, 8 << 20, 2);
   EXPECT_EQ(a_->stat("rdmesh.server.fabric"), "agent");
   EXPECT_GE(stat("node-a", "rdmesh.node.datapath.submissions"), 1u);
   EXPECT_GE(stat("node-b", "rdmesh.node.datapath.arrivals"), 1u);

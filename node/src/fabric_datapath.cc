@@ -94,10 +94,10 @@ bool FabricModule::drainSubmissions(Session& s) {
       return true;
     }
     uint64_t cookie = p.next_cookie;
-    Status st = p.link->postWrite(*s.registration, layout.staging_offset + sub.staging_offset,
-                                  sub.length, s.remote.region,
-                                  s.remote.receive_offset + sub.remote_offset,
-                                  aw::encodeLinkImm(sub.imm, s.remote_id), cookie);
+    Status st =
+        p.link->postWrite(*s.registration, layout.staging_offset + sub.staging_offset, sub.length,
+                          s.remote.region, s.remote.receive_offset + sub.remote_offset,
+                          aw::encodeLinkImm(sub.imm, s.remote_id), cookie);
     if (st.code() == StatusCode::kUnavailable) break;  // send queue full: after a kWriteDone
     if (!st) {
       linkLost(p, fmt::format("postWrite: {}", st.message()));
@@ -151,8 +151,12 @@ void FabricModule::onWriteDone(Link& p, uint64_t cookie) {
     Session& s = *it->second;
     s.inflight--;
     if (s.region) {
-      // Staging up to here may be reused by the sidecar.
+      // Staging up to here may be reused by the sidecar; one out of staging sleeps until then.
       s.region->header().sq_completed.store(done.index + 1, std::memory_order_release);
+      if (!s.wake_pending) {
+        s.wake_pending = true;
+        sessions_to_wake_.push_back(&s);
+      }
     }
     maybeFree(s);
   }
@@ -171,8 +175,8 @@ void FabricModule::onArrival(Link& p, uint32_t imm, uint32_t byte_len) {
   if (s.cq_tail - head >= layout.cq_depth) {
     // The sidecar announced recv_depth <= cq_depth and its peer keeps to its credits: a full
     // queue means one of them broke the protocol.
-    closeSession(s, fmt::format("completion queue overflow ({} entries unconsumed)",
-                                s.cq_tail - head));
+    closeSession(
+        s, fmt::format("completion queue overflow ({} entries unconsumed)", s.cq_tail - head));
     return;
   }
   s.region->arrivals()[s.cq_tail & (layout.cq_depth - 1)] =

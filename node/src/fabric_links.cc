@@ -75,8 +75,8 @@ void FabricModule::dial(Link& p) {
                           peer.dialing = false;
                           if (!result) {
                             if (result.status().message() != peer.last_error) {
-                              spdlog::warn("link to {}: cannot connect to {}: {} (retrying)",
-                                           name, peer.address, result.status().message());
+                              spdlog::warn("link to {}: cannot connect to {}: {} (retrying)", name,
+                                           peer.address, result.status().message());
                               peer.last_error = result.status().message();
                             }
                             peer.down_reason = result.status().message();
@@ -115,21 +115,21 @@ void FabricModule::onListen(int fd, short, void* arg) {
     if (conn < 0) return;
     transport::LinkDomain* domain = self->domain_.get();
     transport::Deadline until = std::chrono::steady_clock::now() + self->options_.connect_timeout;
-    self->jobs_.run<LinkResult>(
-        [=]() -> LinkResult { return domain->accept(conn, until); },
-        [self](LinkResult result) {
-          if (!result) {
-            spdlog::warn("fabric: bootstrap of an incoming link failed: {}",
-                         result.status().message());
-            return;
-          }
-          std::string name = (*result)->peerNode();
-          if (name == self->options_.node_name) {
-            spdlog::error("fabric: a peer claims our own name '{}'; refused", name);
-            return;
-          }
-          self->onLinkUp(name, std::move(*result), /*dialed=*/false);
-        });
+    self->jobs_.run<LinkResult>([=]() -> LinkResult { return domain->accept(conn, until); },
+                                [self](LinkResult result) {
+                                  if (!result) {
+                                    spdlog::warn("fabric: bootstrap of an incoming link failed: {}",
+                                                 result.status().message());
+                                    return;
+                                  }
+                                  std::string name = (*result)->peerNode();
+                                  if (name == self->options_.node_name) {
+                                    spdlog::error(
+                                        "fabric: a peer claims our own name '{}'; refused", name);
+                                    return;
+                                  }
+                                  self->onLinkUp(name, std::move(*result), /*dialed=*/false);
+                                });
   }
 }
 

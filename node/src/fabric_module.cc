@@ -13,8 +13,8 @@
 
 namespace rdmesh::node {
 
-using nlohmann::json;
 using linkwire::kUnknownSession;
+using nlohmann::json;
 
 namespace {
 
@@ -64,8 +64,7 @@ FabricModule::FabricModule(event_base* base, FabricOptions options,
   if (domain_ == nullptr) {
     spdlog::warn("fabric: no node-pair link domain in this build: same-node sessions only");
   } else if (!domain_->rdmaUnavailableReason().empty()) {
-    spdlog::info("fabric: RDMA unavailable ({}): links run tcp",
-                 domain_->rdmaUnavailableReason());
+    spdlog::info("fabric: RDMA unavailable ({}): links run tcp", domain_->rdmaUnavailableReason());
   }
 }
 
@@ -93,22 +92,15 @@ FabricModule::~FabricModule() {
 }
 
 void FabricModule::registerOps(OpTable& table) {
-  table.add("session_listen",
-            [this](const RequestEnvelope& r, RequestFds&, const ConnectionRef& c) {
-              return sessionListen(r, c);
-            });
-  table.add("session_open",
-            [this](const RequestEnvelope& r, RequestFds& fds, const ConnectionRef& c) {
-              return sessionOpen(r, fds, c);
-            });
-  table.add("session_accept",
-            [this](const RequestEnvelope& r, RequestFds& fds, const ConnectionRef& c) {
-              return sessionAccept(r, fds, c);
-            });
-  table.add("session_refuse",
-            [this](const RequestEnvelope& r, RequestFds&, const ConnectionRef&) {
-              return sessionRefuse(r);
-            });
+  table.add("session_listen", [this](const RequestEnvelope& r, RequestFds&,
+                                     const ConnectionRef& c) { return sessionListen(r, c); });
+  table.add("session_open", [this](const RequestEnvelope& r, RequestFds& fds,
+                                   const ConnectionRef& c) { return sessionOpen(r, fds, c); });
+  table.add("session_accept", [this](const RequestEnvelope& r, RequestFds& fds,
+                                     const ConnectionRef& c) { return sessionAccept(r, fds, c); });
+  table.add("session_refuse", [this](const RequestEnvelope& r, RequestFds&, const ConnectionRef&) {
+    return sessionRefuse(r);
+  });
 }
 
 void FabricModule::refreshStats() {
@@ -169,6 +161,28 @@ static Status podOwns(const PodRecord* pod, const std::string& ip, const std::st
                                      field, ip, pod->spec.container_id));
 }
 
+std::string FabricModule::sourceIp(const ConnectionRef& c, const PodRecord* pod,
+                                   const std::string& destination_ip) const {
+  bool v4 = destination_ip.find(':') == std::string::npos;
+  auto sameFamily = [v4](const std::string& ip) {
+    return (ip.find(':') == std::string::npos) == v4;
+  };
+  if (pod != nullptr) {
+    for (const std::string& ip : pod->spec.ips) {
+      if (sameFamily(ip)) return ip;
+    }
+  }
+  // Unchecked callers: the IP this same process listens for, if it does (a sidecar both listens
+  // and opens); else the unspecified address, which says "unknown" in the offer's peer_ip.
+  for (const auto& [ip, listener] : listeners_) {
+    if (listener.connection->isOpen() && sameFamily(ip) &&
+        listener.connection->peerCredentials().pid == c->peerCredentials().pid) {
+      return ip;
+    }
+  }
+  return v4 ? "0.0.0.0" : "::";
+}
+
 Status FabricModule::adopt(const ConnectionRef& c, const std::string& role) {
   if (c == nullptr) return invalidArgument("this op needs a node.sock connection");
   auto it = adopted_.find(c.get());
@@ -193,10 +207,8 @@ Result<OpResult> FabricModule::sessionListen(const RequestEnvelope& r, const Con
     const std::string& ip = request->pod_ips[i];
     if (Status s = podOwns(*pod, ip, fmt::format("pod_ips[{}]", i)); !s) return s;
     auto it = listeners_.find(ip);
-    if (it != listeners_.end() && it->second.connection->isOpen() &&
-        it->second.connection != c) {
-      return invalidArgument(
-          fmt::format("field 'pod_ips[{}]': {} already has a listener", i, ip));
+    if (it != listeners_.end() && it->second.connection->isOpen() && it->second.connection != c) {
+      return invalidArgument(fmt::format("field 'pod_ips[{}]': {} already has a listener", i, ip));
     }
   }
   auto role = adopted_.find(c.get());
@@ -233,15 +245,8 @@ void FabricModule::onListenerGone(const ClientConnection* c) {
     }
   }
   for (uint64_t id : orphaned) {
-    Offer& o = *offers_.at(id);
-    std::string why = fmt::format("the sidecar listening for {} went away", o.destination_ip);
-    if (o.local_opener) {
-      o.local_opener->replyError(why);
-    } else if (Link* p = linkTo(o.peer_node); p != nullptr && p->generation == o.link_generation) {
-      sendControl(*p, refusedMessage(o.opener_session, why));
-    }
-    refused_total_.inc();
-    dropOffer(id);
+    refuseOffer(
+        id, fmt::format("the sidecar listening for {} went away", offers_.at(id)->destination_ip));
   }
   listeners_active_.set(listeners_.size());
   if (!gone.empty()) spdlog::info("listener for {} gone", fmt::join(gone, ", "));
@@ -278,10 +283,14 @@ void FabricModule::onOfferTimer(int, short, void* arg) {
 void FabricModule::expireOffer(uint64_t offer_id) {
   auto it = offers_.find(offer_id);
   if (it == offers_.end()) return;
-  Offer& o = *it->second;
   std::string why = fmt::format("the sidecar for {} did not answer the offer within {}",
-                                o.destination_ip, ms(options_.offer_timeout));
+                                it->second->destination_ip, ms(options_.offer_timeout));
   spdlog::warn("offer {}: {}", offer_id, why);
+  refuseOffer(offer_id, why);
+}
+
+void FabricModule::refuseOffer(uint64_t offer_id, const std::string& why) {
+  Offer& o = *offers_.at(offer_id);
   if (o.local_opener) {
     o.local_opener->replyError(why);
   } else if (Link* p = linkTo(o.peer_node); p != nullptr && p->generation == o.link_generation) {
@@ -323,16 +332,7 @@ Result<OpResult> FabricModule::sessionOpen(const RequestEnvelope& r, RequestFds&
   if (c == nullptr) return invalidArgument("this op needs a node.sock connection");
   Result<const PodRecord*> pod = callerPod(c);
   if (!pod) return pod.status();
-  std::string source_ip;
-  if (*pod != nullptr) {
-    bool v4 = request->destination_ip.find(':') == std::string::npos;
-    for (const std::string& ip : (*pod)->spec.ips) {
-      if ((ip.find(':') == std::string::npos) == v4) {
-        source_ip = ip;
-        break;
-      }
-    }
-  }
+  std::string source_ip = sourceIp(c, *pod, request->destination_ip);
   auto local = listeners_.find(request->destination_ip);
   bool same_node = local != listeners_.end() && local->second.connection->isOpen();
   if (!same_node && request->node == options_.node_name) {
@@ -350,8 +350,8 @@ Result<OpResult> FabricModule::sessionOpen(const RequestEnvelope& r, RequestFds&
     Offer* raw = o.get();
     if (!offer(std::move(o), options_.node_name)) {
       adopted_.erase(c.get());
-      return unavailable(fmt::format("the sidecar listening for {} is gone",
-                                     request->destination_ip));
+      return unavailable(
+          fmt::format("the sidecar listening for {} is gone", request->destination_ip));
     }
     uint64_t id = raw->id;
     const ClientConnection* conn = c.get();
@@ -380,8 +380,8 @@ Result<OpResult> FabricModule::sessionOpen(const RequestEnvelope& r, RequestFds&
   s.destination_ip = request->destination_ip;
   SessionMemory memory{p->link->describe(*s.registration), s.region->layout().receive_offset,
                        s.region->layout().receive_bytes};
-  if (Status st = sendControl(*p, openMessage(s.local_id, request->destination_ip, source_ip,
-                                              request->hello, memory));
+  if (Status st = sendControl(
+          *p, openMessage(s.local_id, request->destination_ip, source_ip, request->hello, memory));
       !st) {
     // The link is gone (linkLost released the session and answered nothing yet).
     return unavailable(fmt::format("link to '{}' lost: {}", request->node, st.message()));
@@ -404,8 +404,8 @@ Result<OpResult> FabricModule::sessionAccept(const RequestEnvelope& r, RequestFd
   if (c == nullptr) return invalidArgument("this op needs a node.sock connection");
   auto it = offers_.find(request->offer_id);
   if (it == offers_.end()) {
-    return invalidArgument(fmt::format("field 'offer_id': offer {} is unknown, expired or withdrawn",
-                                       request->offer_id));
+    return invalidArgument(fmt::format(
+        "field 'offer_id': offer {} is unknown, expired or withdrawn", request->offer_id));
   }
   Offer& o = *it->second;
   Result<const PodRecord*> pod = callerPod(c);
@@ -443,9 +443,8 @@ Result<OpResult> FabricModule::sessionAccept(const RequestEnvelope& r, RequestFd
   }
   Result<std::unique_ptr<SidecarRegion>> region = takeRegion(fds, request->parsed_hello);
   if (!region) {
-    sendControl(*p, refusedMessage(o.opener_session,
-                                   "the accepting sidecar's region is invalid: " +
-                                       region.status().message()));
+    sendControl(*p, refusedMessage(o.opener_session, "the accepting sidecar's region is invalid: " +
+                                                         region.status().message()));
     refused_total_.inc();
     dropOffer(request->offer_id);
     return region.status();
@@ -468,8 +467,8 @@ Result<OpResult> FabricModule::sessionAccept(const RequestEnvelope& r, RequestFd
   uint32_t opener_session = o.opener_session;
   std::string peer = o.peer_node;
   dropOffer(request->offer_id);
-  if (Status st = sendControl(*p, acceptedMessage(opener_session, s.local_id, request->hello,
-                                                  memory));
+  if (Status st =
+          sendControl(*p, acceptedMessage(opener_session, s.local_id, request->hello, memory));
       !st) {
     return unavailable(fmt::format("link to '{}' lost: {}", peer, st.message()));
   }
@@ -487,18 +486,11 @@ Result<OpResult> FabricModule::sessionRefuse(const RequestEnvelope& r) {
   if (!request) return request.status();
   auto it = offers_.find(request->offer_id);
   if (it == offers_.end()) {
-    return invalidArgument(fmt::format("field 'offer_id': offer {} is unknown, expired or withdrawn",
-                                       request->offer_id));
+    return invalidArgument(fmt::format(
+        "field 'offer_id': offer {} is unknown, expired or withdrawn", request->offer_id));
   }
-  Offer& o = *it->second;
-  std::string why = fmt::format("the sidecar for {} refused: {}", o.destination_ip, request->reason);
-  if (o.local_opener) {
-    o.local_opener->replyError(why);
-  } else if (Link* p = linkTo(o.peer_node); p != nullptr && p->generation == o.link_generation) {
-    sendControl(*p, refusedMessage(o.opener_session, why));
-  }
-  refused_total_.inc();
-  dropOffer(request->offer_id);
+  refuseOffer(request->offer_id, fmt::format("the sidecar for {} refused: {}",
+                                             it->second->destination_ip, request->reason));
   return OpResult{};
 }
 
@@ -673,7 +665,9 @@ void FabricModule::onOpen(Link& p, const LinkMessage& m) {
   }
   auto o = std::make_unique<Offer>();
   o->destination_ip = m.destination_ip;
-  o->source_ip = m.source_ip;
+  // peer_ip is always an IP: the unspecified address when the opener's agent did not know it.
+  bool v4 = m.destination_ip.find(':') == std::string::npos;
+  o->source_ip = !m.source_ip.empty() ? m.source_ip : (v4 ? "0.0.0.0" : "::");
   o->hello = m.hello;
   o->peer_node = p.peer;
   o->link_generation = p.generation;

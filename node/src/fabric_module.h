@@ -93,19 +93,23 @@ class FabricModule final : public NodeModule, public transport::Pollable {
   // ---- ops (fabric_module.cc) ----
   Result<OpResult> sessionListen(const RequestEnvelope& r, const ConnectionRef& c);
   Result<OpResult> sessionOpen(const RequestEnvelope& r, RequestFds& fds, const ConnectionRef& c);
-  Result<OpResult> sessionAccept(const RequestEnvelope& r, RequestFds& fds,
-                                 const ConnectionRef& c);
+  Result<OpResult> sessionAccept(const RequestEnvelope& r, RequestFds& fds, const ConnectionRef& c);
   Result<OpResult> sessionRefuse(const RequestEnvelope& r);
   // The registered pod whose netns the client runs in (checks off: null).
   Result<const PodRecord*> callerPod(const ConnectionRef& c);
-  Result<std::unique_ptr<SidecarRegion>> takeRegion(RequestFds& fds,
-                                                    const transport::Hello& hello);
+  Result<std::unique_ptr<SidecarRegion>> takeRegion(RequestFds& fds, const transport::Hello& hello);
+  // The opener's IP for the offer's peer_ip: its pod's (checked), else the IP its process
+  // listens for, else the unspecified address.
+  std::string sourceIp(const ConnectionRef& c, const PodRecord* pod,
+                       const std::string& destination_ip) const;
   // Marks `c` as carrying `role`; an error if it already carries something.
   Status adopt(const ConnectionRef& c, const std::string& role);
   // Offers a session to the sidecar listening for `offer->destination_ip`; false when none is.
   bool offer(std::unique_ptr<Offer> offer, const std::string& peer_node);
   void dropOffer(uint64_t offer_id);
   void expireOffer(uint64_t offer_id);
+  // Tells the opener (its sidecar, or its agent) why, and forgets the offer.
+  void refuseOffer(uint64_t offer_id, const std::string& why);
   static void onOfferTimer(int fd, short what, void* arg);
   void onListenerGone(const ClientConnection* c);
   void onSidecarGone(uint64_t uid);

@@ -46,8 +46,8 @@ struct FabricModule::Session {
   std::string destination_ip;
   std::unique_ptr<SidecarRegion> region;
   std::shared_ptr<transport::RegisteredMemory> registration;
-  SessionMemory remote;        // the peer sidecar's receive area, as its agent described it
-  ConnectionRef connection;    // the session's node.sock connection; null once it is gone
+  SessionMemory remote;      // the peer sidecar's receive area, as its agent described it
+  ConnectionRef connection;  // the session's node.sock connection; null once it is gone
   event* doorbell_ev = nullptr;
   event* timer_ev = nullptr;
   uint64_t sq_head = 0;   // submissions taken (our copy of header.sq_head)

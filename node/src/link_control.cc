@@ -59,9 +59,9 @@ linkwire::WireMemory packMemory(const SessionMemory& m) {
 
 Result<SessionMemory> unpackMemory(const linkwire::WireMemory& w) {
   if (w.receive_offset > w.bytes || w.receive_bytes > w.bytes - w.receive_offset) {
-    return protocolError(fmt::format(
-        "memory: receive area [{}, +{}) lies outside the {}-byte registration", w.receive_offset,
-        w.receive_bytes, w.bytes));
+    return protocolError(
+        fmt::format("memory: receive area [{}, +{}) lies outside the {}-byte registration",
+                    w.receive_offset, w.receive_bytes, w.bytes));
   }
   if (w.receive_bytes == 0) return protocolError("memory: empty receive area");
   SessionMemory m;
@@ -87,8 +87,8 @@ void append(std::vector<std::byte>& out, const Body& body) {
 template <typename Body>
 Result<Body> readBody(std::span<const std::byte> rest, const char* what) {
   if (rest.size() < sizeof(Body)) {
-    return protocolError(fmt::format("{}: {} bytes, the body needs {}", what, rest.size(),
-                                     sizeof(Body)));
+    return protocolError(
+        fmt::format("{}: {} bytes, the body needs {}", what, rest.size(), sizeof(Body)));
   }
   Body body;
   std::memcpy(&body, rest.data(), sizeof(Body));
@@ -97,8 +97,8 @@ Result<Body> readBody(std::span<const std::byte> rest, const char* what) {
 
 Status checkTail(std::span<const std::byte> rest, size_t body, size_t tail, const char* what) {
   if (rest.size() != body + tail) {
-    return protocolError(fmt::format("{}: {} bytes, expected {} (body) + {}", what, rest.size(),
-                                     body, tail));
+    return protocolError(
+        fmt::format("{}: {} bytes, expected {} (body) + {}", what, rest.size(), body, tail));
   }
   return {};
 }
@@ -121,9 +121,8 @@ const char* toString(MessageType type) {
   return "?";
 }
 
-LinkMessage openMessage(uint32_t sender_session, std::string destination_ip,
-                        std::string source_ip, std::vector<std::byte> hello,
-                        SessionMemory memory) {
+LinkMessage openMessage(uint32_t sender_session, std::string destination_ip, std::string source_ip,
+                        std::vector<std::byte> hello, SessionMemory memory) {
   LinkMessage m;
   m.type = MessageType::kOpen;
   m.session = sender_session;
@@ -174,8 +173,8 @@ Result<std::vector<std::byte>> encodeLinkMessage(const LinkMessage& m) {
   linkwire::Header header{linkwire::kMagic, linkwire::kVersion, static_cast<uint8_t>(m.type), 0};
   append(out, header);
   if (m.hello.size() > linkwire::kMaxHelloBytes) {
-    return invalidArgument(fmt::format("hello: {} bytes, more than {}", m.hello.size(),
-                                       linkwire::kMaxHelloBytes));
+    return invalidArgument(
+        fmt::format("hello: {} bytes, more than {}", m.hello.size(), linkwire::kMaxHelloBytes));
   }
   switch (m.type) {
     case MessageType::kOpen: {
@@ -230,8 +229,8 @@ Result<std::vector<std::byte>> encodeLinkMessage(const LinkMessage& m) {
 
 Result<LinkMessage> parseLinkMessage(std::span<const std::byte> bytes) {
   if (bytes.size() < sizeof(linkwire::Header)) {
-    return protocolError(fmt::format("link control message of {} bytes: shorter than its header",
-                                     bytes.size()));
+    return protocolError(
+        fmt::format("link control message of {} bytes: shorter than its header", bytes.size()));
   }
   linkwire::Header header;
   std::memcpy(&header, bytes.data(), sizeof(header));
@@ -253,7 +252,8 @@ Result<LinkMessage> parseLinkMessage(std::span<const std::byte> bytes) {
     case MessageType::kOpen: {
       Result<linkwire::OpenBody> body = readBody<linkwire::OpenBody>(rest, what);
       if (!body) return body.status();
-      if (body->hello_bytes > linkwire::kMaxHelloBytes) return protocolError("open: hello too long");
+      if (body->hello_bytes > linkwire::kMaxHelloBytes)
+        return protocolError("open: hello too long");
       if (Status s = checkTail(rest, sizeof(linkwire::OpenBody), body->hello_bytes, what); !s) {
         return s;
       }
@@ -282,8 +282,7 @@ Result<LinkMessage> parseLinkMessage(std::span<const std::byte> bytes) {
       if (body->hello_bytes > linkwire::kMaxHelloBytes) {
         return protocolError("accepted: hello too long");
       }
-      if (Status s = checkTail(rest, sizeof(linkwire::AcceptedBody), body->hello_bytes, what);
-          !s) {
+      if (Status s = checkTail(rest, sizeof(linkwire::AcceptedBody), body->hello_bytes, what); !s) {
         return s;
       }
       if (Status s = checkSession(body->opener_session, "accepted: opener session", false); !s) {
@@ -308,8 +307,7 @@ Result<LinkMessage> parseLinkMessage(std::span<const std::byte> bytes) {
       if (body->reason_bytes > linkwire::kMaxReasonBytes) {
         return protocolError("refused: reason too long");
       }
-      if (Status s = checkTail(rest, sizeof(linkwire::RefusedBody), body->reason_bytes, what);
-          !s) {
+      if (Status s = checkTail(rest, sizeof(linkwire::RefusedBody), body->reason_bytes, what); !s) {
         return s;
       }
       if (Status s = checkSession(body->opener_session, "refused: opener session", false); !s) {

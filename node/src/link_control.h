@@ -28,20 +28,19 @@ struct SessionMemory {
 // One message; which fields are meaningful depends on `type` (see link_control_wire.h).
 struct LinkMessage {
   linkwire::MessageType type = linkwire::MessageType::kClose;
-  uint32_t session = 0;       // open: sender's id; accepted/refused/close_ack: the opener's or
-                              // closer's id; close: the receiver's id or kUnknownSession
-  uint32_t peer_session = 0;  // accepted: the acceptor's id; close: the closer's id
-  std::string destination_ip;  // open (canonical text)
-  std::string source_ip;       // open ("" = unknown)
+  uint32_t session = 0;          // open: sender's id; accepted/refused/close_ack: the opener's or
+                                 // closer's id; close: the receiver's id or kUnknownSession
+  uint32_t peer_session = 0;     // accepted: the acceptor's id; close: the closer's id
+  std::string destination_ip;    // open (canonical text)
+  std::string source_ip;         // open ("" = unknown)
   std::vector<std::byte> hello;  // open, accepted
   SessionMemory memory;          // open, accepted
   std::string reason;            // refused
   bool operator==(const LinkMessage&) const = default;
 };
 
-LinkMessage openMessage(uint32_t sender_session, std::string destination_ip,
-                        std::string source_ip, std::vector<std::byte> hello,
-                        SessionMemory memory);
+LinkMessage openMessage(uint32_t sender_session, std::string destination_ip, std::string source_ip,
+                        std::vector<std::byte> hello, SessionMemory memory);
 LinkMessage acceptedMessage(uint32_t opener_session, uint32_t acceptor_session,
                             std::vector<std::byte> hello, SessionMemory memory);
 LinkMessage refusedMessage(uint32_t opener_session, std::string reason);

@@ -102,8 +102,7 @@ struct CloseAckBody {
 };
 static_assert(sizeof(CloseAckBody) == 8);
 
-static_assert(sizeof(Header) + sizeof(OpenBody) + kMaxHelloBytes <=
-                  transport::kMaxLinkControlBytes,
+static_assert(sizeof(Header) + sizeof(OpenBody) + kMaxHelloBytes <= transport::kMaxLinkControlBytes,
               "the largest message fits one control message");
 static_assert(sizeof(Header) + sizeof(AcceptedBody) + kMaxHelloBytes <=
               transport::kMaxLinkControlBytes);

@@ -1,15 +1,14 @@
-// The LinkDomain rdmesh-node runs with.
-#include <spdlog/spdlog.h>
-
+// The LinkDomain rdmesh-node runs with: verbs when a device opens (and `fabric.rdma` is on), tcp
+// links otherwise (transport-rdma's pair links).
 #include "node_main.h"
 
 namespace rdmesh::node {
 
 LinkDomainFactory productionLinkDomains() {
-  // transport::makeLinkDomain lands with branch `pair-link`; until it is merged this build has
-  // no node-pair links: the fabric module then brokers same-node sessions only and answers
-  // session_open to another node with "no link to node ...".
-  return nullptr;
+  return [](const transport::LinkDomainOptions& options)
+             -> Result<std::unique_ptr<transport::LinkDomain>> {
+    return transport::makeLinkDomain(options);
+  };
 }
 
 }  // namespace rdmesh::node

@@ -13,12 +13,14 @@
 #include <filesystem>
 #include <vector>
 
+#include "rdmesh/common/fd_passing.h"
+
 namespace rdmesh::node {
 
 namespace {
 
 constexpr size_t kMaxClients = 256;
-constexpr size_t kMaxFdsPerRequest = 16;
+constexpr size_t kMaxFdsPerRequest = kMaxPassedFds;
 constexpr int kMaxRequestsPerEvent = 32;
 
 }  // namespace
@@ -67,8 +69,8 @@ class NodeSocketServer::Connection final : public ClientConnection {
   }
   Status push(const nlohmann::json& event) override {
     if (server_ == nullptr) return unavailable("the client connection is closed");
-    return server_->send(*this, event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                         {});
+    return server_->send(*this,
+                         event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), {});
   }
   void setOnClosed(std::function<void()> callback) override { on_closed_ = std::move(callback); }
   void close() override {
@@ -196,16 +198,7 @@ void NodeSocketServer::serve(Connection& c) {
       drop(self->fd(), /*notify=*/true);
       return;
     }
-    RequestFds fds;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t k = 0; k < count; ++k) {
-        int passed = -1;
-        std::memcpy(&passed, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-        fds.push_back(passed);
-      }
-    }
+    RequestFds fds = passedFds(msg);
     requests_.inc();
     Reply reply;
     if ((msg.msg_flags & MSG_TRUNC) != 0) {
@@ -231,24 +224,10 @@ void NodeSocketServer::serve(Connection& c) {
 }
 
 Status NodeSocketServer::send(Connection& c, std::string_view datagram, std::span<const int> fds) {
-  iovec iov{const_cast<char*>(datagram.data()), datagram.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRequest)];
-  if (!fds.empty()) {
-    if (fds.size() > kMaxFdsPerRequest) return internalError("too many fds for one reply");
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
   // Replies and events are small; a client that does not read them is dropped rather than
   // buffered for.
-  if (::sendmsg(c.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != static_cast<ssize_t>(datagram.size())) {
+  if (sendDatagramWithFds(c.fd(), datagram, fds, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+      static_cast<ssize_t>(datagram.size())) {
     Status s = unavailable(fmt::format("cannot send to the client: {}", strerror(errno)));
     spdlog::warn("node.sock: {}; dropping the client", s.message());
     drop(c.fd(), /*notify=*/true);

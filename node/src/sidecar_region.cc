@@ -10,6 +10,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace rdmesh::node {
 
@@ -39,8 +40,8 @@ Status section(const char* name, uint64_t offset, uint64_t bytes, uint64_t from,
                             offset, from));
   }
   if (offset > end || bytes > end - offset) {
-    return fail(fmt::format("{} [{}, +{}) lies outside the {}-byte region", name, offset, bytes,
-                            end));
+    return fail(
+        fmt::format("{} [{}, +{}) lies outside the {}-byte region", name, offset, bytes, end));
   }
   return {};
 }
@@ -66,12 +67,12 @@ Status validateRegionLayout(const RegionLayout& l, uint64_t memfd_bytes,
     return fail(fmt::format("version {} (this agent speaks {})", l.version, aw::kRegionVersion));
   }
   if (l.region_bytes != memfd_bytes) {
-    return fail(fmt::format("region_bytes {} but the memfd holds {} bytes", l.region_bytes,
-                            memfd_bytes));
+    return fail(
+        fmt::format("region_bytes {} but the memfd holds {} bytes", l.region_bytes, memfd_bytes));
   }
   if (l.region_bytes > aw::kMaxRegionBytes) {
-    return fail(fmt::format("region_bytes {} exceeds the limit {}", l.region_bytes,
-                            aw::kMaxRegionBytes));
+    return fail(
+        fmt::format("region_bytes {} exceeds the limit {}", l.region_bytes, aw::kMaxRegionBytes));
   }
   if (!isDepth(l.sq_depth)) {
     return fail(fmt::format("sq_depth {} is not a power of two in {}..{}", l.sq_depth,
@@ -104,8 +105,8 @@ Status validateRegionLayout(const RegionLayout& l, uint64_t memfd_bytes,
       !s) {
     return s;
   }
-  if (Status s = section("receive area", l.receive_offset, l.receive_bytes,
-                         l.cq_offset + cq_bytes, end);
+  if (Status s =
+          section("receive area", l.receive_offset, l.receive_bytes, l.cq_offset + cq_bytes, end);
       !s) {
     return s;
   }
@@ -131,10 +132,12 @@ Result<std::unique_ptr<SidecarRegion>> SidecarRegion::map(UniqueFd memfd,
   // seal its size. A memfd made without MFD_ALLOW_SEALING cannot be sealed; accepted, but said.
   if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
     int seals = ::fcntl(memfd.get(), F_GET_SEALS);
-    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
-      spdlog::warn("sidecar region: cannot seal the memfd's size ({}); create it with "
-                   "MFD_ALLOW_SEALING",
-                   strerror(errno));
+    static bool warned = false;  // once per agent: every session of such a sidecar says the same
+    if ((seals < 0 || (seals & F_SEAL_SHRINK) == 0) && !std::exchange(warned, true)) {
+      spdlog::warn(
+          "sidecar region: cannot seal the memfd's size ({}); create it with "
+          "MFD_ALLOW_SEALING",
+          strerror(errno));
     }
   }
   RegionLayout layout;

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <thread>
 
+#include "rdmesh/common/fd_passing.h"
+
 namespace rdmesh::testing {
 
 namespace aw = wire::agent;
@@ -56,21 +58,8 @@ Result<NodeSocketClient> NodeSocketClient::connect(const std::string& path) {
 
 Status NodeSocketClient::send(const nlohmann::json& body, std::span<const int> fds) {
   std::string text = body.dump();
-  iovec iov{text.data(), text.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
-  if (::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+  if (sendDatagramWithFds(fd_.get(), text, fds, MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(text.size())) {
     return unavailable(std::string("sendmsg: ") + strerror(errno));
   }
   return {};
@@ -92,16 +81,11 @@ Result<nlohmann::json> NodeSocketClient::receive(std::vector<UniqueFd>* fds,
   msg.msg_controllen = sizeof(control);
   ssize_t n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
   if (n <= 0) return unavailable("the agent closed the connection");
-  for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t k = 0; k < count; ++k) {
-      int f = -1;
-      std::memcpy(&f, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-      if (fds != nullptr) {
-        fds->emplace_back(f);
-      } else {
-        ::close(f);
-      }
+  for (int f : passedFds(msg)) {
+    if (fds != nullptr) {
+      fds->emplace_back(f);
+    } else {
+      ::close(f);
     }
   }
   auto j = nlohmann::json::parse(std::string(buf.data(), static_cast<size_t>(n)), nullptr, false);

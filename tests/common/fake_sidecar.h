@@ -61,7 +61,9 @@ class FakeRegion {
   // Fds in the contract's order (memfd, doorbell to agent, doorbell to sidecar); still owned.
   std::vector<int> fds() const;
   const wire::agent::RegionLayout& layout() const { return layout_; }
-  wire::agent::RegionHeader& header() { return *reinterpret_cast<wire::agent::RegionHeader*>(base_); }
+  wire::agent::RegionHeader& header() {
+    return *reinterpret_cast<wire::agent::RegionHeader*>(base_);
+  }
   std::span<std::byte> staging();
   std::span<std::byte> receiveArea();
 

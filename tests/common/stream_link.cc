@@ -195,13 +195,13 @@ class StreamLink final : public transport::PairLink {
         }
         if (h.len > 0) std::memcpy(target.data() + h.offset, payload.data(), h.len);
         LinkEvent e;
-      e.type = LinkEvent::Type::kWriteArrived;
+        e.type = LinkEvent::Type::kWriteArrived;
         e.imm = h.imm;
         e.byte_len = h.len;
         out.push_back(std::move(e));
       } else if (h.type == kControl) {
         LinkEvent e;
-      e.type = LinkEvent::Type::kControl;
+        e.type = LinkEvent::Type::kControl;
         e.control.assign(payload.begin(), payload.end());
         out.push_back(std::move(e));
       } else {

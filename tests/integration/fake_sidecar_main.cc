@@ -52,18 +52,18 @@ int listenMode(const std::string& socket, const std::string& ip, const std::stri
   if (!region) return fail(region.status().message());
   auto session = NodeSocketClient::connect(socket);
   if (!session) return fail(session.status().message());
-  auto accepted = session->request({{"op", "session_accept"},
-                                    {"offer_id", (*offer)["offer_id"]},
-                                    {"hello", rdmesh::toHex(rdmesh::transport::encodeHello(hello))}},
-                                   (*region)->fds());
+  auto accepted =
+      session->request({{"op", "session_accept"},
+                        {"offer_id", (*offer)["offer_id"]},
+                        {"hello", rdmesh::toHex(rdmesh::transport::encodeHello(hello))}},
+                       (*region)->fds());
   if (!accepted || (*accepted)["ok"] != true) {
     return fail(accepted ? accepted->dump() : accepted.status().message());
   }
   say("ACCEPTED mode=" + (*accepted)["mode"].get<std::string>());
   for (;;) {
     if (auto a = (*region)->nextArrival(100ms)) {
-      std::string data(reinterpret_cast<const char*>((*region)->receiveArea().data()),
-                       a->byte_len);
+      std::string data(reinterpret_cast<const char*>((*region)->receiveArea().data()), a->byte_len);
       say("ARRIVAL imm=" + std::to_string(a->imm) + " len=" + std::to_string(a->byte_len) +
           " data=" + data);
       continue;
@@ -87,7 +87,8 @@ int openMode(const std::string& socket, const std::string& ip, const std::string
                                  {"node", node},
                                  {"hello", rdmesh::toHex(rdmesh::transport::encodeHello(hello))}},
                                 (*region)->fds(), nullptr, 30s);
-  if (!reply || (*reply)["ok"] != true) return fail(reply ? reply->dump() : reply.status().message());
+  if (!reply || (*reply)["ok"] != true)
+    return fail(reply ? reply->dump() : reply.status().message());
   say("OPENED mode=" + (*reply)["mode"].get<std::string>());
   std::vector<std::byte> bytes(text.size());
   std::memcpy(bytes.data(), text.data(), text.size());

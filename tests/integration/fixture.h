@@ -2,8 +2,11 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
+#include <cstring>
 #include <string>
+#include <thread>
 
 #include "harness.h"
 

@@ -1,6 +1,6 @@
 // Mesh mode through two real node agents: node-a and node-b are network namespaces joined by
-// veth, each runs an agent (rdmesh-node's code with the stream PairLink double as its links,
-// tcp between the namespaces), and sidecars are rdmesh-fake-sidecar processes speaking the
+// veth, each runs rdmesh-node (rdma off: one tcp PairLink between them), and sidecars are
+// rdmesh-fake-sidecar processes speaking the
 // node.sock session ops with real memfd regions and eventfds. Checked: bytes written into one
 // sidecar's staging land in the other's receive area with the v1 arrival; a killed sidecar
 // closes the remote session and both agents' /stats return to their baseline (fds, registered
@@ -10,8 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fake_sidecar.h"
-#include "harness.h"
+#include "node_agents_fixture.h"
 #include "rdmesh/transport/wire.h"
 
 namespace rdmesh::it {
@@ -23,52 +22,9 @@ constexpr const char* kIpA = "10.77.41.1";
 constexpr const char* kIpB = "10.77.41.2";
 constexpr const char* kPodIp = "10.200.0.7";  // the destination pod (sidecar on node-b)
 
-class NodeMeshTest : public ::testing::Test {
+class NodeMeshTest : public NodeAgentsTest {
  protected:
-  void SetUp() override {
-    if (std::string why = netnsUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
-    removeStaleNamespaces();
-    ns_a_ = std::make_unique<Netns>("nma");
-    ns_b_ = std::make_unique<Netns>("nmb");
-    linkVeth(*ns_a_, std::string(kIpA) + "/24", *ns_b_, std::string(kIpB) + "/24");
-    agent_a_ = startAgent("node-a", *ns_a_, kIpA, "node-b", kIpB);
-    agent_b_ = startAgent("node-b", *ns_b_, kIpB, "node-a", kIpA);
-    ASSERT_TRUE(waitFor([&] { return stat("node-a", "rdmesh.node.links.up") == 1; }, 20s))
-        << agent_a_->output();
-    ASSERT_TRUE(waitFor([&] { return stat("node-b", "rdmesh.node.links.up") == 1; }, 20s))
-        << agent_b_->output();
-  }
-
-  std::string socketOf(const std::string& node) const { return dir_.file(node + ".sock"); }
-
-  std::unique_ptr<Process> startAgent(const std::string& name, const Netns& ns,
-                                      const std::string& ip, const std::string& peer,
-                                      const std::string& peer_ip) {
-    std::string config = dir_.file(name + ".yaml");
-    writeFile(config, "node: {name: " + name + "}\n" +                       //
-                          "socket: " + socketOf(name) + "\n" +               //
-                          "state_file: " + dir_.file(name + "-pods.json") + "\n" +
-                          "capture: {bpf: false}\n"
-                          "log_level: debug\n"
-                          "fabric:\n"
-                          "  listen: " + ip + ":15008\n" +
-                          "  rdma: false\n"
-                          "  verify_caller_netns: false\n"
-                          "  peers: [{name: " + peer + ", address: \"" + peer_ip + ":15008\"}]\n");
-    auto p = std::make_unique<Process>(name, std::vector<std::string>{RDMESH_NODE_MESH_BIN, "-c",
-                                                                      config},
-                                       dir_.file(name + ".log"), ns.name());
-    return p;
-  }
-
-  // The agent's stats op (node.sock is a path: reachable from any namespace).
-  uint64_t stat(const std::string& node, const std::string& name) {
-    auto c = testing::NodeSocketClient::connect(socketOf(node));
-    if (!c) return ~0ull;
-    auto reply = c->request({{"op", "stats"}}, {}, nullptr, 2s);
-    if (!reply || !(*reply)["stats"].contains(name)) return ~0ull;
-    return (*reply)["stats"][name].get<uint64_t>();
-  }
+  void SetUp() override { startNodes("nm", kIpA, kIpB); }
 
   std::unique_ptr<Process> sidecar(const std::string& tag, const Netns& ns,
                                    std::vector<std::string> args) {
@@ -79,10 +35,6 @@ class NodeMeshTest : public ::testing::Test {
   static bool logHas(const Process& p, const std::string& text) {
     return p.output().find(text) != std::string::npos;
   }
-
-  TempDir dir_{"rdnm"};
-  std::unique_ptr<Netns> ns_a_, ns_b_;
-  std::unique_ptr<Process> agent_a_, agent_b_;
 };
 
 TEST_F(NodeMeshTest, SessionAcrossNodesCarriesBytesAndASidecarDeathCleansUpBothAgents) {
@@ -91,8 +43,7 @@ TEST_F(NodeMeshTest, SessionAcrossNodesCarriesBytesAndASidecarDeathCleansUpBothA
   auto listener = sidecar("listener", *ns_b_, {"listen", socketOf("node-b"), kPodIp, "node-b"});
   ASSERT_TRUE(waitFor([&] { return logHas(*listener, "LISTENING"); }, 10s)) << listener->output();
   std::string text = "hello from node-a";
-  auto opener =
-      sidecar("opener", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", text});
+  auto opener = sidecar("opener", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", text});
   ASSERT_TRUE(waitFor([&] { return logHas(*opener, "SENT"); }, 10s)) << opener->output();
   EXPECT_TRUE(logHas(*opener, "OPENED mode=agent"));
   uint32_t imm = wire::encodeImm(wire::ImmType::kData, 1, static_cast<uint32_t>(text.size()));
@@ -146,7 +97,8 @@ TEST_F(NodeMeshTest, AKilledAgentHangsUpItsSessionsAndIsDialedAgainWhenItReturns
       << agent_a_->output();
   auto listener2 = sidecar("listener2", *ns_b_, {"listen", socketOf("node-b"), kPodIp, "node-b"});
   ASSERT_TRUE(waitFor([&] { return logHas(*listener2, "LISTENING"); }, 10s));
-  auto opener2 = sidecar("opener2", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", "again"});
+  auto opener2 =
+      sidecar("opener2", *ns_a_, {"open", socketOf("node-a"), kPodIp, "node-b", "again"});
   EXPECT_TRUE(waitFor([&] { return logHas(*listener2, "data=again"); }, 10s))
       << listener2->output() << opener2->output();
 }

@@ -1,8 +1,8 @@
 // rdmesh-node's YAML configuration: the shipped config/node.yaml loads, the `fabric:` section's
 // fields land where the agent reads them, and every mistake names its field and position.
-#include <gtest/gtest.h>
-
 #include "node_config.h"
+
+#include <gtest/gtest.h>
 
 namespace rdmesh::node {
 namespace {
@@ -51,12 +51,10 @@ TEST(NodeConfigTest, FabricErrorsNameTheField) {
   auto expectError = [](const std::string& yaml, const std::string& what) {
     auto config = parseNodeConfig(yaml, "t.yaml");
     ASSERT_FALSE(config) << yaml;
-    EXPECT_NE(config.status().message().find(what), std::string::npos)
-        << config.status().message();
+    EXPECT_NE(config.status().message().find(what), std::string::npos) << config.status().message();
   };
   expectError("fabric: {listen: nowhere}\n", "fabric.listen: 'nowhere' is not IP:PORT");
-  expectError("fabric: {peers: [{name: Node_B, address: '1.2.3.4:1'}]}\n",
-              "fabric.peers[0].name");
+  expectError("fabric: {peers: [{name: Node_B, address: '1.2.3.4:1'}]}\n", "fabric.peers[0].name");
   expectError("fabric: {peers: [{name: b, address: '1.2.3.4'}]}\n", "fabric.peers[0].address");
   expectError("fabric: {peers: [{name: b, address: '1.2.3.4:1', x: 1}]}\n", "fabric.peers[0].x");
   expectError("fabric: {rdma: maybe}\n", "fabric.rdma");

@@ -125,8 +125,7 @@ TEST(LinkControlTest, RejectsMalformedMessages) {
   auto expectError = [](std::vector<std::byte> b, const std::string& what) {
     auto parsed = parseLinkMessage(b);
     ASSERT_FALSE(parsed) << what;
-    EXPECT_NE(parsed.status().message().find(what), std::string::npos)
-        << parsed.status().message();
+    EXPECT_NE(parsed.status().message().find(what), std::string::npos) << parsed.status().message();
   };
   auto truncated = good;
   truncated.pop_back();
@@ -191,8 +190,7 @@ class SessionSwitchTest : public ::testing::Test {
     b_ = makeAgent("node-b");
     loop_ = std::thread([this] { poller_->run(); });
     onLoop([this] {
-      a_->fabric->setPeers(
-          {{"node-b", "127.0.0.1:" + std::to_string(b_->domain->listenPort())}});
+      a_->fabric->setPeers({{"node-b", "127.0.0.1:" + std::to_string(b_->domain->listenPort())}});
     });
     ASSERT_TRUE(waitUntil([&] { return stat(*a_, "node.links.up") == 1; }));
     ASSERT_TRUE(waitUntil([&] { return stat(*b_, "node.links.up") == 1; }));
@@ -341,8 +339,7 @@ TEST_F(SessionSwitchTest, BytesCrossTheLinkIntoThePeersReceiveAreaWithTheV1Arriv
   ASSERT_TRUE(arrival);
   EXPECT_EQ(arrival->byte_len, text.size());
   EXPECT_EQ(arrival->imm, wire::encodeImm(wire::ImmType::kData, 7, text.size()));
-  EXPECT_EQ(std::memcmp(acceptor.region->receiveArea().data() + 1000, text.data(), text.size()),
-            0);
+  EXPECT_EQ(std::memcmp(acceptor.region->receiveArea().data() + 1000, text.data(), text.size()), 0);
   EXPECT_TRUE(opener.region->waitCompleted(5s));
 
   // b -> a, many writes (the agents sleep and are woken between them).
@@ -352,8 +349,7 @@ TEST_F(SessionSwitchTest, BytesCrossTheLinkIntoThePeersReceiveAreaWithTheV1Arriv
     auto back = opener.region->nextArrival(5s);
     ASSERT_TRUE(back) << i;
     EXPECT_EQ(back->imm, wire::encodeImm(wire::ImmType::kData, 3, msg.size()));
-    EXPECT_EQ(std::memcmp(opener.region->receiveArea().data() + i * 64, msg.data(), msg.size()),
-              0);
+    EXPECT_EQ(std::memcmp(opener.region->receiveArea().data() + i * 64, msg.data(), msg.size()), 0);
   }
   EXPECT_EQ(stat(*a_, "node.datapath.submissions"), 1u);
   EXPECT_EQ(stat(*a_, "node.datapath.arrivals"), 50u);
@@ -460,11 +456,9 @@ TEST_F(SessionSwitchTest, ErrorsNameTheCause) {
   EXPECT_NE((*bad_layout)["error"].get<std::string>().find("region: sq_depth 100"),
             std::string::npos)
       << bad_layout->dump();
-  auto bad_hello = d.request({{"op", "session_open"},
-                              {"destination_ip", "10.1.0.9"},
-                              {"node", "node-b"},
-                              {"hello", "zz"}},
-                             region->fds());
+  auto bad_hello = d.request(
+      {{"op", "session_open"}, {"destination_ip", "10.1.0.9"}, {"node", "node-b"}, {"hello", "zz"}},
+      region->fds());
   EXPECT_NE((*bad_hello)["error"].get<std::string>().find("field 'hello'"), std::string::npos);
   EXPECT_EQ(stat(*a_, "node.sessions.open_fds"), 0u);
 }

@@ -509,9 +509,11 @@ void FakeSessionAgent::Impl::run() {
       if (fds[i].revents) onClient(it, &erase);
       it = erase ? clients.erase(it) : std::next(it);
     }
-    // Session connections: a hang-up ends the pair; doorbells are counted and cleared.
+    // Session connections: a hang-up ends the pair; doorbells are counted and cleared. Only the
+    // pairs that were polled: onClient() above may have appended new ones (no fds for them yet).
     i = pair_base;
-    for (auto it = pairs.begin(); it != pairs.end();) {
+    size_t polled = (fds.size() - pair_base) / 4;
+    for (auto it = pairs.begin(); it != pairs.end() && polled > 0; --polled) {
       bool gone = false;
       for (int side = 0; side < 2; ++side, i += 2) {
         Side& s = side == 0 ? (*it)->a : (*it)->b;

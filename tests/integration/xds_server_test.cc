@@ -207,6 +207,16 @@ TEST_F(XdsServerTest, ClientSeesRegistrationWithinASecondThenNacks) {
                       {"response_nonce", first->nonce}})
                     .dump() +
                 "\n");
+  // The ACK leaves only while this loop runs: wait until the server has it, or a push racing it
+  // would make its nonce stale (and the ACK ignored, as xDS says).
+  ASSERT_TRUE(runUntil(
+      base_.get(),
+      [&] {
+        json acked = clusterSyncz(xds.address(), "web-0.shop");
+        return acked.is_object() && acked.value("acked_version", "") == first->version_info;
+      },
+      5s))
+      << h2Request(xds.address(), "GET", "/debug/syncz").body;
 
   // Registration API: no token, wrong token, bad body, wrong name, then a good one.
   const std::string body = cartWorkload("cart-7", "10.78.1.17");

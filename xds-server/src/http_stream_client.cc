@@ -153,10 +153,10 @@ Status HttpCall::start(const HttpEndpoint& endpoint, ssl_ctx_st* tls, const Http
       SSL_set_tlsext_host_name(ssl, name.c_str());
       SSL_set1_host(ssl, name.c_str());
     }
-    // No BEV_OPT_DEFER_CALLBACKS here: libevent 2.1 leaks a deferred openssl bufferevent's
-    // reference (and with it the SSL and the socket) when evhttp frees it after a failed
-    // handshake (libevent issue #228). Deferral is not needed: results reach the caller
-    // through deliver_event_ anyway.
+    // No BEV_OPT_DEFER_CALLBACKS (here or below): libevent 2.1 can leak a deferred
+    // bufferevent's last reference (and with it the SSL and the socket) when evhttp frees it
+    // mid-call, e.g. after a failed handshake (libevent issue #228). Deferral is not needed:
+    // results reach the caller through deliver_event_ anyway.
     bev = bufferevent_openssl_socket_new(base_, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (bev == nullptr) {
@@ -167,7 +167,7 @@ Status HttpCall::start(const HttpEndpoint& endpoint, ssl_ctx_st* tls, const Http
     // whether the body was complete.
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
   } else {
-    bev = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    bev = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev == nullptr) return internalError("bufferevent_socket_new failed");
   }
   // The connection owns the bufferevent from here on.

@@ -322,15 +322,23 @@ TEST_F(AgentFabricTest, ABatchOfWritesCostsTheSleepingAgentOneDoorbellAtMost) {
   auto fb = makeAgentFabric(options());
   Pair p = connectPair(*fa, *fb);
   ASSERT_TRUE(p.a && p.b);
-  for (int round = 0; round < 5; ++round) {
-    uint64_t before = agent_->counters().doorbells_to_agent;
+  // The agent counts rings when it next passes its loop, so a round's ring may be counted in a
+  // later round: assert over all rounds (late counting can only undercount the upper bound).
+  constexpr uint64_t kRounds = 5;
+  uint64_t before = agent_->counters().doorbells_to_agent;
+  for (uint64_t round = 0; round < kRounds; ++round) {
     for (int i = 0; i < 10; ++i) write(*p.a, 1024 * i, 512, 'q');
     ASSERT_TRUE(p.a->flush().isOk());
     ASSERT_TRUE(p.a->flush().isOk());  // nothing new: no second ring
     ASSERT_EQ(pollFor(*p.b, 10).size(), 10u);
-    EXPECT_LE(agent_->counters().doorbells_to_agent - before, 1u);
   }
-  EXPECT_GE(agent_->counters().doorbells_to_agent, 1u) << "the sleeping agent was never rung";
+  auto until = Clock::now() + std::chrono::seconds(5);
+  while (agent_->counters().doorbells_to_agent == before && Clock::now() < until) {
+    std::this_thread::yield();
+  }
+  uint64_t rings = agent_->counters().doorbells_to_agent - before;
+  EXPECT_GE(rings, 1u) << "the sleeping agent was never rung";
+  EXPECT_LE(rings, kRounds) << "50 writes in 5 flushed batches rang the agent " << rings << " times";
 }
 
 TEST_F(AgentFabricTest, FullStagingBlocksAndResumesWhenTheAgentCompletes) {

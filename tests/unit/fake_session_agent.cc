@@ -451,6 +451,7 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
       *erase = true;
       return;
     }
+    active_pairs = pairs.size() + 1;  // counted before either side hears it is paired
     sendMessage(pair->a.conn.get(),
                 Json{{"ok", true}, {"mode", "agent"}, {"peer_hello", pair->b.hello_hex}}.dump());
     reply({{"ok", true}, {"mode", "agent"}});  // the acceptor has the peer's Hello from the offer
@@ -521,10 +522,11 @@ void FakeSessionAgent::Impl::run() {
           char b;
           if (::recv(s.conn.get(), &b, 1, MSG_DONTWAIT) == 0) gone = true;
         }
-        if (fds[i + 1].revents & POLLIN) {
-          (void)!::read(s.to_agent.get(), &counter, sizeof(counter));
+        // The eventfd's value is the number of rings since the last read: exact however late
+        // this pass runs (a ring may land after poll() returned, before the flags were cleared).
+        if (::read(s.to_agent.get(), &counter, sizeof(counter)) == sizeof(counter)) {
           std::lock_guard lock(mu);
-          ++counters.doorbells_to_agent;
+          counters.doorbells_to_agent += counter;
         }
       }
       if (gone) {

@@ -7,12 +7,16 @@
 //   connect4/6   a captured TCP connect (not uid 1337, not loopback, not an excluded port):
 //                record the original destination by socket cookie, rewrite to the outbound
 //                capture listener 127.0.0.1:15001 / [::1]:15001.
-//   sockops      at SYN: ask for state callbacks; at ACTIVE_ESTABLISHED: re-key the record by the
-//                app's (netns, local ip, local port), which is what the sidecar sees as its peer;
-//                at TCP_CLOSE: delete both records.
+//   sockops      at ACTIVE_ESTABLISHED: copy the record to a map keyed by the app's (netns,
+//                local ip, local port), which is what the sidecar sees as its peer.
 //   getsockopt   SO_ORIGINAL_DST (SOL_IP / SOL_IPV6, 80) on the sidecar's accepted socket answers
-//                from that record, exactly as after an iptables REDIRECT.
-//   getpeername  the app sees the address it asked for, not the listener.
+//                from that copy and consumes it, exactly as after an iptables REDIRECT.
+//   getpeername  the app sees the address it asked for (the record by cookie), not the listener.
+//
+// No close callbacks: asking TCP for state callbacks costs a program run on every state change
+// of every captured socket, on the app's connect path. Instead the keyed copy is consumed by the
+// one getsockopt the sidecar makes, and the cookie records (a cookie is never reused, so a stale
+// one is never wrong) age out of their LRU map; pod_del removes a pod's records of both kinds.
 #include "vmlinux.h"
 
 #include <bpf/bpf_endian.h>
@@ -178,37 +182,15 @@ static __always_inline void localKey(struct bpf_sock_ops* ops, __u64 netns,
 
 SEC("sockops")
 int rdmesh_sockops(struct bpf_sock_ops* ops) {
-  __u32 op = ops->op;
-  if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-      op != BPF_SOCK_OPS_STATE_CB) {
-    return 1;
-  }
+  if (ops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return 1;
   __u64 cookie = bpf_get_socket_cookie(ops);
-  if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
-    // Only captured sockets get state callbacks (so failed connects are cleaned up too).
-    if (bpf_map_lookup_elem(&rdmesh_dst_sk, &cookie)) {
-      bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-    }
-    return 1;
-  }
-  if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
-    struct rdmesh_orig_dst* dst = bpf_map_lookup_elem(&rdmesh_dst_sk, &cookie);
-    if (!dst) return 1;
-    struct rdmesh_conn_key key = {};
-    localKey(ops, dst->netns_cookie, &key);
-    // Runs before the final ACK leaves, so the record exists before the sidecar's accept().
-    bpf_map_update_elem(&rdmesh_dst_conn, &key, dst, BPF_ANY);
-    count(RDMESH_CNT_ESTABLISHED);
-    return 1;
-  }
-  // BPF_SOCK_OPS_STATE_CB: args[1] is the new state.
-  if (ops->args[1] != BPF_TCP_CLOSE) return 1;
   struct rdmesh_orig_dst* dst = bpf_map_lookup_elem(&rdmesh_dst_sk, &cookie);
   if (!dst) return 1;
   struct rdmesh_conn_key key = {};
   localKey(ops, dst->netns_cookie, &key);
-  bpf_map_delete_elem(&rdmesh_dst_conn, &key);
-  bpf_map_delete_elem(&rdmesh_dst_sk, &cookie);
+  // Runs before the final ACK leaves, so the copy exists before the sidecar's accept().
+  bpf_map_update_elem(&rdmesh_dst_conn, &key, dst, BPF_ANY);
+  count(RDMESH_CNT_ESTABLISHED);
   return 1;
 }
 
@@ -260,26 +242,16 @@ int rdmesh_getsockopt(struct bpf_sockopt* ctx) {
     ctx->optlen = sizeof(*sin6);
   }
   ctx->retval = 0;
+  bpf_map_delete_elem(&rdmesh_dst_conn, &key);  // asked once per accepted connection
   count(RDMESH_CNT_ORIG_DST_ANSWERED);
   return 1;
 }
 
 // getpeername on the app's socket: the original destination instead of the capture listener.
 static __always_inline struct rdmesh_orig_dst* capturedDestination(struct bpf_sock_addr* ctx) {
-  __u64 netns = bpf_get_netns_cookie(ctx);
-  if (!bpf_map_lookup_elem(&rdmesh_pods, &netns)) return 0;
   if (bpf_ntohs((__u16)ctx->user_port) != RDMESH_CAPTURE_PORT) return 0;
-  struct bpf_sock* sk = ctx->sk;
-  if (!sk) return 0;
-  struct rdmesh_conn_key key = {.netns_cookie = netns};
-  if (sk->family == AF_INET) {
-    mapV4(key.addr, sk->src_ip4);
-  } else {
-    __u32 ip6[4] = {sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]};
-    copyV6(key.addr, ip6);
-  }
-  key.port = (__u16)sk->src_port;  // host order
-  return bpf_map_lookup_elem(&rdmesh_dst_conn, &key);
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  return bpf_map_lookup_elem(&rdmesh_dst_sk, &cookie);
 }
 
 SEC("cgroup/getpeername4")

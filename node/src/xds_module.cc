@@ -174,14 +174,7 @@ Result<std::unique_ptr<NodeXdsModule>> NodeXdsModule::create(event_base* base,
   options.identity.node_name = node_name;
   // Nodes first: a peer list is useful at once; Workloads (this node's) feed reconciliation.
   options.subscriptions = {{ResourceType::kNode, {}}, {ResourceType::kWorkload, {}}};
-  NodeXdsModule* raw = module.get();
-  auto client = xds::makeClient(
-      base, std::move(options),
-      [raw](ResourceType type, const std::string& version,
-            const std::vector<xds::Resource>& resources) {
-        return raw->onResources(type, version, resources);
-      },
-      stats);
+  auto client = xds::makeClientFor(base, std::move(options), module.get(), stats);
   if (!client) return client.status();
   module->client_ = std::move(client.value());
   return module;

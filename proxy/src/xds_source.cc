@@ -157,14 +157,7 @@ Result<std::unique_ptr<XdsConfigSource>> XdsConfigSource::create(event_base* bas
   options.subscriptions = {{ResourceType::kNode, {}},
                            {ResourceType::kCluster, settings.clusters},
                            {ResourceType::kListener, {}}};
-  XdsConfigSource* raw = source.get();
-  auto client = xds::makeClient(
-      base, std::move(options),
-      [raw](ResourceType type, const std::string& version,
-            const std::vector<xds::Resource>& resources) {
-        return raw->onResources(type, version, resources);
-      },
-      stats);
+  auto client = xds::makeClientFor(base, std::move(options), source.get(), stats);
   if (!client) return client.status();
   source->client_ = std::move(client.value());
   return source;

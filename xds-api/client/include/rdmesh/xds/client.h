@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rdmesh/common/stats.h"
@@ -57,5 +58,19 @@ class Client {
 // "version" (the version in force).
 Result<std::unique_ptr<Client>> makeClient(event_base* base, ClientOptions options,
                                            ResourceHandler handler, StatsStore& stats);
+
+// The same, for a receiver with `Status onResources(type, version, resources)` that outlives the
+// client (it owns it).
+template <typename Receiver>
+Result<std::unique_ptr<Client>> makeClientFor(event_base* base, ClientOptions options,
+                                              Receiver* receiver, StatsStore& stats) {
+  return makeClient(
+      base, std::move(options),
+      [receiver](ResourceType type, const std::string& version,
+                 const std::vector<Resource>& resources) {
+        return receiver->onResources(type, version, resources);
+      },
+      stats);
+}
 
 }  // namespace rdmesh::xds

@@ -4,7 +4,6 @@
 // survives an agent restart; an app that connects before its sidecar listens fails fast and its
 // next connect is captured; IPv6.
 #include <chrono>
-
 #include <nlohmann/json.hpp>
 
 #include "capture_fixture.h"

@@ -338,7 +338,8 @@ TEST_F(AgentFabricTest, ABatchOfWritesCostsTheSleepingAgentOneDoorbellAtMost) {
   }
   uint64_t rings = agent_->counters().doorbells_to_agent - before;
   EXPECT_GE(rings, 1u) << "the sleeping agent was never rung";
-  EXPECT_LE(rings, kRounds) << "50 writes in 5 flushed batches rang the agent " << rings << " times";
+  EXPECT_LE(rings, kRounds) << "50 writes in 5 flushed batches rang the agent " << rings
+                            << " times";
 }
 
 TEST_F(AgentFabricTest, FullStagingBlocksAndResumesWhenTheAgentCompletes) {

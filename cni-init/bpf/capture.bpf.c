@@ -5,18 +5,21 @@
 // captured pod when its network namespace cookie is in rdmesh_pods (filled by rdmesh-node).
 //
 //   connect4/6   a captured TCP connect (not uid 1337, not loopback, not an excluded port):
-//                record the original destination by socket cookie, rewrite to the outbound
-//                capture listener 127.0.0.1:15001 / [::1]:15001.
-//   sockops      at ACTIVE_ESTABLISHED: copy the record to a map keyed by the app's (netns,
-//                local ip, local port), which is what the sidecar sees as its peer.
+//                note the original destination in the calling thread's storage, rewrite to the
+//                outbound capture listener 127.0.0.1:15001 / [::1]:15001.
+//   sockops      at TCP_CONNECT (same thread, same connect(), source port now chosen): record
+//                the note by the app's (netns, local ip, local port), which is what the sidecar
+//                sees as its peer.
 //   getsockopt   SO_ORIGINAL_DST (SOL_IP / SOL_IPV6, 80) on the sidecar's accepted socket answers
-//                from that copy and consumes it, exactly as after an iptables REDIRECT.
-//   getpeername  the app sees the address it asked for (the record by cookie), not the listener.
+//                from that record, exactly as after an iptables REDIRECT.
+//   getpeername  the app sees the address it asked for, not the listener.
+//   sock_release the sidecar closes its end of a captured connection: the record goes.
 //
-// No close callbacks: asking TCP for state callbacks costs a program run on every state change
-// of every captured socket, on the app's connect path. Instead the keyed copy is consumed by the
-// one getsockopt the sidecar makes, and the cookie records (a cookie is never reused, so a stale
-// one is never wrong) age out of their LRU map; pod_del removes a pod's records of both kinds.
+// Why this shape: a captured connect costs one hash update (and the sidecar's close one delete);
+// the note lives in storage the thread keeps (created on its first captured connect, freed with
+// it), so nothing is keyed by socket, and TCP is asked for no state callbacks (those run on every
+// state change). sockops still runs at every callback TCP makes anyway (about nine per loopback
+// connection) just for being attached: its first test is on the op.
 #include "vmlinux.h"
 
 #include <bpf/bpf_endian.h>
@@ -45,12 +48,18 @@ struct {
   __type(value, __u8);
 } rdmesh_excl SEC(".maps");
 
+// Between connect4 and the fexit of the same connect(): the socket and where it was going.
+struct rdmesh_pending {
+  __u64 socket_cookie;  // 0: nothing pending
+  struct rdmesh_orig_dst dst;
+};
+
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, RDMESH_MAX_CONNECTIONS);
-  __type(key, __u64);  // socket cookie of the app's socket
-  __type(value, struct rdmesh_orig_dst);
-} rdmesh_dst_sk SEC(".maps");
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct rdmesh_pending);
+} rdmesh_pending_connect SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -111,8 +120,11 @@ static __always_inline int shouldCapture(struct bpf_sock_addr* ctx, __u64 netns,
     count(RDMESH_CNT_SKIP_PORT);
     return 0;
   }
-  __u64 cookie = bpf_get_socket_cookie(ctx);
-  if (bpf_map_update_elem(&rdmesh_dst_sk, &cookie, dst, BPF_ANY) != 0) return 0;
+  struct rdmesh_pending* pending = bpf_task_storage_get(
+      &rdmesh_pending_connect, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (!pending) return 0;
+  pending->socket_cookie = bpf_get_socket_cookie(ctx);
+  pending->dst = *dst;
   count(RDMESH_CNT_CAPTURED);
   return 1;
 }
@@ -167,34 +179,45 @@ int rdmesh_connect6(struct bpf_sock_addr* ctx) {
   return 1;
 }
 
-// The app's end of a connection as (netns, local ip, local port).
-static __always_inline void localKey(struct bpf_sock_ops* ops, __u64 netns,
-                                     struct rdmesh_conn_key* key) {
-  key->netns_cookie = netns;
+// The captured connect of this thread, if `sk` is its socket (consumed).
+static __always_inline int takePending(struct bpf_sock_ops* ops, struct rdmesh_orig_dst* out) {
+  struct rdmesh_pending* pending =
+      bpf_task_storage_get(&rdmesh_pending_connect, bpf_get_current_task_btf(), 0, 0);
+  if (!pending || pending->socket_cookie == 0) return 0;
+  if (pending->socket_cookie != bpf_get_socket_cookie(ops)) return 0;
+  pending->socket_cookie = 0;
+  *out = pending->dst;
+  return 1;
+}
+
+// The app's end as (local ip, local port), v4-mapped for IPv4.
+static __always_inline void localAddress(struct bpf_sock_ops* ops, struct rdmesh_conn_key* key) {
   if (ops->family == AF_INET) {
     mapV4(key->addr, ops->local_ip4);
   } else {
     __u32 ip6[4] = {ops->local_ip6[0], ops->local_ip6[1], ops->local_ip6[2], ops->local_ip6[3]};
     copyV6(key->addr, ip6);
   }
-  key->port = (__u16)ops->local_port;  // host order in sock_ops
 }
 
 SEC("sockops")
 int rdmesh_sockops(struct bpf_sock_ops* ops) {
-  if (ops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return 1;
-  __u64 cookie = bpf_get_socket_cookie(ops);
-  struct rdmesh_orig_dst* dst = bpf_map_lookup_elem(&rdmesh_dst_sk, &cookie);
-  if (!dst) return 1;
-  struct rdmesh_conn_key key = {};
-  localKey(ops, dst->netns_cookie, &key);
-  // Runs before the final ACK leaves, so the copy exists before the sidecar's accept().
-  bpf_map_update_elem(&rdmesh_dst_conn, &key, dst, BPF_ANY);
+  if (ops->op != BPF_SOCK_OPS_TCP_CONNECT_CB) return 1;
+  struct bpf_sock* sk = ops->sk;
+  if (!sk) return 1;
+  struct rdmesh_orig_dst dst;
+  if (!takePending(ops, &dst)) return 1;
+  struct rdmesh_conn_key key = {.netns_cookie = dst.netns_cookie};
+  localAddress(ops, &key);
+  key.port = (__u16)ops->local_port;  // host order in sock_ops
+  // The SYN is about to leave; the handshake completes after connect() releases the socket, so
+  // the record exists before the sidecar's accept() can return.
+  bpf_map_update_elem(&rdmesh_dst_conn, &key, &dst, BPF_ANY);
   count(RDMESH_CNT_ESTABLISHED);
   return 1;
 }
 
-// The sidecar's accepted socket: its peer is the app's end. Key it like localKey does.
+// The sidecar's accepted socket: its peer is the app's end. Key it as the fexit programs do.
 static __always_inline int peerKey(struct bpf_sock* sk, __u64 netns, struct rdmesh_conn_key* key) {
   key->netns_cookie = netns;
   if (sk->family == AF_INET) {
@@ -242,16 +265,49 @@ int rdmesh_getsockopt(struct bpf_sockopt* ctx) {
     ctx->optlen = sizeof(*sin6);
   }
   ctx->retval = 0;
-  bpf_map_delete_elem(&rdmesh_dst_conn, &key);  // asked once per accepted connection
   count(RDMESH_CNT_ORIG_DST_ANSWERED);
+  return 1;
+}
+
+// The sidecar's end of a captured connection closes: its peer key is the record's key. Only
+// loopback peers can be (cheap test before the hash).
+SEC("cgroup/sock_release")
+int rdmesh_sock_release(struct bpf_sock* sk) {
+  if (sk->protocol != 6 /* IPPROTO_TCP */ || sk->dst_port == 0) return 1;
+  if (sk->family == AF_INET) {
+    if ((bpf_ntohl(sk->dst_ip4) >> 24) != 127) return 1;
+  } else if (sk->family == AF_INET6) {
+    __u32 ip6[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
+    int loopback = isV4Mapped(ip6)
+                       ? (bpf_ntohl(ip6[3]) >> 24) == 127
+                       : (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == bpf_htonl(1));
+    if (!loopback) return 1;
+  } else {
+    return 1;
+  }
+  if (bpf_ntohs(sk->dst_port) == RDMESH_CAPTURE_PORT) return 1;  // the app's end
+  struct rdmesh_conn_key key = {};
+  if (!peerKey(sk, bpf_get_netns_cookie(sk), &key)) return 1;
+  bpf_map_delete_elem(&rdmesh_dst_conn, &key);
   return 1;
 }
 
 // getpeername on the app's socket: the original destination instead of the capture listener.
 static __always_inline struct rdmesh_orig_dst* capturedDestination(struct bpf_sock_addr* ctx) {
+  __u64 netns = bpf_get_netns_cookie(ctx);
+  if (!bpf_map_lookup_elem(&rdmesh_pods, &netns)) return 0;
   if (bpf_ntohs((__u16)ctx->user_port) != RDMESH_CAPTURE_PORT) return 0;
-  __u64 cookie = bpf_get_socket_cookie(ctx);
-  return bpf_map_lookup_elem(&rdmesh_dst_sk, &cookie);
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk) return 0;
+  struct rdmesh_conn_key key = {.netns_cookie = netns};
+  if (sk->family == AF_INET) {
+    mapV4(key.addr, sk->src_ip4);
+  } else {
+    __u32 ip6[4] = {sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]};
+    copyV6(key.addr, ip6);
+  }
+  key.port = (__u16)sk->src_port;  // host order
+  return bpf_map_lookup_elem(&rdmesh_dst_conn, &key);
 }
 
 SEC("cgroup/getpeername4")

@@ -398,7 +398,7 @@ TEST_P(ContainerdMeshTest, DelLeavesNoMapEntryAndNoPin) {
 
   EXPECT_TRUE(podList(0)["pods"].empty()) << podList(0).dump();
   if (bpf()) {
-    for (const char* map : {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_sk", "rdmesh_dst_conn"})
+    for (const char* map : {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_conn"})
       EXPECT_EQ(agents_[0]->dumpMap(map), "[]") << map;
   }
   EXPECT_EQ(pins(0), pins_before_);          // nothing pinned per pod

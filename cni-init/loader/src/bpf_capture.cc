@@ -102,13 +102,17 @@ std::vector<std::pair<std::string, bpf_program*>> programs(rdmesh_capture_bpf* s
           {"sockops", skel->progs.rdmesh_sockops},
           {"getsockopt", skel->progs.rdmesh_getsockopt},
           {"getpeername4", skel->progs.rdmesh_getpeername4},
-          {"getpeername6", skel->progs.rdmesh_getpeername6}};
+          {"getpeername6", skel->progs.rdmesh_getpeername6},
+          {"sock_release", skel->progs.rdmesh_sock_release}};
 }
 
-const std::array<const char*, 5> kMapNames = {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_sk",
-                                              "rdmesh_dst_conn", "rdmesh_counters"};
-const std::array<const char*, 6> kLinkNames = {"connect4",   "connect6",     "sockops",
-                                               "getsockopt", "getpeername4", "getpeername6"};
+const std::array<const char*, 5> kMapNames = {
+    "rdmesh_pods", "rdmesh_excl", "rdmesh_pending_connect", "rdmesh_dst_conn", "rdmesh_counters"};
+const std::array<const char*, 7> kLinkNames = {"connect4",    "connect6",     "sockops",
+                                               "getsockopt",  "getpeername4", "getpeername6",
+                                               "sock_release"};
+// Pins of earlier versions that this one no longer makes: removed at install and uninstall.
+const std::array<const char*, 1> kObsoletePins = {"rdmesh_dst_sk"};
 
 std::string linkPin(const std::string& dir, const std::string& name) {
   return dir + "/link_" + name;
@@ -175,11 +179,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
              excl, [&](const rdmesh_port_key&k, uint8_t) { return k.netns_cookie == netns; })) {
       bpf_map_delete_elem(excl, &k);
     }
-    int by_sk = fd(skel_->maps.rdmesh_dst_sk);
-    for (uint64_t k : keysWhere<uint64_t, rdmesh_orig_dst>(
-             by_sk, [&](uint64_t, const rdmesh_orig_dst& v) { return v.netns_cookie == netns; })) {
-      bpf_map_delete_elem(by_sk, &k);
-    }
+    // rdmesh_pending_connect needs nothing: a note lives in its thread's storage, one connect().
     int by_conn = fd(skel_->maps.rdmesh_dst_conn);
     for (const auto& k : keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
              by_conn, [&](const rdmesh_conn_key&k, const rdmesh_orig_dst&) {
@@ -208,17 +208,12 @@ class BpfInterceptionMaps final : public InterceptionMaps {
   }
 
   size_t connectionRecords(uint64_t netns) override {
-    size_t n = keysWhere<uint64_t, rdmesh_orig_dst>(
-                   fd(skel_->maps.rdmesh_dst_sk),
-                   [&](uint64_t, const rdmesh_orig_dst& v) { return v.netns_cookie == netns; })
-                   .size();
-    n += keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
-             fd(skel_->maps.rdmesh_dst_conn),
-             [&](const rdmesh_conn_key& k, const rdmesh_orig_dst&) {
-               return k.netns_cookie == netns;
-             })
-             .size();
-    return n;
+    return keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
+               fd(skel_->maps.rdmesh_dst_conn),
+               [&](const rdmesh_conn_key& k, const rdmesh_orig_dst&) {
+                 return k.netns_cookie == netns;
+               })
+        .size();
   }
 
   CaptureCounters counters() override {
@@ -297,6 +292,7 @@ Result<std::unique_ptr<InterceptionMaps>> installBpfCapture(const BpfCaptureOpti
   Result<uint64_t> cgroup_id = cgroupId(cgroup);
   if (!cgroup_id) return cgroup_id.status();
   if (Status s = ensurePinDir(options.pin_dir); !s) return s;
+  for (const char* name : kObsoletePins) ::unlink((options.pin_dir + "/" + name).c_str());
 
   rdmesh_capture_bpf* skel = rdmesh_capture_bpf__open();
   if (skel == nullptr) return internalError(fmt::format("bpf open: {}", errnoText(errno)));
@@ -350,7 +346,9 @@ Status uninstallBpfCapture(const BpfCaptureOptions& options) {
       return unavailable(fmt::format("unpin {}: {}", pin, errnoText(errno)));
     }
   }
-  for (const char* name : kMapNames) {
+  std::vector<const char*> maps(kMapNames.begin(), kMapNames.end());
+  maps.insert(maps.end(), kObsoletePins.begin(), kObsoletePins.end());
+  for (const char* name : maps) {
     std::string pin = options.pin_dir + "/" + name;
     if (::unlink(pin.c_str()) != 0 && errno != ENOENT) {
       return unavailable(fmt::format("unpin {}: {}", pin, errnoText(errno)));

@@ -48,10 +48,17 @@ struct {
   __type(value, __u8);
 } rdmesh_excl SEC(".maps");
 
-// Between connect4 and the fexit of the same connect(): the socket and where it was going.
-struct rdmesh_pending {
-  __u64 socket_cookie;  // 0: nothing pending
+// Between connect4 and TCP_CONNECT of the same socket: usually one connect() call, but a socket
+// with TCP_FASTOPEN_CONNECT sends its SYN only at its first write, and the thread may connect
+// other sockets meanwhile: a few notes, each for one socket, the oldest overwritten first.
+#define RDMESH_PENDING_SLOTS 4
+struct rdmesh_pending_slot {
+  __u64 socket_cookie;  // 0: free
   struct rdmesh_orig_dst dst;
+};
+struct rdmesh_pending {
+  struct rdmesh_pending_slot slot[RDMESH_PENDING_SLOTS];
+  __u32 next;
 };
 
 struct {
@@ -123,8 +130,10 @@ static __always_inline int shouldCapture(struct bpf_sock_addr* ctx, __u64 netns,
   struct rdmesh_pending* pending = bpf_task_storage_get(
       &rdmesh_pending_connect, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
   if (!pending) return 0;
-  pending->socket_cookie = bpf_get_socket_cookie(ctx);
-  pending->dst = *dst;
+  struct rdmesh_pending_slot* slot = &pending->slot[pending->next & (RDMESH_PENDING_SLOTS - 1)];
+  pending->next += 1;
+  slot->socket_cookie = bpf_get_socket_cookie(ctx);
+  slot->dst = *dst;
   count(RDMESH_CNT_CAPTURED);
   return 1;
 }
@@ -183,11 +192,16 @@ int rdmesh_connect6(struct bpf_sock_addr* ctx) {
 static __always_inline int takePending(struct bpf_sock_ops* ops, struct rdmesh_orig_dst* out) {
   struct rdmesh_pending* pending =
       bpf_task_storage_get(&rdmesh_pending_connect, bpf_get_current_task_btf(), 0, 0);
-  if (!pending || pending->socket_cookie == 0) return 0;
-  if (pending->socket_cookie != bpf_get_socket_cookie(ops)) return 0;
-  pending->socket_cookie = 0;
-  *out = pending->dst;
-  return 1;
+  if (!pending) return 0;
+  __u64 cookie = bpf_get_socket_cookie(ops);
+  for (int i = 0; i < RDMESH_PENDING_SLOTS; ++i) {
+    struct rdmesh_pending_slot* slot = &pending->slot[i];
+    if (slot->socket_cookie != cookie) continue;
+    slot->socket_cookie = 0;
+    *out = slot->dst;
+    return 1;
+  }
+  return 0;
 }
 
 // The app's end as (local ip, local port), v4-mapped for IPv4.

@@ -4,6 +4,7 @@
 // survives an agent restart; an app that connects before its sidecar listens fails fast and its
 // next connect is captured; IPv6.
 #include <chrono>
+#include <fstream>
 
 #include "capture_fixture.h"
 
@@ -158,6 +159,37 @@ TEST_F(EbpfCaptureTest, Ipv6PodAddressIsCaptured) {
   expectBody(curlFromPodA(target), "web6:8086\n", kPodB6, "8086");
   EXPECT_EQ(captureStat("capture_to_endpoint"), 1);
   EXPECT_EQ(sidecarB().statInt("rdmesh.listener.in-8086.downstream_cx_total"), 1);
+}
+
+// TCP_FASTOPEN_CONNECT defers the SYN (and so TCP_CONNECT) to the first write; the thread
+// connects a second captured socket in between. Both reach their own destinations.
+TEST_F(EbpfCaptureTest, DeferredFastOpenConnectKeepsItsOwnDestination) {
+  const char* script = R"(
+import socket, sys
+def get(s):
+    s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk: break
+        data += chunk
+    return data.split(b"\r\n\r\n", 1)[-1].decode()
+deferred = socket.socket()
+deferred.setsockopt(socket.IPPROTO_TCP, 30, 1)  # TCP_FASTOPEN_CONNECT
+deferred.connect(("10.96.0.10", 80))
+other = socket.socket(socket.AF_INET6)
+other.connect((sys.argv[1], 8086))
+sys.stdout.write(get(other) + get(deferred))
+)";
+  // Defer only happens with a cached cookie, or with "no cookie needed" (0x4) on the client.
+  ASSERT_TRUE(runInPodA({findExecutable("sysctl"), "-qw", "net.ipv4.tcp_fastopen=5"}).ok());
+  std::string path = mesh_->logPath("fastopen.py");
+  std::ofstream(path) << script;
+  CommandResult r = runInPodA({findExecutable("python3"), path, kPodB6});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(commandOutput(r), "web6:8086\nweb:8080\n");
+  EXPECT_EQ(captureStat("capture_to_service"), 1);
+  EXPECT_EQ(captureStat("capture_to_endpoint"), 1);
 }
 
 TEST_F(EbpfCaptureTest, UnknownDestinationPassesThrough) {

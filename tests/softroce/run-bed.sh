@@ -45,7 +45,7 @@ echo "initramfs $(du -h "$INITRD" | cut -f1) built in $(($(date +%s) - t0)) s"
 PORT=${BED_PORT:-$((20000 + RANDOM % 30000))}
 TIMEOUT=${BED_TIMEOUT:-900}
 guest() { # ROLE IP MAC LOCALPORT PEERPORT
-  timeout "$TIMEOUT" qemu-system-x86_64 -m 1024 -smp 1 -cpu max -nographic -no-reboot \
+  timeout "$TIMEOUT" qemu-system-x86_64 -m 1024 -smp "${BED_SMP:-1}" -cpu max -nographic -no-reboot \
     -kernel "/boot/vmlinuz-$KVER" -initrd "$INITRD" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check bed_role=$1 bed_ip=$2 bed_mode=$MODE" \
     -netdev "socket,id=n0,udp=127.0.0.1:$5,localaddr=127.0.0.1:$4" \

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Node A of the Soft-RoCE benchmark, all in one boot over the same rxe devices:
 #   raw verbs (perftest ib_write_bw / ib_write_lat), then one rdmesh stream over the verbs
-#   backend, then over the tcp backend, then direct guest-to-guest TCP for context.
+#   backend, then over the tcp backend, then in mesh mode (sidecars behind rdmesh-node, the
+#   agents' link on verbs, then on tcp), then direct guest-to-guest TCP for context.
 # Prints "@@BENCH key value" lines; the host computes the ratios.
 . /opt/guest-lib.sh
 remote() { rdmesh-bed-tool remote $AGENT "$*"; }
@@ -48,6 +49,33 @@ for run in verbs:50 verbs:0 tcp:50; do
   bench "${label}_fabric" "$(stat_value session.node-b.fabric)"
   measure "$label"
 done
+
+# Mesh mode: rdmesh-node in each guest owns the link (an RC QP on rxe0, then tcp), the sidecars
+# attach to it: sidecar -> agent -> verbs -> agent -> sidecar. Same rings as above.
+stop_proxy > /dev/null 2>&1
+remote sh /opt/guest-lib.sh stop_proxy > /dev/null
+# The sidecars spin 50 us or not at all (the agents' own budget is fixed); one vCPU per guest.
+for run in verbs:50 verbs:0 tcp:50; do
+  link=${run%:*}
+  export BED_POLL_BUDGET_US=${run#*:}
+  rdma=true
+  [ $link = tcp ] && rdma=false
+  label=rdmesh_mesh_${link}_spin${BED_POLL_BUDGET_US}
+  stop_proxy > /dev/null 2>&1
+  stop_node > /dev/null 2>&1
+  remote sh /opt/guest-lib.sh stop_proxy > /dev/null
+  remote sh /opt/guest-lib.sh stop_node > /dev/null
+  envs="BED_RING_BYTES=$BED_RING_BYTES BED_MAX_STREAMS=$BED_MAX_STREAMS BED_POLL_BUDGET_US=$BED_POLL_BUDGET_US BED_NODE_RDMA=$rdma"
+  remote "$envs sh /opt/guest-lib.sh start_mesh node-b" > /dev/null || say "node-b mesh start failed"
+  export BED_NODE_RDMA=$rdma
+  start_mesh node-a > /dev/null || say "node-a mesh start failed"
+  wait_for 60 "sh /opt/guest-lib.sh node_stat_is node.link.node-b.kind $link"
+  bench "${label}_link" "$(node_stat node.link.node-b.kind)"
+  measure "$label"
+  bench "${label}_fabric" "$(stat_value session.$MESH_B.fabric)"
+done
+stop_proxy > /dev/null 2>&1
+stop_node > /dev/null 2>&1
 
 # direct TCP between the guests (no sidecars), for context
 rdmesh-bed-tool blast $B_IP:7004 "$PUSH_BYTES" | tee /tmp/push.out

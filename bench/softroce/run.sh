@@ -3,14 +3,20 @@
 # Boots the two-guest bed (tests/softroce/run-bed.sh) in bench mode: ib_write_bw / ib_write_lat
 # between the guests, then one rdmesh stream (64 MiB to a discard server) and a 64-byte round trip
 # (1000 ping-pongs to an echo server) through a sidecar pair over the verbs backend (with and
-# without spinning) and over the tcp backend, then direct guest-to-guest TCP. Prints the figures
-# and the ratios. BUILD_DIR (default build/) must hold rdmesh-proxy and rdmesh-bed-tool.
+# without spinning) and over the tcp backend, then in mesh mode (sidecars behind rdmesh-node:
+# the agents' link on verbs, then on tcp), then direct guest-to-guest TCP. Prints the figures,
+# the ratios and the host's load average. BUILD_DIR (default build/) must hold rdmesh-proxy,
+# rdmesh-node and rdmesh-bed-tool.
 # Emulated guests (TCG) on a shared 2-core machine: compare ratios within one run only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build}
 OUT=${OUT:-/tmp/rdmesh-softroce-bench}
+load_before=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')
 "$ROOT/tests/softroce/run-bed.sh" "$BUILD" "$OUT" bench > "$OUT.log" 2>&1 || { cat "$OUT.log"; exit 1; }
+# The machine is shared: the host's load around the run says how much the figures can be trusted.
+echo "host_loadavg_before $load_before" >> "$OUT/bench.txt"
+echo "host_loadavg_after $(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')" >> "$OUT/bench.txt"
 grep -q '^SKIP' "$OUT/report.txt" 2>/dev/null && { cat "$OUT/report.txt"; exit 0; }
 awk '
   { v[$1] = $2 }
@@ -21,7 +27,11 @@ awk '
               "rdmesh_verbs_spin50_stream_MBps rdmesh_verbs_spin50_rtt64_median_us " \
               "rdmesh_verbs_spin0_stream_MBps rdmesh_verbs_spin0_rtt64_median_us " \
               "rdmesh_tcp_spin50_stream_MBps rdmesh_tcp_spin50_rtt64_median_us " \
-              "direct_tcp_stream_MBps direct_tcp_rtt64_median_us", keys, " ")
+              "rdmesh_mesh_verbs_spin50_stream_MBps rdmesh_mesh_verbs_spin50_rtt64_median_us " \
+              "rdmesh_mesh_verbs_spin0_stream_MBps rdmesh_mesh_verbs_spin0_rtt64_median_us " \
+              "rdmesh_mesh_tcp_spin50_stream_MBps rdmesh_mesh_tcp_spin50_rtt64_median_us " \
+              "direct_tcp_stream_MBps direct_tcp_rtt64_median_us " \
+              "host_loadavg_before host_loadavg_after", keys, " ")
     for (i = 1; i <= n; i++) printf "%-38s %12s\n", keys[i], v[keys[i]]
     lat = v["ib_write_lat_typical_us"]
     print ""
@@ -35,4 +45,14 @@ awk '
     printf "%-62s %6s\n", "verbs / tcp backend, stream", ratio(v["rdmesh_verbs_spin0_stream_MBps"], v["rdmesh_tcp_spin50_stream_MBps"])
     printf "%-62s %6s\n", "verbs / tcp backend, round trip", ratio(v["rdmesh_verbs_spin0_rtt64_median_us"], v["rdmesh_tcp_spin50_rtt64_median_us"])
     printf "%-62s %6s\n", "verbs stream / direct guest TCP", ratio(v["rdmesh_verbs_spin0_stream_MBps"], v["direct_tcp_stream_MBps"])
+    for (s = 50; s >= 0; s -= 50) {
+      m = "rdmesh_mesh_verbs_spin" s
+      printf "%-62s %6s %s\n", "mesh, verbs link (spin " s " us) stream / ib_write_bw", ratio(v[m "_stream_MBps"], v["ib_write_bw_MBps"]), ">= 0.70"
+      printf "%-62s %6s %s\n", "mesh, verbs link (spin " s " us) 64 B round trip / ib_write_lat", ratio(v[m "_rtt64_median_us"], lat), "<= 2"
+    }
+    m = "rdmesh_mesh_verbs_spin50"
+    printf "%-62s %6s\n", "mesh verbs link / mesh tcp link, stream", ratio(v[m "_stream_MBps"], v["rdmesh_mesh_tcp_spin50_stream_MBps"])
+    printf "%-62s %6s\n", "mesh verbs link / mesh tcp link, round trip", ratio(v[m "_rtt64_median_us"], v["rdmesh_mesh_tcp_spin50_rtt64_median_us"])
+    printf "%-62s %6s\n", "mesh / standalone verbs (spin 50 us), stream", ratio(v[m "_stream_MBps"], v["rdmesh_verbs_spin50_stream_MBps"])
+    printf "%-62s %6s\n", "mesh / standalone verbs (spin 50 us), round trip", ratio(v[m "_rtt64_median_us"], v["rdmesh_verbs_spin50_rtt64_median_us"])
   }' "$OUT/bench.txt"

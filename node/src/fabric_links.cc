@@ -153,6 +153,7 @@ void FabricModule::onLinkUp(const std::string& name, std::unique_ptr<transport::
   spdlog::info("link to {} up ({}, {})", name, transport::toString(p.link->kind()),
                dialed ? "dialed" : "accepted");
   stats_.setText("node.link." + name, "kind", transport::toString(p.link->kind()));
+  stats_.setText("node.link." + name, "fallback_reason", p.link->fallbackReason());
   stats_.gauge("node.link." + name, "up").set(1);
 }
 

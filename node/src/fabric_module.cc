@@ -126,6 +126,9 @@ void FabricModule::refreshStats() {
     stats_.gauge("node.link." + name, "sessions").set(p->sessions.size());
     stats_.setText("node.link." + name, "kind",
                    is_up ? transport::toString(p->link->kind()) : "down");
+    // Why a link runs tcp although RDMA is on ("" on verbs, or while down).
+    stats_.setText("node.link." + name, "fallback_reason",
+                   is_up ? p->link->fallbackReason() : std::string());
   }
   links_up_.set(up);
   offers_pending_.set(offers_.size());

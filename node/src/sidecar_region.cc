@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -129,16 +128,18 @@ Result<std::unique_ptr<SidecarRegion>> SidecarRegion::map(UniqueFd memfd,
   if (Status s = checkEventFd(doorbell_to_agent.get(), "doorbell to agent"); !s) return s;
   if (Status s = checkEventFd(doorbell_to_sidecar.get(), "doorbell to sidecar"); !s) return s;
   // A sidecar that shrank its memfd later would make the agent's next access fault (SIGBUS):
-  // seal its size. A memfd made without MFD_ALLOW_SEALING cannot be sealed; accepted, but said.
-  if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
-    int seals = ::fcntl(memfd.get(), F_GET_SEALS);
-    static bool warned = false;  // once per agent: every session of such a sidecar says the same
-    if ((seals < 0 || (seals & F_SEAL_SHRINK) == 0) && !std::exchange(warned, true)) {
-      spdlog::warn(
-          "sidecar region: cannot seal the memfd's size ({}); create it with "
-          "MFD_ALLOW_SEALING",
-          strerror(errno));
-    }
+  // its size must be sealed. Sidecars seal it themselves (MFD_ALLOW_SEALING, F_SEAL_SHRINK |
+  // F_SEAL_GROW); one that allowed sealing but did not seal is sealed here.
+  int seals = ::fcntl(memfd.get(), F_GET_SEALS);
+  if (seals >= 0 && (seals & F_SEAL_SHRINK) == 0 &&
+      ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+    seals |= F_SEAL_SHRINK;
+  }
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+    return fail(
+        fmt::format("the memfd's size cannot be sealed ({}): create it with MFD_ALLOW_SEALING "
+                    "and seal it with F_SEAL_SHRINK",
+                    seals < 0 ? strerror(errno) : "F_SEAL_SEAL is set without F_SEAL_SHRINK"));
   }
   RegionLayout layout;
   if (::pread(memfd.get(), &layout, sizeof(layout), 0) != static_cast<ssize_t>(sizeof(layout))) {

@@ -25,6 +25,8 @@
 
 #include "fmt/format.h"
 #include "rdmesh/transport/agent_fabric.h"
+#include "rdmesh/transport/agent_wire.h"
+#include "rdmesh/transport/hello.h"
 #include "rdmesh/xds/bootstrap.h"
 
 namespace rdmesh::proxy {
@@ -443,10 +445,27 @@ class ConfigReader {
     return Status::ok();
   }
 
+  // ring_bytes (a power of two, 4 KiB..16 MiB) and max_streams (1..4096) of a section.
+  Status readStreamGeometry(const Mapping& section, uint32_t* ring_bytes, uint32_t* max_streams) {
+    const Entry* ring_entry = nullptr;
+    uint64_t ring = *ring_bytes;
+    RETURN_IF_ERROR(readInteger(section, "ring_bytes", 4096, 16u << 20, &ring, &ring_entry));
+    if (ring_entry != nullptr && (ring & (ring - 1)) != 0) {
+      return fail(ring_entry->valuePosition(), section.fieldPath("ring_bytes"),
+                  fmt::format("{} is not a power of two", ring));
+    }
+    *ring_bytes = static_cast<uint32_t>(ring);
+    uint64_t streams = *max_streams;
+    RETURN_IF_ERROR(readInteger(section, "max_streams", 1, 4096, &streams));
+    *max_streams = static_cast<uint32_t>(streams);
+    return Status::ok();
+  }
+
   Status readNodeAgent(const Entry* entry, ProxyConfig* config) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(entry->value, "node_agent", entry->valuePosition(),
-                                {"socket", "pod_ips", "staging_bytes"}, &section));
+                                {"socket", "pod_ips", "staging_bytes", "ring_bytes", "max_streams"},
+                                &section));
     NodeAgentConfig agent;
     const Entry* socket = nullptr;
     RETURN_IF_ERROR(findScalar(section, "socket", Need::kOptional, &socket));
@@ -497,6 +516,18 @@ class ConfigReader {
     if (staging != nullptr && agent.staging_bytes % 4096 != 0) {
       return fail(staging->valuePosition(), "node_agent.staging_bytes",
                   "must be a multiple of 4096");
+    }
+    RETURN_IF_ERROR(readStreamGeometry(section, &agent.ring_bytes, &agent.max_streams));
+    // The agent maps and registers the whole region; it refuses one above its limit.
+    transport::SessionGeometry geometry;
+    geometry.ring_bytes = agent.ring_bytes;
+    geometry.max_streams = agent.max_streams;
+    if (uint64_t bytes = geometry.receiveAreaBytes() + agent.staging_bytes;
+        bytes > wire::agent::kMaxRegionBytes) {
+      return fail(section.position, "node_agent",
+                  fmt::format("max_streams x ring_bytes + staging_bytes is {} bytes, above the "
+                              "node agent's {} per session",
+                              bytes, wire::agent::kMaxRegionBytes));
     }
     config->node_agent = std::move(agent);
     return Status::ok();
@@ -554,6 +585,12 @@ class ConfigReader {
                       "not used in mesh mode: rdmesh-node owns the fabric (node_agent is set)");
         }
       }
+      for (std::string_view key : {"ring_bytes", "max_streams"}) {
+        if (const Entry* e = section.find(key); e != nullptr) {
+          return fail(e->key_position, section.fieldPath(key),
+                      fmt::format("mesh sessions have their own geometry: set node_agent.{}", key));
+        }
+      }
     }
     std::string backend = "tcp";
     const Entry* backend_entry = nullptr;
@@ -587,18 +624,7 @@ class ConfigReader {
       transport->listen = listen->value.Scalar();
     }
 
-    const Entry* ring_entry = nullptr;
-    uint64_t ring_bytes = transport->ring_bytes;
-    RETURN_IF_ERROR(readInteger(section, "ring_bytes", 4096, 16u << 20, &ring_bytes, &ring_entry));
-    if (ring_entry != nullptr && (ring_bytes & (ring_bytes - 1)) != 0) {
-      return fail(ring_entry->valuePosition(), "transport.ring_bytes",
-                  fmt::format("{} is not a power of two", ring_bytes));
-    }
-    transport->ring_bytes = static_cast<uint32_t>(ring_bytes);
-
-    uint64_t max_streams = transport->max_streams;
-    RETURN_IF_ERROR(readInteger(section, "max_streams", 1, 4096, &max_streams));
-    transport->max_streams = static_cast<uint32_t>(max_streams);
+    RETURN_IF_ERROR(readStreamGeometry(section, &transport->ring_bytes, &transport->max_streams));
 
     const Entry* interval = nullptr;
     const Entry* timeout = nullptr;
@@ -1250,8 +1276,13 @@ std::string configToJson(const ProxyConfig& config) {
         {"drain_timeout_ms", config.drain_timeout.count()},
     };
     if (config.node_agent) {
+      // Mesh sessions take their geometry from node_agent (the transport keys are refused).
+      json["transport"].erase("ring_bytes");
+      json["transport"].erase("max_streams");
       json["node_agent"] = {{"socket", config.node_agent->socket},
                             {"pod_ips", config.node_agent->pod_ips},
+                            {"ring_bytes", config.node_agent->ring_bytes},
+                            {"max_streams", config.node_agent->max_streams},
                             {"staging_bytes", config.node_agent->staging_bytes}};
     }
     if (config.xds) {

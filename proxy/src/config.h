@@ -62,7 +62,15 @@ struct NodeAgentConfig {
   // The pod's own IPs, canonical: node_agent.pod_ips, else $RDMESH_POD_IPS (comma-separated) or
   // $RDMESH_POD_IP (the downward API's status.podIPs / status.podIP).
   std::vector<std::string> pod_ips;
-  uint64_t staging_bytes = 8 << 20;  // send staging per session (64 KiB..64 MiB)
+  // Mesh sessions' own geometry. The agent registers (pins) each session's whole region with the
+  // RNIC, one session per remote sidecar this pod talks to, so the standalone 1024 x 1 MiB
+  // (1 GiB per session) is far too much: 256 streams x 256 KiB = 64 MiB of receive area, plus
+  // 4 MiB of send staging, about 68 MiB pinned per session. 256 KiB is 2x the bandwidth-delay
+  // product of a 100 Gbit/s stream at a 10 us credit round trip; 256 concurrent streams cover
+  // the connection pools pods keep to one peer (docs/design/node-agent-datapath.md, "Geometry").
+  uint32_t ring_bytes = 256 * 1024;  // per-stream receive ring (power of two, 4 KiB..16 MiB)
+  uint32_t max_streams = 256;        // concurrent streams per session (1..4096)
+  uint64_t staging_bytes = 4 << 20;  // send staging per session (64 KiB..64 MiB)
 };
 
 struct ListenerConfig {

@@ -185,6 +185,9 @@ Status Worker::startMeshSessions(std::unique_ptr<transport::AgentFabric> fabric)
   options.node_name = config_.node.name;
   options.pod_ips = config_.node_agent->pod_ips;
   options.geometry = geometryOf(t);
+  // Mesh sessions have their own geometry: the agent pins each session's region whole.
+  options.geometry.ring_bytes = config_.node_agent->ring_bytes;
+  options.geometry.max_streams = config_.node_agent->max_streams;
   options.keepalive_interval = t.keepalive_interval;
   options.connect_timeout = t.connect_timeout;
   sessions_ = transport::makeMeshSessionManager(

@@ -1,5 +1,6 @@
 #include "fake_sidecar.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -132,9 +133,13 @@ Result<std::unique_ptr<FakeRegion>> FakeRegion::create(
   l.region_bytes = l.staging_offset + l.staging_bytes;
   uint64_t size = l.region_bytes;
   if (corrupt) corrupt(l);
-  r->memfd_.reset(::memfd_create("rdmesh-test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  r->memfd_.reset(
+      ::memfd_create("rdmesh-test-region", MFD_CLOEXEC | (shape.sealed ? MFD_ALLOW_SEALING : 0)));
   if (!r->memfd_ || ::ftruncate(r->memfd_.get(), static_cast<off_t>(size)) != 0) {
     return internalError(std::string("memfd: ") + strerror(errno));
+  }
+  if (shape.sealed && ::fcntl(r->memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    return internalError(std::string("memfd seals: ") + strerror(errno));
   }
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd_.get(), 0);
   if (p == MAP_FAILED) return internalError(std::string("mmap: ") + strerror(errno));

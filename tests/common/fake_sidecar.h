@@ -48,6 +48,9 @@ struct RegionShape {
   uint32_t sq_depth = 256;
   uint32_t cq_depth = 256;
   uint64_t staging_bytes = 256u << 10;
+  // true: created and sealed as rdmesh-proxy does (MFD_ALLOW_SEALING, F_SEAL_SHRINK |
+  // F_SEAL_GROW); false: a memfd that cannot be sealed (the agent must refuse it).
+  bool sealed = true;
 };
 
 class FakeRegion {

@@ -21,6 +21,8 @@
 //   agent PORT                         runs each received line with sh -c, replies "rc=N" + output
 //   remote HOST:PORT COMMAND           sends COMMAND to an agent, prints its reply, exits with rc
 //   retry SECONDS COMMAND...           reruns COMMAND until it exits 0 or SECONDS pass
+//   node SOCKET JSON                   one request to rdmesh-node's node.sock (SOCK_SEQPACKET),
+//                                      prints the reply; exit 0 when it says "ok":true
 //
 // Exit status 0 means the check passed. Output lines are meant for logs and the bed's report.
 #include <arpa/inet.h>
@@ -30,6 +32,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -437,13 +440,42 @@ int retry(double seconds, char** argv) {
   }
 }
 
+// One node.sock request (docs/node-agent.md: one JSON datagram, one reply datagram).
+int nodeRequest(const std::string& path, const std::string& request) {
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (fd < 0 || path.size() >= sizeof(addr.sun_path)) return 125;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::printf("connect %s: %s\n", path.c_str(), std::strerror(errno));
+    ::close(fd);
+    return 125;
+  }
+  if (::send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return 125;
+  }
+  pollfd p{fd, POLLIN, 0};
+  std::string reply(64 << 10, '\0');
+  ssize_t n = ::poll(&p, 1, 10000) == 1 ? ::recv(fd, reply.data(), reply.size(), 0) : -1;
+  ::close(fd);
+  if (n <= 0) {
+    std::printf("no reply from %s\n", path.c_str());
+    return 125;
+  }
+  reply.resize(static_cast<size_t>(n));
+  std::printf("%s\n", reply.c_str());
+  return reply.find("\"ok\":true") != std::string::npos ? 0 : 1;
+}
+
 int usage() {
   std::fprintf(
       stderr,
       "usage: rdmesh-bed-tool serve PORT | sink PORT [KILL_AFTER PID] | discard PORT | push "
       "HOST:PORT BYTES | blast HOST:PORT BYTES | echo HOST:PORT BYTES STREAMS | rtt HOST:PORT "
       "COUNT SIZE | agent PORT | "
-      "remote HOST:PORT COMMAND | retry SECONDS COMMAND...\n");
+      "remote HOST:PORT COMMAND | retry SECONDS COMMAND... | node SOCKET JSON\n");
   return 2;
 }
 
@@ -474,5 +506,6 @@ int main(int argc, char** argv) {
   if (mode == "agent") return agent(std::atoi(argv[2]));
   if (mode == "remote" && argc == 4) return remote(argv[2], argv[3]);
   if (mode == "retry" && argc >= 4) return retry(std::atof(argv[2]), argv + 3);
+  if (mode == "node" && argc == 4) return nodeRequest(argv[2], argv[3]);
   return usage();
 }

@@ -72,15 +72,116 @@ run_case fallback_tcp fallback_tcp
 # reason on node A's side.
 run_case link_fallback link_probe tcp
 
+# ---- Mesh mode over real verbs: rdmesh-node in each guest owns ONE link to the other guest (an
+# RC QP on rxe0), the sidecars attach to it over node.sock and own no fabric. The same cases
+# again, as mesh_<case>, plus a sidecar killed, the peer AGENT killed and the link's fallback.
+mesh_b_stat() { remote sh /opt/guest-lib.sh stat_value "$1"; }
+mesh_b_node_stat() { remote sh /opt/guest-lib.sh node_stat "$1"; }
+wait_link() { wait_for "$1" "sh /opt/guest-lib.sh node_stat_is node.link.node-b.kind $2"; }
+wait_b_listens() {
+  wait_for "$1" "[ \"\$(rdmesh-bed-tool remote $AGENT 'sh /opt/guest-lib.sh node_stat node.sessions.listeners')\" -ge 1 ]"
+}
+mesh_session() {
+  # The standalone sidecars and B's earlier device removal make way.
+  stop_proxy
+  remote sh /opt/guest-lib.sh stop_proxy
+  remote sh /opt/guest-lib.sh restore_rxe || { echo "cannot restore rxe0 on node-b"; return 1; }
+  remote sh /opt/guest-lib.sh start_mesh node-b || { echo "node-b's agent or sidecar did not start"; return 1; }
+  start_mesh node-a || { echo "node-a's agent or sidecar did not start"; return 1; }
+  wait_link 60 verbs ||
+    { echo "link to node-b is $(node_stat node.link.node-b.kind): $(node_stat node.link.node-b.fallback_reason)"; return 1; }
+  rdmesh-bed-tool echo 127.0.0.1:17001 4096 1 || return 1
+  [ "$(stat_value server.fabric)" = agent ] || { echo "sidecar fabric $(stat_value server.fabric)"; return 1; }
+  wait_for 10 "sh /opt/guest-lib.sh stat_is session.$MESH_B.state established" ||
+    { echo "session $MESH_B: $(stat_value session.$MESH_B.state)"; return 1; }
+  fabric=$(stat_value session.$MESH_B.fabric)
+  [ "$fabric" = agent ] || { echo "session fabric is $fabric, expected agent"; return 1; }
+  # Each agent registered the session's region (mesh geometry: 256 x 256 KiB rings + 4 MiB
+  # staging) with its rxe0.
+  reg=$(node_stat node.sessions.registered_bytes) reg_b=$(mesh_b_node_stat node.sessions.registered_bytes)
+  [ "${reg:-0}" -gt 0 ] && [ "${reg_b:-0}" -gt 0 ] || { echo "registered bytes a=$reg b=$reg_b"; return 1; }
+  echo "link=verbs session=agent registered_a=$reg registered_b=$reg_b pinned_a=$(node_stat node.sessions.pinned_bytes)"
+}
+run_case mesh_session mesh_session
+
+# mesh_checked COMMAND...: the command passes through the agents' datapath and the link is
+# still verbs afterwards.
+mesh_checked() {
+  subs=$(node_stat node.datapath.submissions)
+  out=$("$@") || { echo "$out"; return 1; }
+  kind=$(node_stat node.link.node-b.kind)
+  [ "$kind" = verbs ] || { echo "$out"; echo "link is $kind after the case"; return 1; }
+  echo "$(echo "$out" | tail -n 1) link=verbs agent_submissions=$(( $(node_stat node.datapath.submissions) - ${subs:-0} ))"
+}
+run_case mesh_echo mesh_checked rdmesh-bed-tool echo 127.0.0.1:17001 65536 1
+run_case mesh_transfer_256m mesh_checked rdmesh-bed-tool push 127.0.0.1:17002 268435456
+run_case mesh_streams_200 mesh_checked rdmesh-bed-tool echo 127.0.0.1:17001 32768 200
+run_case mesh_redis mesh_checked sh -c "redis-benchmark -h 127.0.0.1 -p 16379 -n 2000 -c 20 -t set,get -q \
+  | tr '\r' '\n' | grep 'requests per second' | tee /tmp/redis.out; [ \$(grep -c 'requests per second' /tmp/redis.out) -eq 2 ]"
+
+# A sidecar SIGKILLed: its sessions are closed on both agents and everything it held is released
+# (registered bytes, fds); a restarted sidecar attaches again and works.
+mesh_sidecar_killed() {
+  rdmesh-bed-tool echo 127.0.0.1:17001 4096 1 > /dev/null || return 1
+  fds_attached=$(node_stat node.process.open_fds)
+  stop_proxy
+  wait_for 20 "sh /opt/guest-lib.sh node_stat_is node.sessions.registered_bytes 0" ||
+    { echo "node-a still registers $(node_stat node.sessions.registered_bytes) bytes"; return 1; }
+  wait_for 20 "[ \"\$(rdmesh-bed-tool remote $AGENT 'sh /opt/guest-lib.sh node_stat node.sessions.registered_bytes')\" = 0 ]" ||
+    { echo "node-b still registers $(mesh_b_node_stat node.sessions.registered_bytes) bytes"; return 1; }
+  node_stat_is node.sessions.open_fds 0 || { echo "node-a holds $(node_stat node.sessions.open_fds) session fds"; return 1; }
+  fds_after=$(node_stat node.process.open_fds)
+  # The session's memfd and doorbells and the sidecar's connections are closed.
+  [ "$fds_after" -lt "$fds_attached" ] || { echo "agent fds $fds_attached -> $fds_after"; return 1; }
+  start_mesh_proxy node-a || return 1
+  rdmesh-bed-tool echo 127.0.0.1:17001 65536 2 || return 1
+  echo "released registered=0 session_fds=0 agent_fds=$fds_attached->$fds_after then_reattached"
+}
+run_case mesh_sidecar_killed mesh_sidecar_killed
+
+# The PEER AGENT (rdmesh-node on B) SIGKILLed mid-transfer: the app on A sees the failure (never
+# a silent success), B's agent restarts, B's sidecar reattaches, a new connection from A works.
+mesh_agent_killed() {
+  lost=$(node_stat node.links.lost_total)
+  remote sh /opt/guest-lib.sh start_kill_sink /tmp/node.pid || { echo "cannot start the kill sink"; return 1; }
+  rdmesh-bed-tool push 127.0.0.1:17003 268435456; rc=$?
+  [ $rc -eq 3 ] || { echo "push did not see the failure (rc=$rc)"; return 1; }
+  wait_for 20 "[ \$(sh /opt/guest-lib.sh node_stat node.links.lost_total) -gt ${lost:-0} ]" ||
+    { echo "node-a did not notice the link loss"; return 1; }
+  remote sh /opt/guest-lib.sh start_node node-b || { echo "node-b's agent did not restart"; return 1; }
+  wait_b_listens 60 || { echo "node-b's sidecar did not reattach"; return 1; }
+  wait_link 60 verbs || { echo "link is $(node_stat node.link.node-b.kind)"; return 1; }
+  rdmesh-bed-tool echo 127.0.0.1:17001 65536 4 || return 1
+  echo "interrupted(rc=3)_then_recovered link=verbs b_sidecar_listener=$(mesh_b_stat mesh.listener.up)"
+}
+run_case mesh_agent_killed mesh_agent_killed
+
+# Node B loses its RDMA device and its agent restarts: the link comes up over tcp on the same
+# connection attempt, node A's agent says why (stats), and the mesh carries the data.
+mesh_fallback_tcp() {
+  remote sh /opt/guest-lib.sh stop_node
+  remote sh /opt/guest-lib.sh remove_rxe || { echo "cannot remove rxe0 on node-b"; return 1; }
+  remote sh /opt/guest-lib.sh start_node node-b || { echo "node-b's agent did not restart"; return 1; }
+  wait_b_listens 60 || { echo "node-b's sidecar did not reattach"; return 1; }
+  wait_link 60 tcp || { echo "link is $(node_stat node.link.node-b.kind)"; return 1; }
+  reason=$(node_stat node.link.node-b.fallback_reason)
+  [ -n "$reason" ] || { echo "no fallback reason in node-a's stats"; return 1; }
+  rdmesh-bed-tool echo 127.0.0.1:17001 1048576 4 || return 1
+  echo "link=tcp reason=$(echo "$reason" | tr ' ' '_')"
+}
+run_case mesh_fallback_tcp mesh_fallback_tcp
+
 # Sanitizer builds: any report in either sidecar's log fails this case.
 sanitizer_clean() {
   pattern='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:'
-  if grep -E "$pattern" /tmp/proxy.log; then return 1; fi
-  if remote "grep -E '$pattern' /tmp/proxy.log"; then return 1; fi
-  echo "no sanitizer reports in either sidecar log"
+  if grep -E "$pattern" /tmp/proxy.log /tmp/node.log; then return 1; fi
+  if remote "grep -E '$pattern' /tmp/proxy.log /tmp/node.log"; then return 1; fi
+  echo "no sanitizer reports in either guest's sidecar or node agent log"
 }
 run_case sanitizer_clean sanitizer_clean
 
 remote exit >/dev/null
 echo "---- node-a sidecar log (tail)"; tail -n 60 /tmp/proxy.log
 echo "---- node-a stats"; stats | grep -E 'session|server' | head -40
+echo "---- node-a agent log (tail)"; tail -n 40 /tmp/node.log
+echo "---- node-a agent stats"; node_req '{"v":1,"op":"stats"}' | tr ',' '\n' | grep -E 'link|sessions|datapath'

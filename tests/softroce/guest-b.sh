@@ -13,3 +13,4 @@ rdmesh-bed-tool agent 9000
 say "node-b done"
 echo "---- node-b sidecar log (tail)"; tail -n 40 /tmp/proxy.log
 echo "---- node-b stats"; stats | grep -E 'session|server' | head -40
+echo "---- node-b agent log (tail)"; tail -n 40 /tmp/node.log 2>/dev/null

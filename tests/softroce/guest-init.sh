@@ -7,7 +7,8 @@ export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm /tmp /run
+mkdir -p /dev/pts /dev/shm /tmp /run /var
+ln -s /run /var/run  # rdmesh-node keeps node.sock in /var/run/rdmesh
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 ulimit -l unlimited

@@ -32,20 +32,20 @@ if [[ $MODE = bench ]]; then
   command -v ib_write_bw > /dev/null || skip "perftest is not installed"
 fi
 PROXY=$BUILD/proxy/rdmesh-proxy TOOL=$BUILD/tests/softroce/rdmesh-bed-tool
-PROBE=$BUILD/tests/softroce/pair_link_probe
-[[ -x $PROXY && -x $TOOL && -x $PROBE ]] ||
-  { echo "build rdmesh-proxy, rdmesh-bed-tool and pair_link_probe first" >&2; exit 2; }
+PROBE=$BUILD/tests/softroce/pair_link_probe NODE=$BUILD/node/rdmesh-node
+[[ -x $PROXY && -x $TOOL && -x $PROBE && -x $NODE ]] ||
+  { echo "build rdmesh-proxy, rdmesh-node, rdmesh-bed-tool and pair_link_probe first" >&2; exit 2; }
 
 t0=$(date +%s)
 INITRD=$OUT/initramfs.cpio.gz
-"$HERE/build-initramfs.sh" "$INITRD" "$KVER" "$PROXY" "$TOOL" "$PROBE" "$HERE"/guest-*.sh \
+"$HERE/build-initramfs.sh" "$INITRD" "$KVER" "$PROXY" "$NODE" "$TOOL" "$PROBE" "$HERE"/guest-*.sh \
   "$HERE"/../../bench/softroce/bench-*.sh || { echo "initramfs build failed" >&2; exit 2; }
 echo "initramfs $(du -h "$INITRD" | cut -f1) built in $(($(date +%s) - t0)) s"
 
 PORT=${BED_PORT:-$((20000 + RANDOM % 30000))}
-TIMEOUT=${BED_TIMEOUT:-600}
+TIMEOUT=${BED_TIMEOUT:-900}
 guest() { # ROLE IP MAC LOCALPORT PEERPORT
-  timeout "$TIMEOUT" qemu-system-x86_64 -m 1024 -smp 1 -cpu max -nographic -no-reboot \
+  timeout "$TIMEOUT" qemu-system-x86_64 -m 1024 -smp "${BED_SMP:-1}" -cpu max -nographic -no-reboot \
     -kernel "/boot/vmlinuz-$KVER" -initrd "$INITRD" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check bed_role=$1 bed_ip=$2 bed_mode=$MODE" \
     -netdev "socket,id=n0,udp=127.0.0.1:$5,localaddr=127.0.0.1:$4" \

@@ -207,8 +207,52 @@ TEST_F(MeshConfigTest, NodeAgentNeedsNoTransportAndAcceptsAnyEndpointNode) {
   ASSERT_TRUE(parsed->node_agent.has_value());
   EXPECT_EQ(parsed->node_agent->socket, "/var/run/rdmesh/node.sock");
   EXPECT_EQ(parsed->node_agent->pod_ips, (std::vector<std::string>{"10.42.1.7", "fd00::7"}));
-  EXPECT_EQ(parsed->node_agent->staging_bytes, 8u << 20);
+  // Mesh sessions' own geometry (the agent pins each session's region whole): about 68 MiB.
+  EXPECT_EQ(parsed->node_agent->ring_bytes, 256u << 10);
+  EXPECT_EQ(parsed->node_agent->max_streams, 256u);
+  EXPECT_EQ(parsed->node_agent->staging_bytes, 4u << 20);
   EXPECT_THAT(configToJson(*parsed), HasSubstr("\"node_agent\""));
+}
+
+TEST_F(MeshConfigTest, SessionGeometryIsSetInTheNodeAgentSection) {
+  Result<ProxyConfig> parsed = parseConfig(R"(node: {name: node-a}
+node_agent:
+  pod_ips: [10.42.1.7]
+  ring_bytes: 1048576
+  max_streams: 64
+  staging_bytes: 2097152
+listeners: [{name: in, direction: inbound, port: 80}]
+)",
+                                           "geometry.yaml");
+  ASSERT_TRUE(parsed.isOk()) << parsed.status().message();
+  EXPECT_EQ(parsed->node_agent->ring_bytes, 1u << 20);
+  EXPECT_EQ(parsed->node_agent->max_streams, 64u);
+  EXPECT_EQ(parsed->node_agent->staging_bytes, 2u << 20);
+  auto dump = nlohmann::json::parse(configToJson(*parsed));
+  EXPECT_EQ(dump["node_agent"]["ring_bytes"], 1u << 20);
+  EXPECT_EQ(dump["node_agent"]["max_streams"], 64u);
+  // The standalone fabric's ring keys do not apply, so the dump does not show them.
+  EXPECT_FALSE(dump["transport"].contains("ring_bytes"));
+  EXPECT_FALSE(dump["transport"].contains("max_streams"));
+
+  auto error = [](const std::string& agent_keys, const std::string& rest = "") {
+    return parseConfig("node: {name: a}\nnode_agent: {pod_ips: [10.0.0.1]" + agent_keys + "}\n" +
+                           rest + "listeners: []\n",
+                       "g.yaml")
+        .status()
+        .message();
+  };
+  EXPECT_THAT(error(", ring_bytes: 300000"),
+              HasSubstr("node_agent.ring_bytes: 300000 is not a power of two"));
+  EXPECT_THAT(error(", ring_bytes: 2048"), HasSubstr("node_agent.ring_bytes"));
+  EXPECT_THAT(error(", max_streams: 0"), HasSubstr("node_agent.max_streams"));
+  EXPECT_THAT(error(", max_streams: 4096, ring_bytes: 16777216"),
+              HasSubstr("above the node agent's 4294967296 per session"));
+  // One spelling: the transport section's ring keys are the standalone fabric's.
+  EXPECT_THAT(error("", "transport: {ring_bytes: 65536}\n"),
+              HasSubstr("transport.ring_bytes: mesh sessions have their own geometry: set "
+                        "node_agent.ring_bytes"));
+  EXPECT_THAT(error("", "transport: {max_streams: 8}\n"), HasSubstr("set node_agent.max_streams"));
 }
 
 TEST_F(MeshConfigTest, TheDownwardApiEnvironmentFillsTheGaps) {

@@ -1,5 +1,6 @@
 #include "fake_session_agent.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -127,6 +128,11 @@ std::string mapSide(Side& side, std::vector<UniqueFd>& fds, const std::string& h
   if (::fstat(fds[0].get(), &st) != 0 ||
       st.st_size < static_cast<off_t>(agentwire::kRegionHeaderBytes)) {
     return "region memfd too small";
+  }
+  // As rdmesh-node requires: the sidecar sealed the size of what it hands over.
+  int seals = ::fcntl(fds[0].get(), F_GET_SEALS);
+  if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    return "region memfd is not sealed against shrinking and growing";
   }
   agentwire::RegionLayout layout{};
   if (::pread(fds[0].get(), &layout, sizeof(layout), 0) != sizeof(layout))

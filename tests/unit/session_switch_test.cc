@@ -4,6 +4,7 @@
 // sidecars emulated with real memfd regions and eventfds (tests/common/fake_sidecar.h).
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -461,6 +462,43 @@ TEST_F(SessionSwitchTest, ErrorsNameTheCause) {
       region->fds());
   EXPECT_NE((*bad_hello)["error"].get<std::string>().find("field 'hello'"), std::string::npos);
   EXPECT_EQ(stat(*a_, "node.sessions.open_fds"), 0u);
+}
+
+// The agent maps a sidecar's memfd whole: a region whose size the sidecar could still shrink is
+// refused; one sealed as rdmesh-proxy seals it (F_SEAL_SHRINK | F_SEAL_GROW) passes the region
+// checks and stays sealed.
+TEST_F(SessionSwitchTest, OnlyRegionsSealedAgainstShrinkingAreTaken) {
+  NodeSocketClient listener = listen(*b_, "10.1.0.2");
+  json open = {{"v", 1},
+               {"op", "session_open"},
+               {"destination_ip", "10.1.0.2"},
+               {"node", "node-b"},
+               {"hello", helloHex("node-a")}};
+  testing::RegionShape unsealable;
+  unsealable.sealed = false;
+  auto loose = *FakeRegion::create(testing::smallHello("node-a"), unsealable);
+  NodeSocketClient refused = connect(*a_);
+  auto reply = refused.request(open, loose->fds());
+  ASSERT_TRUE(reply);
+  EXPECT_EQ((*reply)["ok"], false);
+  EXPECT_NE((*reply)["error"].get<std::string>().find("region: the memfd's size cannot be sealed"),
+            std::string::npos)
+      << reply->dump();
+  EXPECT_EQ(stat(*a_, "node.sessions.open_fds"), 0u);
+
+  auto sealed = *FakeRegion::create(testing::smallHello("node-a"));
+  NodeSocketClient opener = connect(*a_);
+  ASSERT_TRUE(opener.send(open, sealed->fds()));
+  // Past the region checks: the peer agent offers the session to its listener.
+  auto offer = listener.receive(nullptr, 5s);
+  ASSERT_TRUE(offer) << "no offer reached the listener";
+  EXPECT_EQ((*offer)["event"], "offer");
+  int seals = ::fcntl(sealed->fds()[0], F_GET_SEALS);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW), F_SEAL_SHRINK | F_SEAL_GROW);
+  EXPECT_NE(::ftruncate(sealed->fds()[0], 4096), 0);
+  ASSERT_TRUE(listener.request(
+      {{"op", "session_refuse"}, {"offer_id", (*offer)["offer_id"]}, {"reason", "test over"}}));
+  EXPECT_TRUE(waitUntil([&] { return a_->domain->registrations() == 0; }));
 }
 
 TEST_F(SessionSwitchTest, RefusalAndOfferTimeoutReachTheOpener) {

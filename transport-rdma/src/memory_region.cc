@@ -1,5 +1,6 @@
 #include "memory_region.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -28,10 +29,15 @@ Result<std::unique_ptr<MemoryRegion>> makeAnonymousRegion(size_t bytes) {
 }
 
 Result<std::unique_ptr<MemfdRegion>> MemfdRegion::create(const char* name, size_t bytes) {
-  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
+  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return Status{StatusCode::kResourceExhausted, errnoText("memfd_create")};
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
     return Status{StatusCode::kResourceExhausted, errnoText("ftruncate(memfd)")};
+  }
+  // The peer maps the whole memfd: a later shrink would make its accesses fault (SIGBUS), so
+  // the size is sealed before the fd leaves this process (the node agent checks the seal).
+  if (::fcntl(fd.get(), F_ADD_SEALS, kMemfdSizeSeals) != 0) {
+    return internalError(errnoText("fcntl(F_ADD_SEALS) on the memfd"));
   }
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return Status{StatusCode::kResourceExhausted, errnoText("mmap(memfd)")};

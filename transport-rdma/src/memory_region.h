@@ -1,6 +1,8 @@
 // Memory regions of the host backends: anonymous (tcp) and memfd (shm, shareable by fd).
 #pragma once
 
+#include <fcntl.h>
+
 #include <memory>
 #include <span>
 
@@ -12,7 +14,11 @@ namespace rdmesh::transport {
 // A private mapping; pages are allocated only when touched, so large sparse areas cost nothing.
 Result<std::unique_ptr<MemoryRegion>> makeAnonymousRegion(size_t bytes);
 
-// A memfd mapped shared; the fd can be passed to another process and mapped there.
+// The seals on every memfd this process creates for a peer: its size is fixed.
+inline constexpr int kMemfdSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW;
+
+// A memfd mapped shared; the fd can be passed to another process and mapped there. Created
+// with MFD_ALLOW_SEALING and sealed with kMemfdSizeSeals.
 class MemfdRegion : public MemoryRegion {
  public:
   static Result<std::unique_ptr<MemfdRegion>> create(const char* name, size_t bytes);

@@ -174,6 +174,7 @@ struct FakeSessionAgent::Impl {
   std::map<std::string, std::string> pod_ips;  // hello name -> IP
   std::map<pid_t, std::string> pid_ips;        // process (SO_PEERCRED) -> its first listened IP
   bool shm = false;
+  size_t hold_offers_until_opens = 0;
   Misbehaviour misbehaviour = Misbehaviour::kNone;
   Counters counters;
   std::vector<std::string> ops;
@@ -185,6 +186,8 @@ struct FakeSessionAgent::Impl {
   std::list<std::unique_ptr<Pair>> pairs;  // agent-mode sessions
   std::list<UniqueFd> held;                // silent / shm-brokered connections
   uint64_t next_offer = 1;
+  size_t opens_seen = 0;
+  std::vector<std::pair<int, std::string>> held_offers;  // listener fd, offer
   std::atomic<size_t> active_pairs{0};
   std::atomic<size_t> active_listeners{0};
 
@@ -232,6 +235,10 @@ void FakeSessionAgent::pod(const std::string& hello_name, const std::string& ip)
 void FakeSessionAgent::setShmMode(bool shm) {
   std::lock_guard lock(impl_->mu);
   impl_->shm = shm;
+}
+void FakeSessionAgent::holdOffersUntilOpens(size_t opens) {
+  std::lock_guard lock(impl_->mu);
+  impl_->hold_offers_until_opens = opens;
 }
 void FakeSessionAgent::misbehave(Misbehaviour how) {
   std::lock_guard lock(impl_->mu);
@@ -346,11 +353,13 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
                        : "<bad>";
   Misbehaviour how;
   bool shm_mode;
+  size_t hold_until;
   {
     std::lock_guard lock(mu);
     ops.push_back(op);
     how = misbehaviour;
     shm_mode = shm;
+    hold_until = hold_offers_until_opens;
   }
   auto reply = [&](const Json& j, std::vector<int> out = {}) {
     sendMessage(it->get(), j.dump(), out);
@@ -425,7 +434,11 @@ void FakeSessionAgent::Impl::onClient(std::list<UniqueFd>::iterator it, bool* er
     uint64_t id = next_offer++;
     Json offer{{"event", "offer"},   {"offer_id", id},         {"peer_node", node},
                {"peer_ip", peer_ip}, {"destination_ip", dest}, {"peer_hello", hello_hex}};
-    sendMessage(l->second, offer.dump());
+    held_offers.emplace_back(l->second, offer.dump());
+    if (++opens_seen >= hold_until) {
+      for (const auto& [fd, message] : held_offers) sendMessage(fd, message);
+      held_offers.clear();
+    }
     opener.conn = std::move(*it);
     *erase = true;
     pending.emplace(id, Pending{id, std::move(opener)});

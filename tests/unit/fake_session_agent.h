@@ -59,6 +59,9 @@ class FakeSessionAgent {
   // Pair sessions over shm (same node) instead of carrying them.
   void setShmMode(bool shm);
   void misbehave(Misbehaviour how);
+  // Offers reach the listeners only once `opens` session_open requests have arrived: both sides
+  // of a simultaneous open have dialed before either hears of the other.
+  void holdOffersUntilOpens(size_t opens);
   // Sets `closed` in every session region and hangs up every session connection.
   void closeAllSessions();
   Counters counters() const;

@@ -160,6 +160,7 @@ TEST_F(MeshSessionTest, SameNodePeersGoOverShmNotThroughTheAgent) {
 }
 
 TEST_F(MeshSessionTest, SimultaneousOpenKeepsTheLowerPodIpsSession) {
+  agent_->holdOffersUntilOpens(2);  // however the threads are scheduled, both dial first
   startBoth();
   Session* sa = a_->session(kToB);
   Session* sb = b_->session(kToA);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "rdmesh/common/fd_passing.h"
+#include "rdmesh/transport/agent_region.h"
 
 namespace rdmesh::testing {
 
@@ -20,10 +21,6 @@ namespace aw = wire::agent;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-uint64_t alignUp(uint64_t v) {
-  return (v + aw::kSectionAlign - 1) / aw::kSectionAlign * aw::kSectionAlign;
-}
 
 int remainingMs(Clock::time_point until) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
@@ -119,18 +116,12 @@ Result<std::unique_ptr<FakeRegion>> FakeRegion::create(
     const transport::Hello& hello, RegionShape shape,
     const std::function<void(aw::RegionLayout&)>& corrupt) {
   auto r = std::make_unique<FakeRegion>();
+  // Laid out as rdmesh-proxy lays out its regions; `corrupt` then spoils a copy.
+  Result<aw::RegionLayout> built = transport::buildAgentRegionLayout(
+      {shape.sq_depth, shape.cq_depth, hello.geometry.receiveAreaBytes(), shape.staging_bytes});
+  if (!built) return built.status();
+  r->layout_ = *built;
   aw::RegionLayout& l = r->layout_;
-  l.magic = aw::kRegionMagic;
-  l.version = aw::kRegionVersion;
-  l.sq_depth = shape.sq_depth;
-  l.cq_depth = shape.cq_depth;
-  l.sq_offset = aw::kRegionHeaderBytes;
-  l.cq_offset = alignUp(l.sq_offset + uint64_t{l.sq_depth} * sizeof(aw::Submission));
-  l.receive_offset = alignUp(l.cq_offset + uint64_t{l.cq_depth} * sizeof(aw::Arrival));
-  l.receive_bytes = alignUp(hello.geometry.receiveAreaBytes());
-  l.staging_offset = alignUp(l.receive_offset + l.receive_bytes);
-  l.staging_bytes = shape.staging_bytes;
-  l.region_bytes = l.staging_offset + l.staging_bytes;
   uint64_t size = l.region_bytes;
   if (corrupt) corrupt(l);
   r->memfd_.reset(

@@ -217,8 +217,6 @@ static __always_inline void localAddress(struct bpf_sock_ops* ops, struct rdmesh
 SEC("sockops")
 int rdmesh_sockops(struct bpf_sock_ops* ops) {
   if (ops->op != BPF_SOCK_OPS_TCP_CONNECT_CB) return 1;
-  struct bpf_sock* sk = ops->sk;
-  if (!sk) return 1;
   struct rdmesh_orig_dst dst;
   if (!takePending(ops, &dst)) return 1;
   struct rdmesh_conn_key key = {.netns_cookie = dst.netns_cookie};
@@ -231,7 +229,7 @@ int rdmesh_sockops(struct bpf_sock_ops* ops) {
   return 1;
 }
 
-// The sidecar's accepted socket: its peer is the app's end. Key it as the fexit programs do.
+// The sidecar's accepted socket: its peer is the app's end. Key it as sockops does.
 static __always_inline int peerKey(struct bpf_sock* sk, __u64 netns, struct rdmesh_conn_key* key) {
   key->netns_cookie = netns;
   if (sk->family == AF_INET) {

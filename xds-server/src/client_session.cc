@@ -33,6 +33,22 @@ std::string formatTime(std::chrono::system_clock::time_point at) {
                      std::chrono::time_point_cast<std::chrono::seconds>(at));
 }
 
+// A response line up to its resources array: `{"<version_key>":"...","type_url":"...",
+// "nonce":"...","resources":[`.
+std::string responseHead(const char* version_key, const std::string& version, ResourceType type,
+                         const std::string& nonce) {
+  std::string head = R"({")";
+  head += version_key;
+  head += R"(":")";
+  head += version;
+  head += R"(","type_url":")";
+  head += xds::typeUrl(type);
+  head += R"(","nonce":")";
+  head += nonce;
+  head += R"(","resources":[)";
+  return head;
+}
+
 }  // namespace
 
 ClientSession::ClientSession(StreamMode mode, CatalogPtr catalog, SessionObserver& observer)
@@ -246,13 +262,7 @@ ResponseLine ClientSession::sotwResponse(ResourceType type, TypeState& st) {
     }
     return body;
   });
-  line.head = R"({"version_info":")";
-  line.head += version;
-  line.head += R"(","type_url":")";
-  line.head += xds::typeUrl(type);
-  line.head += R"(","nonce":")";
-  line.head += st.sent_nonce;
-  line.head += R"(","resources":[)";
+  line.head = responseHead("version_info", version, type, st.sent_nonce);
   line.tail = "]}\n";
   return line;
 }
@@ -287,13 +297,7 @@ ResponseLine ClientSession::deltaResponse(ResourceType type, TypeState& st) {
   st.sent_nonce = nextNonce();
 
   ResponseLine line;
-  line.head = R"({"system_version_info":")";
-  line.head += version;
-  line.head += R"(","type_url":")";
-  line.head += xds::typeUrl(type);
-  line.head += R"(","nonce":")";
-  line.head += st.sent_nonce;
-  line.head += R"(","resources":[)";
+  line.head = responseHead("system_version_info", version, type, st.sent_nonce);
   // Clients that hold the same versions get the same updates (every sidecar of a namespace,
   // after a change): the resources part is built once and shared.
   line.body = sharedBody(

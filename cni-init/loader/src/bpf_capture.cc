@@ -180,12 +180,8 @@ class BpfInterceptionMaps final : public InterceptionMaps {
       bpf_map_delete_elem(excl, &k);
     }
     // rdmesh_pending_connect needs nothing: a note lives in its thread's storage, one connect().
-    int by_conn = fd(skel_->maps.rdmesh_dst_conn);
-    for (const auto& k : keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
-             by_conn, [&](const rdmesh_conn_key&k, const rdmesh_orig_dst&) {
-               return k.netns_cookie == netns;
-             })) {
-      bpf_map_delete_elem(by_conn, &k);
+    for (const rdmesh_conn_key& k : recordKeys(netns)) {
+      bpf_map_delete_elem(fd(skel_->maps.rdmesh_dst_conn), &k);
     }
     return {};
   }
@@ -207,14 +203,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
     return {};
   }
 
-  size_t connectionRecords(uint64_t netns) override {
-    return keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
-               fd(skel_->maps.rdmesh_dst_conn),
-               [&](const rdmesh_conn_key& k, const rdmesh_orig_dst&) {
-                 return k.netns_cookie == netns;
-               })
-        .size();
-  }
+  size_t connectionRecords(uint64_t netns) override { return recordKeys(netns).size(); }
 
   CaptureCounters counters() override {
     int cpus = libbpf_num_possible_cpus();
@@ -231,6 +220,12 @@ class BpfInterceptionMaps final : public InterceptionMaps {
 
  private:
   static int fd(bpf_map* map) { return bpf_map__fd(map); }
+  // Keys of the original-destination records of one pod.
+  std::vector<rdmesh_conn_key> recordKeys(uint64_t netns) {
+    return keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
+        fd(skel_->maps.rdmesh_dst_conn),
+        [&](const rdmesh_conn_key& k, const rdmesh_orig_dst&) { return k.netns_cookie == netns; });
+  }
   static rdmesh_port_key portKey(uint64_t netns, uint16_t port) {
     rdmesh_port_key key{};
     key.netns_cookie = netns;

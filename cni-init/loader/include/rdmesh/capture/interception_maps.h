@@ -35,7 +35,7 @@ class InterceptionMaps {
   virtual Status removePod(const PodCapture& pod) = 0;
   // Ok when every entry of the pod is present; otherwise says what is missing.
   virtual Status checkPod(const PodCapture& pod) = 0;
-  // Original-destination records (both maps) that belong to a netns: tests and diagnostics.
+  // Original-destination records that belong to a netns: tests and diagnostics.
   virtual size_t connectionRecords(uint64_t netns_cookie) = 0;
   virtual CaptureCounters counters() = 0;
 };

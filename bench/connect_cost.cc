@@ -1,8 +1,9 @@
 // connect_cost: what one TCP connect costs the app, for the capture benchmark (bench/capture.sh).
 // Times socket() + connect() + close() (RST, so no TIME_WAIT piles up) `count` times against
 // `target`, after `warmup` untimed ones, and prints the median and mean in microseconds. It
-// also accepts (and closes) on every `--listen` address, and drains an LD_PRELOAD registration
-// socket if given, so one process is app, listener and registry at once.
+// also accepts on every `--listen` address, asks each accepted socket for its local address (as
+// the sidecar asks for the original destination) and closes it, and drains an LD_PRELOAD
+// registration socket if given, so one process is app, listener and registry at once.
 //
 //   connect_cost --target 10.99.0.1:9090 --listen 127.0.0.1:15001 [--preload-socket @name]
 //                [--count 10000] [--warmup 500]
@@ -90,7 +91,11 @@ int main(int argc, char** argv) {
           continue;
         }
         int c = ::accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c >= 0) ::close(c);
+        if (c < 0) continue;
+        sockaddr_storage local{};
+        socklen_t local_len = sizeof(local);
+        ::getsockname(c, reinterpret_cast<sockaddr*>(&local), &local_len);
+        ::close(c);
       }
     }
   });

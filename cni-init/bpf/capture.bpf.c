@@ -5,21 +5,17 @@
 // captured pod when its network namespace cookie is in rdmesh_pods (filled by rdmesh-node).
 //
 //   connect4/6   a captured TCP connect (not uid 1337, not loopback, not an excluded port):
-//                note the original destination in the calling thread's storage, rewrite to the
-//                outbound capture listener 127.0.0.1:15001 / [::1]:15001.
-//   sockops      at TCP_CONNECT (same thread, same connect(), source port now chosen): record
-//                the note by the app's (netns, local ip, local port), which is what the sidecar
-//                sees as its peer.
-//   getsockopt   SO_ORIGINAL_DST (SOL_IP / SOL_IPV6, 80) on the sidecar's accepted socket answers
-//                from that record, exactly as after an iptables REDIRECT.
+//                write the original destination into the slot of the socket's cookie, rewrite
+//                to the outbound capture listener 127.0.0.1:15001 / [::1]:15001.
+//   getsockname  on the sidecar's accepted socket (local port 15001): find the app's socket by
+//                the connection's 4-tuple (also once closed, in FIN_WAIT or TIME_WAIT), answer
+//                its slot as the local address, as a TPROXY listener's accepted socket would.
 //   getpeername  the app sees the address it asked for, not the listener.
-//   sock_release the sidecar closes its end of a captured connection: the record goes.
 //
-// Why this shape: a captured connect costs one hash update (and the sidecar's close one delete);
-// the note lives in storage the thread keeps (created on its first captured connect, freed with
-// it), so nothing is keyed by socket, and TCP is asked for no state callbacks (those run on every
-// state change). sockops still runs at every callback TCP makes anyway (about nine per loopback
-// connection) just for being attached: its first test is on the op.
+// Why this shape: a captured connect costs one array write (no allocation, no lock), and nothing
+// else runs on the app's path: no sockops program (the kernel calls one at every TCP callback,
+// about nine per loopback connection, just for being attached), no close hook. A record is never
+// deleted; the next socket whose cookie picks its slot overwrites it, and pod_del clears a pod's.
 #include "vmlinux.h"
 
 #include <bpf/bpf_endian.h>
@@ -27,10 +23,7 @@
 
 #include "capture_abi.h"
 
-#define AF_INET 2
-#define AF_INET6 10
-#define SOL_IP 0
-#define SOL_IPV6 41
+#define IPPROTO_TCP 6
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -48,32 +41,15 @@ struct {
   __type(value, __u8);
 } rdmesh_excl SEC(".maps");
 
-// Between connect4 and TCP_CONNECT of the same socket: usually one connect() call, but a socket
-// with TCP_FASTOPEN_CONNECT sends its SYN only at its first write, and the thread may connect
-// other sockets meanwhile: a few notes, each for one socket, the oldest overwritten first.
-#define RDMESH_PENDING_SLOTS 4
-struct rdmesh_pending_slot {
-  __u64 socket_cookie;  // 0: free
-  struct rdmesh_orig_dst dst;
-};
-struct rdmesh_pending {
-  struct rdmesh_pending_slot slot[RDMESH_PENDING_SLOTS];
-  __u32 next;
-};
-
+// Original destinations of captured connections, by app socket cookie. Mmapable: the agent scans
+// it in memory for pod_del and the record count.
 struct {
-  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, struct rdmesh_pending);
-} rdmesh_pending_connect SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, RDMESH_MAX_CONNECTIONS);
-  __type(key, struct rdmesh_conn_key);
-  __type(value, struct rdmesh_orig_dst);
-} rdmesh_dst_conn SEC(".maps");
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, RDMESH_DST_SLOTS);
+  __type(key, __u32);
+  __type(value, struct rdmesh_dst_slot);
+} rdmesh_dst_slots SEC(".maps");
 
 // Counters, one slot per enum value, summed over CPUs by the agent.
 enum rdmesh_counter {
@@ -81,7 +57,7 @@ enum rdmesh_counter {
   RDMESH_CNT_SKIP_UID,
   RDMESH_CNT_SKIP_PORT,
   RDMESH_CNT_SKIP_LOOPBACK,
-  RDMESH_CNT_ESTABLISHED,
+  RDMESH_CNT_ANSWERED_AFTER_APP_CLOSE,
   RDMESH_CNT_ORIG_DST_ANSWERED,
   RDMESH_CNT_MAX,
 };
@@ -114,6 +90,17 @@ static __always_inline int isV4Mapped(const __u32 ip6[4]) {
   return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
 }
 
+static __always_inline struct rdmesh_dst_slot* slotOf(__u64 cookie) {
+  __u32 index = (__u32)cookie & (RDMESH_DST_SLOTS - 1);
+  return bpf_map_lookup_elem(&rdmesh_dst_slots, &index);
+}
+
+// The record of the socket with this cookie, if its slot still holds it.
+static __always_inline struct rdmesh_orig_dst* recordOf(__u64 cookie) {
+  struct rdmesh_dst_slot* slot = cookie ? slotOf(cookie) : 0;
+  return slot && slot->socket_cookie == cookie ? &slot->dst : 0;
+}
+
 // Common checks of connect4/6 after the address-family specific loopback test. Returns 1 and
 // records the original destination when the connection is to be captured.
 static __always_inline int shouldCapture(struct bpf_sock_addr* ctx, __u64 netns,
@@ -127,12 +114,10 @@ static __always_inline int shouldCapture(struct bpf_sock_addr* ctx, __u64 netns,
     count(RDMESH_CNT_SKIP_PORT);
     return 0;
   }
-  struct rdmesh_pending* pending = bpf_task_storage_get(
-      &rdmesh_pending_connect, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-  if (!pending) return 0;
-  struct rdmesh_pending_slot* slot = &pending->slot[pending->next & (RDMESH_PENDING_SLOTS - 1)];
-  pending->next += 1;
-  slot->socket_cookie = bpf_get_socket_cookie(ctx);
+  __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct rdmesh_dst_slot* slot = slotOf(cookie);
+  if (!slot) return 0;
+  slot->socket_cookie = cookie;  // a second connect() of the socket rewrites its own slot
   slot->dst = *dst;
   count(RDMESH_CNT_CAPTURED);
   return 1;
@@ -188,140 +173,110 @@ int rdmesh_connect6(struct bpf_sock_addr* ctx) {
   return 1;
 }
 
-// The captured connect of this thread, if `sk` is its socket (consumed).
-static __always_inline int takePending(struct bpf_sock_ops* ops, struct rdmesh_orig_dst* out) {
-  struct rdmesh_pending* pending =
-      bpf_task_storage_get(&rdmesh_pending_connect, bpf_get_current_task_btf(), 0, 0);
-  if (!pending) return 0;
-  __u64 cookie = bpf_get_socket_cookie(ops);
-  for (int i = 0; i < RDMESH_PENDING_SLOTS; ++i) {
-    struct rdmesh_pending_slot* slot = &pending->slot[i];
-    if (slot->socket_cookie != cookie) continue;
-    slot->socket_cookie = 0;
-    *out = slot->dst;
-    return 1;
-  }
-  return 0;
-}
-
-// The app's end as (local ip, local port), v4-mapped for IPv4.
-static __always_inline void localAddress(struct bpf_sock_ops* ops, struct rdmesh_conn_key* key) {
-  if (ops->family == AF_INET) {
-    mapV4(key->addr, ops->local_ip4);
+// The cookie of the app's socket behind the sidecar's accepted one, found by `tuple` (the app's
+// view: its remote is the listener, its local the sidecar's peer). A socket the app has closed
+// lingers in FIN_WAIT (orphaned) or TIME_WAIT, which keeps the cookie. *closed says which.
+static __always_inline __u64 appCookie(struct bpf_sock_addr* ctx, struct bpf_sock_tuple* tuple,
+                                       __u32 tuple_len, int* closed) {
+  struct bpf_sock* app = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+  if (!app) return 0;
+  __u64 cookie = 0;
+  struct tcp_sock* tp = bpf_skc_to_tcp_sock(app);
+  if (tp) {
+    cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
+    *closed = tp->inet_conn.icsk_inet.sk.sk_socket == 0;  // closed, in FIN_WAIT
   } else {
-    __u32 ip6[4] = {ops->local_ip6[0], ops->local_ip6[1], ops->local_ip6[2], ops->local_ip6[3]};
-    copyV6(key->addr, ip6);
+    struct tcp_timewait_sock* tw = bpf_skc_to_tcp_timewait_sock(app);
+    if (tw) cookie = tw->tw_sk.__tw_common.skc_cookie.counter;
+    *closed = 1;
   }
+  bpf_sk_release(app);
+  return cookie;
 }
 
-SEC("sockops")
-int rdmesh_sockops(struct bpf_sock_ops* ops) {
-  if (ops->op != BPF_SOCK_OPS_TCP_CONNECT_CB) return 1;
-  struct rdmesh_orig_dst dst;
-  if (!takePending(ops, &dst)) return 1;
-  struct rdmesh_conn_key key = {.netns_cookie = dst.netns_cookie};
-  localAddress(ops, &key);
-  key.port = (__u16)ops->local_port;  // host order in sock_ops
-  // The SYN is about to leave; the handshake completes after connect() releases the socket, so
-  // the record exists before the sidecar's accept() can return.
-  bpf_map_update_elem(&rdmesh_dst_conn, &key, &dst, BPF_ANY);
-  count(RDMESH_CNT_ESTABLISHED);
+// The record of the connection behind the sidecar's accepted socket.
+static __always_inline int recordFor(struct bpf_sock_addr* ctx, struct bpf_sock_tuple* tuple,
+                                     __u32 tuple_len, struct rdmesh_orig_dst* out) {
+  int closed = 0;
+  struct rdmesh_orig_dst* dst = recordOf(appCookie(ctx, tuple, tuple_len, &closed));
+  if (!dst) return 0;
+  *out = *dst;
+  if (closed) count(RDMESH_CNT_ANSWERED_AFTER_APP_CLOSE);
   return 1;
 }
 
-// The sidecar's accepted socket: its peer is the app's end. Key it as sockops does.
-static __always_inline int peerKey(struct bpf_sock* sk, __u64 netns, struct rdmesh_conn_key* key) {
-  key->netns_cookie = netns;
-  if (sk->family == AF_INET) {
-    mapV4(key->addr, sk->dst_ip4);
-  } else if (sk->family == AF_INET6) {
-    __u32 ip6[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
-    copyV6(key->addr, ip6);
-  } else {
-    return 0;
-  }
-  key->port = bpf_ntohs(sk->dst_port);
-  return 1;
+// Filters of both getsockname hooks: the sidecar's accepted socket of a captured pod (a local
+// port of 15001 and a peer; the listener itself has none).
+static __always_inline int isAcceptedCaptureSocket(struct bpf_sock_addr* ctx, __u64* netns) {
+  if (ctx->user_port != bpf_htons(RDMESH_CAPTURE_PORT)) return 0;
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk || sk->protocol != IPPROTO_TCP || sk->dst_port == 0) return 0;
+  *netns = bpf_get_netns_cookie(ctx);
+  return bpf_map_lookup_elem(&rdmesh_pods, netns) != 0;
 }
 
-SEC("cgroup/getsockopt")
-int rdmesh_getsockopt(struct bpf_sockopt* ctx) {
-  if (ctx->optname != RDMESH_SO_ORIGINAL_DST) return 1;
-  int level = ctx->level;
-  if (level != SOL_IP && level != SOL_IPV6) return 1;
+SEC("cgroup/getsockname4")
+int rdmesh_getsockname4(struct bpf_sock_addr* ctx) {
+  __u64 netns = 0;
+  if (!isAcceptedCaptureSocket(ctx, &netns)) return 1;
   struct bpf_sock* sk = ctx->sk;
   if (!sk) return 1;
-  struct rdmesh_conn_key key = {};
-  if (!peerKey(sk, bpf_get_netns_cookie(ctx), &key)) return 1;
-  struct rdmesh_orig_dst* dst = bpf_map_lookup_elem(&rdmesh_dst_conn, &key);
-  if (!dst) return 1;  // not captured: the kernel's own answer stands
-  void* optval = ctx->optval;
-  void* optval_end = ctx->optval_end;
-  if (level == SOL_IP) {
-    if (!dst->is_v4) return 1;
-    struct sockaddr_in* sin = optval;
-    if ((void*)(sin + 1) > optval_end) return 1;
-    sin->sin_family = AF_INET;
-    sin->sin_port = bpf_htons(dst->port);
-    __builtin_memcpy(&sin->sin_addr, dst->addr + 12, 4);
-    __builtin_memset(sin->__pad, 0, sizeof(sin->__pad));
-    ctx->optlen = sizeof(*sin);
-  } else {
-    struct sockaddr_in6* sin6 = optval;
-    if ((void*)(sin6 + 1) > optval_end) return 1;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = bpf_htons(dst->port);
-    sin6->sin6_flowinfo = 0;
-    __builtin_memcpy(&sin6->sin6_addr, dst->addr, 16);
-    sin6->sin6_scope_id = 0;
-    ctx->optlen = sizeof(*sin6);
-  }
-  ctx->retval = 0;
+  struct bpf_sock_tuple tuple = {};
+  tuple.ipv4.saddr = ctx->user_ip4;
+  tuple.ipv4.sport = (__u16)ctx->user_port;
+  tuple.ipv4.daddr = sk->dst_ip4;
+  tuple.ipv4.dport = (__u16)sk->dst_port;
+  struct rdmesh_orig_dst dst;
+  if (!recordFor(ctx, &tuple, sizeof(tuple.ipv4), &dst) || !dst.is_v4) return 1;
+  __u32 ip;
+  __builtin_memcpy(&ip, dst.addr + 12, 4);
+  ctx->user_ip4 = ip;
+  ctx->user_port = bpf_htons(dst.port);
   count(RDMESH_CNT_ORIG_DST_ANSWERED);
   return 1;
 }
 
-// The sidecar's end of a captured connection closes: its peer key is the record's key. Only
-// loopback peers can be (cheap test before the hash).
-SEC("cgroup/sock_release")
-int rdmesh_sock_release(struct bpf_sock* sk) {
-  if (sk->protocol != 6 /* IPPROTO_TCP */ || sk->dst_port == 0) return 1;
-  if (sk->family == AF_INET) {
-    if ((bpf_ntohl(sk->dst_ip4) >> 24) != 127) return 1;
-  } else if (sk->family == AF_INET6) {
-    __u32 ip6[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
-    int loopback = isV4Mapped(ip6)
-                       ? (bpf_ntohl(ip6[3]) >> 24) == 127
-                       : (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0 && ip6[3] == bpf_htonl(1));
-    if (!loopback) return 1;
+SEC("cgroup/getsockname6")
+int rdmesh_getsockname6(struct bpf_sock_addr* ctx) {
+  __u64 netns = 0;
+  if (!isAcceptedCaptureSocket(ctx, &netns)) return 1;
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk) return 1;
+  __u32 local[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+  __u32 remote[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
+  struct bpf_sock_tuple tuple = {};
+  __u32 tuple_len;
+  if (isV4Mapped(remote)) {  // a v4 app on a dual-stack listener: the app's socket is v4
+    tuple.ipv4.saddr = local[3];
+    tuple.ipv4.daddr = remote[3];
+    tuple.ipv4.sport = (__u16)ctx->user_port;
+    tuple.ipv4.dport = (__u16)sk->dst_port;
+    tuple_len = sizeof(tuple.ipv4);
   } else {
-    return 1;
+    __builtin_memcpy(tuple.ipv6.saddr, local, 16);
+    __builtin_memcpy(tuple.ipv6.daddr, remote, 16);
+    tuple.ipv6.sport = (__u16)ctx->user_port;
+    tuple.ipv6.dport = (__u16)sk->dst_port;
+    tuple_len = sizeof(tuple.ipv6);
   }
-  if (bpf_ntohs(sk->dst_port) == RDMESH_CAPTURE_PORT) return 1;  // the app's end
-  struct rdmesh_conn_key key = {};
-  if (!peerKey(sk, bpf_get_netns_cookie(sk), &key)) return 1;
-  bpf_map_delete_elem(&rdmesh_dst_conn, &key);
+  struct rdmesh_orig_dst dst;
+  if (!recordFor(ctx, &tuple, tuple_len, &dst)) return 1;
+  __u32 words[4];
+  __builtin_memcpy(words, dst.addr, 16);
+  ctx->user_ip6[0] = words[0];
+  ctx->user_ip6[1] = words[1];
+  ctx->user_ip6[2] = words[2];
+  ctx->user_ip6[3] = words[3];
+  ctx->user_port = bpf_htons(dst.port);
+  count(RDMESH_CNT_ORIG_DST_ANSWERED);
   return 1;
 }
 
 // getpeername on the app's socket: the original destination instead of the capture listener.
 static __always_inline struct rdmesh_orig_dst* capturedDestination(struct bpf_sock_addr* ctx) {
-  __u64 netns = bpf_get_netns_cookie(ctx);
-  if (!bpf_map_lookup_elem(&rdmesh_pods, &netns)) return 0;
   if (bpf_ntohs((__u16)ctx->user_port) != RDMESH_CAPTURE_PORT) return 0;
-  struct bpf_sock* sk = ctx->sk;
-  if (!sk) return 0;
-  struct rdmesh_conn_key key = {.netns_cookie = netns};
-  if (sk->family == AF_INET) {
-    mapV4(key.addr, sk->src_ip4);
-  } else {
-    __u32 ip6[4] = {sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]};
-    copyV6(key.addr, ip6);
-  }
-  key.port = (__u16)sk->src_port;  // host order
-  return bpf_map_lookup_elem(&rdmesh_dst_conn, &key);
+  return recordOf(bpf_get_socket_cookie(ctx));
 }
-
 SEC("cgroup/getpeername4")
 int rdmesh_getpeername4(struct bpf_sock_addr* ctx) {
   struct rdmesh_orig_dst* dst = capturedDestination(ctx);

@@ -13,13 +13,10 @@
 #define RDMESH_CAPTURE_PORT 15001
 // The sidecar's uid: its own connections are never captured.
 #define RDMESH_SIDECAR_UID 1337
-// SO_ORIGINAL_DST (linux/netfilter_ipv4.h) and IP6T_SO_ORIGINAL_DST share the value 80.
-#define RDMESH_SO_ORIGINAL_DST 80
-
-// Capacities. Records live in LRU maps, so a leak (a missed close callback) can never fill them.
+// Capacities. RDMESH_DST_SLOTS is a power of two (a socket cookie's low bits pick the slot).
 #define RDMESH_MAX_PODS 4096
 #define RDMESH_MAX_EXCLUDED_PORTS 65536
-#define RDMESH_MAX_CONNECTIONS 65536
+#define RDMESH_DST_SLOTS 65536
 
 // Membership: a captured pod, keyed by its network namespace cookie.
 struct rdmesh_pod_value {
@@ -44,12 +41,11 @@ struct rdmesh_orig_dst {
   __u64 netns_cookie;  // the pod that made the connection (for cleanup on pod_del)
 };
 
-// The app side of a captured connection, as the sidecar sees its peer: (netns, local ip, port).
-struct rdmesh_conn_key {
-  __u64 netns_cookie;
-  __u8 addr[16];  // v4-mapped for IPv4
-  __u16 port;     // host order
-  __u16 pad[3];
+// One captured connection's record, in slot (app socket cookie % RDMESH_DST_SLOTS). The cookie
+// says whose it is: a later socket whose cookie picks the same slot overwrites it.
+struct rdmesh_dst_slot {
+  __u64 socket_cookie;  // 0: empty
+  struct rdmesh_orig_dst dst;
 };
 
 #endif  // RDMESH_CAPTURE_ABI_H_

@@ -1,8 +1,10 @@
 #include "rdmesh/common/address.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 
@@ -68,6 +70,15 @@ InetAddress InetAddress::fromSockaddr(const sockaddr* sa, socklen_t len) {
   InetAddress a;
   std::memcpy(&a.storage_, sa, std::min<size_t>(len, sizeof(a.storage_)));
   return a;
+}
+
+Result<InetAddress> InetAddress::localOf(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return internalError(fmt::format("getsockname: {}", std::strerror(errno)));
+  }
+  return fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
 uint16_t InetAddress::port() const {

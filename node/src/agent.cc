@@ -134,8 +134,9 @@ Result<json> NodeAgent::statsOp() {
          {std::pair{"captured", c.captured}, std::pair{"skipped_uid", c.skipped_uid},
           std::pair{"skipped_port", c.skipped_port},
           std::pair{"skipped_loopback", c.skipped_loopback},
-          std::pair{"established", c.established},
-          std::pair{"original_dst_answered", c.original_dst_answered}}) {
+          std::pair{"answered_after_app_close", c.answered_after_app_close},
+          std::pair{"original_dst_answered", c.original_dst_answered},
+          std::pair{"records", c.records}}) {
       stats_.gauge("node.capture", name).set(value);
     }
   }

@@ -117,15 +117,13 @@ Status AdminServer::listen(const InetAddress& address) {
                                    std::strerror(error)));
   }
   // With port 0 the kernel chose the port; read it back so callers (and tests) can connect.
-  sockaddr_storage local{};
-  socklen_t local_len = sizeof(local);
-  evutil_socket_t fd = evhttp_bound_socket_get_fd(bound);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0) {
-    return internalError(fmt::format("admin server: getsockname failed on {}", address.toString()));
+  Result<InetAddress> actual = InetAddress::localOf(evhttp_bound_socket_get_fd(bound));
+  if (!actual) {
+    return internalError(
+        fmt::format("admin server on {}: {}", address.toString(), actual.status().message()));
   }
-  InetAddress actual = InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&local), local_len);
-  bound_port_ = actual.port();
-  spdlog::info("admin endpoint listening on {}", actual.toString());
+  bound_port_ = actual->port();
+  spdlog::info("admin endpoint listening on {}", actual->toString());
   return Status::ok();
 }
 

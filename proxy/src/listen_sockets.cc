@@ -45,12 +45,7 @@ Result<ListenSockets> ListenSockets::bind(const std::string& listener, const Ine
       return unavailable(fmt::format("listener {}: cannot listen on {}: {}", listener,
                                      at.toString(), std::strerror(errno)));
     }
-    if (i == 0 && at.port() == 0) {
-      sockaddr_storage bound{};
-      socklen_t length = sizeof(bound);
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
-      at = InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&bound), length);
-    }
+    if (i == 0 && at.port() == 0) at = InetAddress::localOf(fd).valueOr(at);
   }
   return sockets;
 }

@@ -18,17 +18,34 @@ constexpr int kSoOriginalDst = 80;  // linux/netfilter_ipv4.h SO_ORIGINAL_DST, I
 // A registration is consumed by its connection; this bounds what failed connects can leave.
 constexpr size_t kMaxPreloadEntries = 65536;
 
+bool isInet(const InetAddress& a) {
+  return a.family() == AF_INET || a.family() == AF_INET6;
+}
+
+class TransparentLocalAddress final : public OriginalDestination {
+ public:
+  Result<InetAddress> lookup(const CapturedConnection& c) override {
+    Result<InetAddress> local = InetAddress::localOf(c.fd);
+    if (!local) return Status(StatusCode::kNotFound, local.status().message());
+    // Unanswered, an accepted socket reports the address it was accepted on.
+    if (!isInet(*local) || *local == c.listener) {
+      return Status(StatusCode::kNotFound, "local address is the listener's: not captured by eBPF");
+    }
+    return *local;
+  }
+};
+
 class SoOriginalDst final : public OriginalDestination {
  public:
-  Result<InetAddress> lookup(int fd, const InetAddress& peer) override {
+  Result<InetAddress> lookup(const CapturedConnection& c) override {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    int level = peer.isV4() ? SOL_IP : SOL_IPV6;
-    if (::getsockopt(fd, level, kSoOriginalDst, &ss, &len) != 0) {
+    int level = c.peer.isV4() ? SOL_IP : SOL_IPV6;
+    if (::getsockopt(c.fd, level, kSoOriginalDst, &ss, &len) != 0) {
       return Status(StatusCode::kNotFound, fmt::format("SO_ORIGINAL_DST: {}", strerror(errno)));
     }
     InetAddress dst = InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-    if (dst.family() != AF_INET && dst.family() != AF_INET6) {
+    if (!isInet(dst)) {
       return Status(StatusCode::kNotFound, "SO_ORIGINAL_DST: no address");
     }
     return dst;
@@ -36,6 +53,10 @@ class SoOriginalDst final : public OriginalDestination {
 };
 
 }  // namespace
+
+std::unique_ptr<OriginalDestination> makeTransparentLocalAddress() {
+  return std::make_unique<TransparentLocalAddress>();
+}
 
 std::unique_ptr<OriginalDestination> makeSoOriginalDst() {
   return std::make_unique<SoOriginalDst>();
@@ -116,7 +137,8 @@ void PreloadRegistry::drainLocked() {
   }
 }
 
-Result<InetAddress> PreloadRegistry::lookup(int /*fd*/, const InetAddress& peer) {
+Result<InetAddress> PreloadRegistry::lookup(const CapturedConnection& connection) {
+  const InetAddress& peer = connection.peer;
   uint32_t k = key(!peer.isV4(), peer.port());
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_port_.find(k);
@@ -133,10 +155,10 @@ Result<InetAddress> PreloadRegistry::lookup(int /*fd*/, const InetAddress& peer)
   return dst;
 }
 
-Result<InetAddress> ChainedOriginalDestination::lookup(int fd, const InetAddress& peer) {
+Result<InetAddress> ChainedOriginalDestination::lookup(const CapturedConnection& connection) {
   Status last(StatusCode::kNotFound, "no original destination source configured");
   for (auto& source : sources_) {
-    Result<InetAddress> dst = source->lookup(fd, peer);
+    Result<InetAddress> dst = source->lookup(connection);
     if (dst) return dst;
     last = dst.status();
   }

@@ -1,6 +1,8 @@
 // Where a captured connection was going. The capture listener asks, for each accepted socket:
-//  - SoOriginalDst: getsockopt(SO_ORIGINAL_DST), answered by the eBPF getsockopt hook
-//    (cni-init/bpf) exactly as after an iptables REDIRECT — the call Envoy's original_dst makes;
+//  - TransparentLocalAddress: getsockname(), which the eBPF getsockname hook (cni-init/bpf)
+//    answers with the original destination, as for a TPROXY listener's accepted socket;
+//  - SoOriginalDst: getsockopt(SO_ORIGINAL_DST), answered by netfilter after an iptables
+//    REDIRECT (for users who redirect with iptables themselves; rdmesh never does);
 //  - PreloadRegistry: registrations librdmesh-preload.so sent before connecting (by the app's
 //    loopback port, which is the accepted socket's peer port).
 #pragma once
@@ -17,13 +19,21 @@
 
 namespace rdmesh::proxy {
 
+// A connection accepted on a capture listener.
+struct CapturedConnection {
+  int fd = -1;
+  InetAddress peer;      // the app's end on loopback
+  InetAddress listener;  // the capture listener's own address
+};
+
 class OriginalDestination {
  public:
   virtual ~OriginalDestination() = default;
-  // `fd` is the accepted socket, `peer` its peer address (the app's end on loopback).
-  virtual Result<InetAddress> lookup(int fd, const InetAddress& peer) = 0;
+  virtual Result<InetAddress> lookup(const CapturedConnection& connection) = 0;
 };
 
+// getsockname(fd): an answer when it is not the listener's own address.
+std::unique_ptr<OriginalDestination> makeTransparentLocalAddress();
 // getsockopt(fd, SOL_IP or SOL_IPV6 by the socket's family, SO_ORIGINAL_DST).
 std::unique_ptr<OriginalDestination> makeSoOriginalDst();
 
@@ -42,7 +52,7 @@ class PreloadRegistry final : public OriginalDestination {
   static Result<std::unique_ptr<PreloadRegistry>> bind(const std::string& abstract_name);
   ~PreloadRegistry() override;
 
-  Result<InetAddress> lookup(int fd, const InetAddress& peer) override;
+  Result<InetAddress> lookup(const CapturedConnection& connection) override;
   size_t rejectedDatagrams() const { return rejected_; }
 
  private:
@@ -60,7 +70,7 @@ class PreloadRegistry final : public OriginalDestination {
 class ChainedOriginalDestination final : public OriginalDestination {
  public:
   void add(std::unique_ptr<OriginalDestination> source) { sources_.push_back(std::move(source)); }
-  Result<InetAddress> lookup(int fd, const InetAddress& peer) override;
+  Result<InetAddress> lookup(const CapturedConnection& connection) override;
 
  private:
   std::vector<std::unique_ptr<OriginalDestination>> sources_;

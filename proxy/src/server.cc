@@ -157,9 +157,10 @@ Status Server::install(ProxyConfig next_config, bool immediate) {
 }
 
 Status Server::setUpCapture() {
-  // SO_ORIGINAL_DST costs nothing until asked, so it is there for any capture listener, also one
-  // that arrives later from xDS. The LD_PRELOAD registry binds a socket: only for a capture
-  // listener in the file.
+  // The kernel's answers (eBPF's getsockname, iptables' SO_ORIGINAL_DST) cost nothing until
+  // asked, so they are there for any capture listener, also one that arrives later from xDS.
+  // The LD_PRELOAD registry binds a socket: only for a capture listener in the file.
+  original_destination_.add(makeTransparentLocalAddress());
   original_destination_.add(makeSoOriginalDst());
   for (const ListenerConfig& l : config_.listeners) {
     if (l.direction != ListenerDirection::kCapture || l.preload_socket.empty()) continue;

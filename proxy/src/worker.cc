@@ -124,6 +124,7 @@ void Worker::applyListeners(const ProxyConfig& next, std::map<std::string, int>&
       listener->worker = this;
       listener->config = &l;
       listener->fd = std::exchange(fd->second, -1);
+      listener->address = InetAddress::localOf(listener->fd).valueOr(socket.address);
       listener->stats = listenerStats(stats_, l.name);
       std::string scope = "listener." + l.name;
       listener->no_cluster = &stats_.counter(scope, "downstream_cx_no_cluster");
@@ -266,7 +267,7 @@ void Worker::routeOutbound(int fd, Listener& listener) {
 void Worker::routeCaptured(int fd, const InetAddress& peer, Listener& listener) {
   Result<InetAddress> dst =
       original_destination_ != nullptr
-          ? original_destination_->lookup(fd, peer)
+          ? original_destination_->lookup({fd, peer, listener.address})
           : Result<InetAddress>(unavailable("no original destination source"));
   if (!dst) {
     // Not a connection our capture made (or its record is gone): nowhere to send it.

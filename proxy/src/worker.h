@@ -89,6 +89,7 @@ class Worker final : public ConnectionHost, public transport::Pollable {
     Worker* worker = nullptr;
     const ListenerConfig* config = nullptr;  // in snapshot_
     int fd = -1;
+    InetAddress address;  // as bound (getsockname of the listening socket)
     event* ev = nullptr;
     ConnectionStats stats;
     Stat* no_cluster = nullptr;

@@ -3,6 +3,8 @@
 // the sidecar's uid and excluded ports are not captured; pod_del leaves no map entry; capture
 // survives an agent restart; an app that connects before its sidecar listens fails fast and its
 // next connect is captured; IPv6.
+#include <signal.h>
+
 #include <chrono>
 #include <fstream>
 
@@ -55,9 +57,8 @@ TEST_F(EbpfCaptureTest, CurlReachesPodIpAndServiceIpThroughBothSidecars) {
     EXPECT_EQ(ipt.output.find("REDIRECT"), std::string::npos) << ipt.output;
     EXPECT_EQ(ipt.output.find("15001"), std::string::npos) << ipt.output;
   }
-  // Every record went when the sidecar closed its end (sock_release).
-  EXPECT_TRUE(waitFor([&] { return agents_["node-a"]->dumpMap("rdmesh_dst_conn") == "[]"; }, 5s))
-      << agents_["node-a"]->dumpMap("rdmesh_dst_conn");
+  // One record per captured connection (kept until overwritten or pod_del).
+  EXPECT_EQ(agents_["node-a"]->stat("rdmesh.node.capture.records"), 2);
 }
 
 TEST_F(EbpfCaptureTest, RedisCliAndBenchmarkByPodIpAndServiceIp) {
@@ -103,12 +104,14 @@ TEST_F(EbpfCaptureTest, PodDelLeavesNoMapEntries) {
   expectBody(curlFromPodA(std::string(kPodB) + ":8080"), "web:8080\n", kPodB, "8080");
   ASSERT_NE(agent.dumpMap("rdmesh_pods"), "[]");
   ASSERT_NE(agent.dumpMap("rdmesh_excl"), "[]");
+  ASSERT_EQ(agent.stat("rdmesh.node.capture.records"), 1);
 
   std::string reply = agent.request(R"({"v":1,"op":"pod_del","container_id":"pod-node-a"})");
   ASSERT_EQ(jsonField(reply, "ok"), "true") << reply;
-  for (const char* map : {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_conn"}) {
+  for (const char* map : {"rdmesh_pods", "rdmesh_excl"}) {
     EXPECT_EQ(agent.dumpMap(map), "[]") << map;
   }
+  EXPECT_EQ(agent.stat("rdmesh.node.capture.records"), 0);
   reply = agent.request(R"({"v":1,"op":"pod_check","container_id":"pod-node-a"})");
   EXPECT_EQ(jsonField(reply, "ok"), "false") << reply;
   // Idempotent.
@@ -190,6 +193,33 @@ sys.stdout.write(get(other) + get(deferred))
   EXPECT_EQ(commandOutput(r), "web6:8086\nweb:8080\n");
   EXPECT_EQ(captureStat("capture_to_service"), 1);
   EXPECT_EQ(captureStat("capture_to_endpoint"), 1);
+}
+
+// A client that writes and closes before its sidecar has accepted (the sidecar is stopped): the
+// sidecar finds the app's closed socket (FIN_WAIT/TIME_WAIT keep its cookie) and its record, and
+// the request still reaches redis.
+TEST_F(EbpfCaptureTest, WriteAndCloseBeforeTheSidecarAcceptsIsDelivered) {
+  NodeAgent& agent = *agents_["node-a"];
+  int64_t after_close = agent.stat("rdmesh.node.capture.answered_after_app_close");
+  pid_t sidecar = sidecarA().process()->pid();
+  ASSERT_EQ(::kill(sidecar, SIGSTOP), 0);
+  CommandResult early = runInPodA(
+      {findExecutable("python3"), "-c",
+       "import socket; s = socket.create_connection(('10.96.0.11', 6379)); "
+       "s.sendall(b'SET early delivered\\r\\n'); s.close()"});
+  ::kill(sidecar, SIGCONT);
+  ASSERT_TRUE(early.ok()) << early.describe();
+
+  std::string cli = findExecutable("redis-cli");
+  std::string value;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        value = commandOutput(runInPodA({cli, "-h", "10.96.0.11", "-p", "6379", "GET", "early"}));
+        return value == "delivered\n";
+      },
+      10s))
+      << value;
+  EXPECT_EQ(agent.stat("rdmesh.node.capture.answered_after_app_close"), after_close + 1);
 }
 
 TEST_F(EbpfCaptureTest, UnknownDestinationPassesThrough) {

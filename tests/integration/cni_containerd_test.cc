@@ -398,8 +398,9 @@ TEST_P(ContainerdMeshTest, DelLeavesNoMapEntryAndNoPin) {
 
   EXPECT_TRUE(podList(0)["pods"].empty()) << podList(0).dump();
   if (bpf()) {
-    for (const char* map : {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_conn"})
+    for (const char* map : {"rdmesh_pods", "rdmesh_excl"})
       EXPECT_EQ(agents_[0]->dumpMap(map), "[]") << map;
+    EXPECT_EQ(agents_[0]->stat("rdmesh.node.capture.records"), 0);
   }
   EXPECT_EQ(pins(0), pins_before_);          // nothing pinned per pod
   EXPECT_EQ(podList(1)["pods"].size(), 1U);  // the other node's pod is untouched

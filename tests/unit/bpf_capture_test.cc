@@ -2,6 +2,8 @@
 // InterceptionMaps, reuse of pins on a second install, uninstall; netns cookies.
 #include "rdmesh/capture/bpf_capture.h"
 
+#include <bpf/bpf.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +44,8 @@ TEST_F(BpfCaptureTest, InstallFillReuseUninstall) {
     EXPECT_TRUE((*maps)->checkPod(pod));
     EXPECT_EQ((*maps)->counters().captured, 0u);
   }  // the agent goes away: links and maps stay pinned
-  for (const char* pin : {"link_connect4", "link_sockops", "link_getsockopt", "rdmesh_pods"}) {
+  for (const char* pin : {"link_connect4", "link_getsockname4", "link_getpeername6",
+                          "rdmesh_pods", "rdmesh_dst_slots"}) {
     EXPECT_TRUE(std::filesystem::exists(options_.pin_dir + "/" + pin)) << pin;
   }
   {
@@ -60,6 +63,35 @@ TEST_F(BpfCaptureTest, InstallFillReuseUninstall) {
   ASSERT_TRUE(uninstallBpfCapture(options_));
   EXPECT_FALSE(std::filesystem::exists(options_.pin_dir));
   EXPECT_TRUE(uninstallBpfCapture(options_));  // idempotent
+}
+
+// Programs attached at the cgroup for one attach type.
+uint32_t attachedPrograms(const std::string& cgroup, bpf_attach_type type) {
+  int fd = ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  uint32_t ids[8] = {};
+  uint32_t count = 8;
+  int rc = bpf_prog_query(fd, type, 0, nullptr, ids, &count);
+  ::close(fd);
+  return rc == 0 ? count : 0;
+}
+
+// An agent upgraded from a version with other programs: their pinned links are detached (not
+// just unpinned) and their maps' pins removed, so the old programs stop running.
+TEST_F(BpfCaptureTest, UpgradeDetachesLinksOfEarlierVersions) {
+  ASSERT_TRUE(installBpfCapture(options_));
+  // Stand-ins for an earlier version's pins: a link it attached, a map it pinned.
+  std::string old_link = options_.pin_dir + "/link_getsockopt";
+  std::string old_map = options_.pin_dir + "/rdmesh_pending_connect";
+  ASSERT_EQ(::rename((options_.pin_dir + "/link_getsockname4").c_str(), old_link.c_str()), 0);
+  ASSERT_EQ(::rename((options_.pin_dir + "/rdmesh_counters").c_str(), old_map.c_str()), 0);
+  ASSERT_EQ(attachedPrograms(cgroup_, BPF_CGROUP_INET4_GETSOCKNAME), 1u);
+
+  ASSERT_TRUE(installBpfCapture(options_));
+  EXPECT_FALSE(std::filesystem::exists(old_link));
+  EXPECT_FALSE(std::filesystem::exists(old_map));
+  // The renamed link was detached; the new install attached (and pinned) its own.
+  EXPECT_EQ(attachedPrograms(cgroup_, BPF_CGROUP_INET4_GETSOCKNAME), 1u);
+  EXPECT_TRUE(std::filesystem::exists(options_.pin_dir + "/link_getsockname4"));
 }
 
 TEST_F(BpfCaptureTest, BadCgroupIsAClearError) {

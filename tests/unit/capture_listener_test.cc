@@ -145,12 +145,12 @@ TEST(PreloadRegistryTest, LooksUpWhatTheShimRegisteredOnce) {
   const char junk[] = "junk";
   ::sendto(fd, junk, sizeof(junk), 0, reinterpret_cast<sockaddr*>(&addr), len);
   InetAddress peer = InetAddress::parse("127.0.0.1:40001").value();
-  Result<InetAddress> dst = (*registry)->lookup(-1, peer);
+  Result<InetAddress> dst = (*registry)->lookup({-1, peer, {}});
   ASSERT_TRUE(dst) << dst.status().message();
   EXPECT_EQ(dst->toString(), "10.9.9.9:443");
   EXPECT_EQ((*registry)->rejectedDatagrams(), 1u);
-  EXPECT_FALSE((*registry)->lookup(-1, peer));  // consumed
-  EXPECT_FALSE((*registry)->lookup(-1, InetAddress::parse("[::1]:40001").value()));
+  EXPECT_FALSE((*registry)->lookup({-1, peer, {}}));  // consumed
+  EXPECT_FALSE((*registry)->lookup({-1, InetAddress::parse("[::1]:40001").value(), {}}));
   ::close(fd);
 }
 

@@ -97,10 +97,7 @@ Status H2Listener::listen(const InetAddress& address) {
     return unavailable(
         fmt::format("cannot listen on {}: {}", address.toString(), std::strerror(errno)));
   }
-  sockaddr_storage bound{};
-  socklen_t length = sizeof bound;
-  getsockname(evconnlistener_get_fd(listener_), reinterpret_cast<sockaddr*>(&bound), &length);
-  bound_port_ = InetAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&bound), length).port();
+  bound_port_ = InetAddress::localOf(evconnlistener_get_fd(listener_)).valueOr(address).port();
   return Status::ok();
 }
 

@@ -5,16 +5,19 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <vector>
 
 #include "capture.skel.h"
@@ -24,7 +27,8 @@ namespace rdmesh::capture {
 
 static_assert(sizeof(rdmesh_port_key) == 16);
 static_assert(sizeof(rdmesh_orig_dst) == 32);
-static_assert(sizeof(rdmesh_conn_key) == 32);
+static_assert(sizeof(rdmesh_dst_slot) == 40);
+static_assert((RDMESH_DST_SLOTS & (RDMESH_DST_SLOTS - 1)) == 0, "a cookie's low bits pick a slot");
 
 namespace {
 
@@ -99,23 +103,50 @@ uint64_t linkCgroup(int link_fd) {
 std::vector<std::pair<std::string, bpf_program*>> programs(rdmesh_capture_bpf* skel) {
   return {{"connect4", skel->progs.rdmesh_connect4},
           {"connect6", skel->progs.rdmesh_connect6},
-          {"sockops", skel->progs.rdmesh_sockops},
-          {"getsockopt", skel->progs.rdmesh_getsockopt},
+          {"getsockname4", skel->progs.rdmesh_getsockname4},
+          {"getsockname6", skel->progs.rdmesh_getsockname6},
           {"getpeername4", skel->progs.rdmesh_getpeername4},
-          {"getpeername6", skel->progs.rdmesh_getpeername6},
-          {"sock_release", skel->progs.rdmesh_sock_release}};
+          {"getpeername6", skel->progs.rdmesh_getpeername6}};
 }
 
-const std::array<const char*, 5> kMapNames = {
-    "rdmesh_pods", "rdmesh_excl", "rdmesh_pending_connect", "rdmesh_dst_conn", "rdmesh_counters"};
-const std::array<const char*, 7> kLinkNames = {"connect4",    "connect6",     "sockops",
-                                               "getsockopt",  "getpeername4", "getpeername6",
-                                               "sock_release"};
-// Pins of earlier versions that this one no longer makes: removed at install and uninstall.
-const std::array<const char*, 1> kObsoletePins = {"rdmesh_dst_sk"};
+const std::array<const char*, 4> kMapNames = {"rdmesh_pods", "rdmesh_excl", "rdmesh_dst_slots",
+                                              "rdmesh_counters"};
+const std::array<const char*, 6> kLinkNames = {"connect4",     "connect6",     "getsockname4",
+                                               "getsockname6", "getpeername4", "getpeername6"};
+// Links and maps of earlier versions that this one no longer makes: detached and removed at
+// install (so an upgraded node stops running them) and at uninstall.
+const std::array<const char*, 3> kObsoleteLinks = {"sockops", "getsockopt", "sock_release"};
+const std::array<const char*, 3> kObsoleteMaps = {"rdmesh_dst_sk", "rdmesh_pending_connect",
+                                                  "rdmesh_dst_conn"};
 
 std::string linkPin(const std::string& dir, const std::string& name) {
   return dir + "/link_" + name;
+}
+
+// Detaches a pinned link now, even if an old agent still holds it open, and removes the pin.
+Status detachPinnedLink(const std::string& pin) {
+  int fd = bpf_obj_get(pin.c_str());
+  if (fd >= 0) {
+    bpf_link_detach(fd);
+    ::close(fd);
+  }
+  if (::unlink(pin.c_str()) != 0 && errno != ENOENT) {
+    return unavailable(fmt::format("unpin {}: {}", pin, errnoText(errno)));
+  }
+  return {};
+}
+
+Status removeObsoletePins(const std::string& dir) {
+  for (const char* name : kObsoleteLinks) {
+    if (Status s = detachPinnedLink(linkPin(dir, name)); !s) return s;
+  }
+  for (const char* name : kObsoleteMaps) {
+    std::string pin = dir + "/" + name;
+    if (::unlink(pin.c_str()) != 0 && errno != ENOENT) {
+      return unavailable(fmt::format("unpin {}: {}", pin, errnoText(errno)));
+    }
+  }
+  return {};
 }
 
 // Keys of a hash map whose value (or key) matches `pred`; collected first, deleted after, so
@@ -137,10 +168,12 @@ std::vector<Key> keysWhere(int map_fd, Pred pred) {
 
 class BpfInterceptionMaps final : public InterceptionMaps {
  public:
-  BpfInterceptionMaps(rdmesh_capture_bpf* skel, std::vector<bpf_link*> links)
-      : skel_(skel), links_(std::move(links)) {}
+  BpfInterceptionMaps(rdmesh_capture_bpf* skel, std::vector<bpf_link*> links,
+                      std::span<rdmesh_dst_slot> slots)
+      : skel_(skel), links_(std::move(links)), slots_(slots) {}
   ~BpfInterceptionMaps() override {
     // Closing our fds leaves the pinned links attached and the pinned maps alive.
+    ::munmap(slots_.data(), slots_.size_bytes());
     for (bpf_link* l : links_) bpf_link__destroy(l);
     rdmesh_capture_bpf__destroy(skel_);
   }
@@ -179,9 +212,12 @@ class BpfInterceptionMaps final : public InterceptionMaps {
              excl, [&](const rdmesh_port_key&k, uint8_t) { return k.netns_cookie == netns; })) {
       bpf_map_delete_elem(excl, &k);
     }
-    // rdmesh_pending_connect needs nothing: a note lives in its thread's storage, one connect().
-    for (const rdmesh_conn_key& k : recordKeys(netns)) {
-      bpf_map_delete_elem(fd(skel_->maps.rdmesh_dst_conn), &k);
+    for (rdmesh_dst_slot& slot : slots_) {
+      uint64_t cookie = __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED);
+      if (cookie == 0 || slot.dst.netns_cookie != netns) continue;
+      // Only if no connect has taken the slot meanwhile (another pod's socket, same low bits).
+      __atomic_compare_exchange_n(&slot.socket_cookie, &cookie, 0, false, __ATOMIC_RELAXED,
+                                  __ATOMIC_RELAXED);
     }
     return {};
   }
@@ -203,7 +239,12 @@ class BpfInterceptionMaps final : public InterceptionMaps {
     return {};
   }
 
-  size_t connectionRecords(uint64_t netns) override { return recordKeys(netns).size(); }
+  size_t connectionRecords(uint64_t netns) override {
+    return std::ranges::count_if(slots_, [&](const rdmesh_dst_slot& slot) {
+      return __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED) != 0 &&
+             slot.dst.netns_cookie == netns;
+    });
+  }
 
   CaptureCounters counters() override {
     int cpus = libbpf_num_possible_cpus();
@@ -215,17 +256,14 @@ class BpfInterceptionMaps final : public InterceptionMaps {
       }
       for (uint64_t v : per_cpu) sums[slot] += v;
     }
-    return {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]};
+    auto records = std::ranges::count_if(slots_, [](const rdmesh_dst_slot& slot) {
+      return __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED) != 0;
+    });
+    return {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], static_cast<uint64_t>(records)};
   }
 
  private:
   static int fd(bpf_map* map) { return bpf_map__fd(map); }
-  // Keys of the original-destination records of one pod.
-  std::vector<rdmesh_conn_key> recordKeys(uint64_t netns) {
-    return keysWhere<rdmesh_conn_key, rdmesh_orig_dst>(
-        fd(skel_->maps.rdmesh_dst_conn),
-        [&](const rdmesh_conn_key& k, const rdmesh_orig_dst&) { return k.netns_cookie == netns; });
-  }
   static rdmesh_port_key portKey(uint64_t netns, uint16_t port) {
     rdmesh_port_key key{};
     key.netns_cookie = netns;
@@ -235,7 +273,16 @@ class BpfInterceptionMaps final : public InterceptionMaps {
 
   rdmesh_capture_bpf* skel_;
   std::vector<bpf_link*> links_;
+  std::span<rdmesh_dst_slot> slots_;  // rdmesh_dst_slots, mapped
 };
+
+// The record slots, mapped into our memory (scanned for pod_del and the record count).
+Result<std::span<rdmesh_dst_slot>> mapSlots(bpf_map* map) {
+  size_t bytes = sizeof(rdmesh_dst_slot) * RDMESH_DST_SLOTS;
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(map), 0);
+  if (mem == MAP_FAILED) return unavailable(fmt::format("mmap rdmesh_dst_slots: {}", errnoText(errno)));
+  return std::span<rdmesh_dst_slot>(static_cast<rdmesh_dst_slot*>(mem), RDMESH_DST_SLOTS);
+}
 
 // Attaches `prog` at the cgroup through the pinned link if there is one (swapping the program in
 // atomically), else through a new link that is then pinned.
@@ -287,7 +334,7 @@ Result<std::unique_ptr<InterceptionMaps>> installBpfCapture(const BpfCaptureOpti
   Result<uint64_t> cgroup_id = cgroupId(cgroup);
   if (!cgroup_id) return cgroup_id.status();
   if (Status s = ensurePinDir(options.pin_dir); !s) return s;
-  for (const char* name : kObsoletePins) ::unlink((options.pin_dir + "/" + name).c_str());
+  if (Status s = removeObsoletePins(options.pin_dir); !s) return s;
 
   rdmesh_capture_bpf* skel = rdmesh_capture_bpf__open();
   if (skel == nullptr) return internalError(fmt::format("bpf open: {}", errnoText(errno)));
@@ -324,26 +371,23 @@ Result<std::unique_ptr<InterceptionMaps>> installBpfCapture(const BpfCaptureOpti
     links.push_back(*link);
   }
   ::close(cgroup_fd);
+  Result<std::span<rdmesh_dst_slot>> slots = mapSlots(skel->maps.rdmesh_dst_slots);
+  if (!slots) {
+    for (bpf_link* l : links) bpf_link__destroy(l);  // pinned: capture goes on, as at exit
+    rdmesh_capture_bpf__destroy(skel);
+    return slots.status();
+  }
   spdlog::info("bpf capture attached at {} (pins in {})", cgroup, options.pin_dir);
   return std::unique_ptr<InterceptionMaps>(
-      std::make_unique<BpfInterceptionMaps>(skel, std::move(links)));
+      std::make_unique<BpfInterceptionMaps>(skel, std::move(links), *slots));
 }
 
 Status uninstallBpfCapture(const BpfCaptureOptions& options) {
   for (const char* name : kLinkNames) {
-    std::string pin = linkPin(options.pin_dir, name);
-    int fd = bpf_obj_get(pin.c_str());
-    if (fd >= 0) {
-      bpf_link_detach(fd);  // detach now, even if an old agent still holds the link open
-      ::close(fd);
-    }
-    if (::unlink(pin.c_str()) != 0 && errno != ENOENT) {
-      return unavailable(fmt::format("unpin {}: {}", pin, errnoText(errno)));
-    }
+    if (Status s = detachPinnedLink(linkPin(options.pin_dir, name)); !s) return s;
   }
-  std::vector<const char*> maps(kMapNames.begin(), kMapNames.end());
-  maps.insert(maps.end(), kObsoletePins.begin(), kObsoletePins.end());
-  for (const char* name : maps) {
+  if (Status s = removeObsoletePins(options.pin_dir); !s) return s;
+  for (const char* name : kMapNames) {
     std::string pin = options.pin_dir + "/" + name;
     if (::unlink(pin.c_str()) != 0 && errno != ENOENT) {
       return unavailable(fmt::format("unpin {}: {}", pin, errnoText(errno)));

@@ -18,6 +18,8 @@ class InetAddress {
   static Result<InetAddress> parse(std::string_view text);  // "1.2.3.4:80", "[::1]:80"
   static Result<InetAddress> fromIp(std::string_view ip, uint16_t port);  // "1.2.3.4", "::1"
   static InetAddress fromSockaddr(const sockaddr* sa, socklen_t len);
+  // getsockname(fd).
+  static Result<InetAddress> localOf(int fd);
 
   int family() const { return storage_.ss_family; }
   bool isV4() const { return family() == AF_INET; }

@@ -65,6 +65,7 @@ class Result {
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   const Status& status() const& { return std::get<Status>(v_); }
+  T valueOr(T fallback) const& { return isOk() ? value() : std::move(fallback); }
 
  private:
   std::variant<T, Status> v_;

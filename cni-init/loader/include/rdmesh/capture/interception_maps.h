@@ -21,8 +21,9 @@ struct CaptureCounters {
   uint64_t skipped_uid = 0;            // connects by the sidecar's uid
   uint64_t skipped_port = 0;           // connects to an excluded port
   uint64_t skipped_loopback = 0;       // connects to loopback
-  uint64_t established = 0;            // captured connections re-keyed at established
-  uint64_t original_dst_answered = 0;  // SO_ORIGINAL_DST answered for the sidecar
+  uint64_t answered_after_app_close = 0;  // of those: the app had closed first (write, close)
+  uint64_t original_dst_answered = 0;     // original destinations told the sidecar (getsockname)
+  uint64_t records = 0;                   // record slots in use (pod_del clears a pod's)
 };
 
 class InterceptionMaps {
@@ -35,7 +36,7 @@ class InterceptionMaps {
   virtual Status removePod(const PodCapture& pod) = 0;
   // Ok when every entry of the pod is present; otherwise says what is missing.
   virtual Status checkPod(const PodCapture& pod) = 0;
-  // Original-destination records that belong to a netns: tests and diagnostics.
+  // Original-destination records that belong to a netns (live or not yet overwritten).
   virtual size_t connectionRecords(uint64_t netns_cookie) = 0;
   virtual CaptureCounters counters() = 0;
 };

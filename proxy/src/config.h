@@ -89,7 +89,7 @@ struct ListenerConfig {
   InetAddress address_v6;
   UnknownDestination unknown_destination = UnknownDestination::kPassthrough;
   // Abstract unix socket ("@name") where librdmesh-preload.so registers original destinations;
-  // "" = the LD_PRELOAD path is off (eBPF's SO_ORIGINAL_DST only).
+  // "" = the LD_PRELOAD path is off (the kernel's answers only: eBPF getsockname, SO_ORIGINAL_DST).
   std::string preload_socket;
   int line = 0;
 };

@@ -203,10 +203,10 @@ TEST_F(EbpfCaptureTest, WriteAndCloseBeforeTheSidecarAcceptsIsDelivered) {
   int64_t after_close = agent.stat("rdmesh.node.capture.answered_after_app_close");
   pid_t sidecar = sidecarA().process()->pid();
   ASSERT_EQ(::kill(sidecar, SIGSTOP), 0);
-  CommandResult early = runInPodA(
-      {findExecutable("python3"), "-c",
-       "import socket; s = socket.create_connection(('10.96.0.11', 6379)); "
-       "s.sendall(b'SET early delivered\\r\\n'); s.close()"});
+  CommandResult early =
+      runInPodA({findExecutable("python3"), "-c",
+                 "import socket; s = socket.create_connection(('10.96.0.11', 6379)); "
+                 "s.sendall(b'SET early delivered\\r\\n'); s.close()"});
   ::kill(sidecar, SIGCONT);
   ASSERT_TRUE(early.ok()) << early.describe();
 

@@ -44,8 +44,8 @@ TEST_F(BpfCaptureTest, InstallFillReuseUninstall) {
     EXPECT_TRUE((*maps)->checkPod(pod));
     EXPECT_EQ((*maps)->counters().captured, 0u);
   }  // the agent goes away: links and maps stay pinned
-  for (const char* pin : {"link_connect4", "link_getsockname4", "link_getpeername6",
-                          "rdmesh_pods", "rdmesh_dst_slots"}) {
+  for (const char* pin : {"link_connect4", "link_getsockname4", "link_getpeername6", "rdmesh_pods",
+                          "rdmesh_dst_slots"}) {
     EXPECT_TRUE(std::filesystem::exists(options_.pin_dir + "/" + pin)) << pin;
   }
   {

@@ -280,7 +280,8 @@ class BpfInterceptionMaps final : public InterceptionMaps {
 Result<std::span<rdmesh_dst_slot>> mapSlots(bpf_map* map) {
   size_t bytes = sizeof(rdmesh_dst_slot) * RDMESH_DST_SLOTS;
   void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(map), 0);
-  if (mem == MAP_FAILED) return unavailable(fmt::format("mmap rdmesh_dst_slots: {}", errnoText(errno)));
+  if (mem == MAP_FAILED)
+    return unavailable(fmt::format("mmap rdmesh_dst_slots: {}", errnoText(errno)));
   return std::span<rdmesh_dst_slot>(static_cast<rdmesh_dst_slot*>(mem), RDMESH_DST_SLOTS);
 }
 

@@ -17,10 +17,10 @@ struct PodCapture {
 
 // Sums over CPUs of the programs' counters.
 struct CaptureCounters {
-  uint64_t captured = 0;               // connects rewritten to the capture listener
-  uint64_t skipped_uid = 0;            // connects by the sidecar's uid
-  uint64_t skipped_port = 0;           // connects to an excluded port
-  uint64_t skipped_loopback = 0;       // connects to loopback
+  uint64_t captured = 0;                  // connects rewritten to the capture listener
+  uint64_t skipped_uid = 0;               // connects by the sidecar's uid
+  uint64_t skipped_port = 0;              // connects to an excluded port
+  uint64_t skipped_loopback = 0;          // connects to loopback
   uint64_t answered_after_app_close = 0;  // of those: the app had closed first (write, close)
   uint64_t original_dst_answered = 0;     // original destinations told the sidecar (getsockname)
   uint64_t records = 0;                   // record slots in use (pod_del clears a pod's)

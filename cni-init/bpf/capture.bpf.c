@@ -205,21 +205,19 @@ static __always_inline int recordFor(struct bpf_sock_addr* ctx, struct bpf_sock_
   return 1;
 }
 
-// Filters of both getsockname hooks: the sidecar's accepted socket of a captured pod (a local
-// port of 15001 and a peer; the listener itself has none).
-static __always_inline int isAcceptedCaptureSocket(struct bpf_sock_addr* ctx, __u64* netns) {
+// Filter of both getsockname hooks: the sidecar's accepted socket of a captured pod (a local
+// port of 15001 and a peer; the listener itself has none), or null.
+static __always_inline struct bpf_sock* acceptedCaptureSocket(struct bpf_sock_addr* ctx) {
   if (ctx->user_port != bpf_htons(RDMESH_CAPTURE_PORT)) return 0;
   struct bpf_sock* sk = ctx->sk;
   if (!sk || sk->protocol != IPPROTO_TCP || sk->dst_port == 0) return 0;
-  *netns = bpf_get_netns_cookie(ctx);
-  return bpf_map_lookup_elem(&rdmesh_pods, netns) != 0;
+  __u64 netns = bpf_get_netns_cookie(ctx);
+  return bpf_map_lookup_elem(&rdmesh_pods, &netns) ? sk : 0;
 }
 
 SEC("cgroup/getsockname4")
 int rdmesh_getsockname4(struct bpf_sock_addr* ctx) {
-  __u64 netns = 0;
-  if (!isAcceptedCaptureSocket(ctx, &netns)) return 1;
-  struct bpf_sock* sk = ctx->sk;
+  struct bpf_sock* sk = acceptedCaptureSocket(ctx);
   if (!sk) return 1;
   struct bpf_sock_tuple tuple = {};
   tuple.ipv4.saddr = ctx->user_ip4;
@@ -238,9 +236,7 @@ int rdmesh_getsockname4(struct bpf_sock_addr* ctx) {
 
 SEC("cgroup/getsockname6")
 int rdmesh_getsockname6(struct bpf_sock_addr* ctx) {
-  __u64 netns = 0;
-  if (!isAcceptedCaptureSocket(ctx, &netns)) return 1;
-  struct bpf_sock* sk = ctx->sk;
+  struct bpf_sock* sk = acceptedCaptureSocket(ctx);
   if (!sk) return 1;
   __u32 local[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
   __u32 remote[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};

@@ -27,8 +27,11 @@ class TransparentLocalAddress final : public OriginalDestination {
   Result<InetAddress> lookup(const CapturedConnection& c) override {
     Result<InetAddress> local = InetAddress::localOf(c.fd);
     if (!local) return Status(StatusCode::kNotFound, local.status().message());
-    // Unanswered, an accepted socket reports the address it was accepted on.
-    if (!isInet(*local) || *local == c.listener) {
+    // Unanswered, an accepted socket reports the address it was accepted on: the listener's,
+    // or for a wildcard listener any local address with its port.
+    bool wildcard = c.listener.rawIp().find_first_not_of('\0') == std::string_view::npos;
+    bool listeners = *local == c.listener || (wildcard && local->port() == c.listener.port());
+    if (!isInet(*local) || listeners) {
       return Status(StatusCode::kNotFound, "local address is the listener's: not captured by eBPF");
     }
     return *local;

@@ -154,5 +154,33 @@ TEST(PreloadRegistryTest, LooksUpWhatTheShimRegisteredOnce) {
   ::close(fd);
 }
 
+// Without the eBPF hook an accepted socket reports the address it was accepted on: no answer,
+// so the next source is asked. The hook's answers are tested in integration.EbpfCaptureTest.
+TEST(TransparentLocalAddressTest, TheListenersOwnAddressIsNoAnswer) {
+  for (const char* listen_at : {"127.0.0.1:0", "0.0.0.0:0"}) {
+    int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    InetAddress at = InetAddress::parse(listen_at).value();
+    ASSERT_EQ(::bind(listener, at.sockaddrPtr(), at.sockaddrLen()), 0);
+    ASSERT_EQ(::listen(listener, 1), 0);
+    InetAddress bound = InetAddress::localOf(listener).value();
+    InetAddress target = InetAddress::parse("127.0.0.1:" + std::to_string(bound.port())).value();
+    int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(::connect(client, target.sockaddrPtr(), target.sockaddrLen()), 0);
+    int accepted = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    ASSERT_GE(accepted, 0);
+
+    auto source = makeTransparentLocalAddress();
+    Result<InetAddress> dst =
+        source->lookup({accepted, InetAddress::localOf(client).value(), bound});
+    EXPECT_FALSE(dst) << listen_at << ": " << dst->toString();
+    // Told another listener address, the same socket's local address reads as an answer.
+    InetAddress elsewhere = InetAddress::parse("127.0.0.2:1").value();
+    dst = source->lookup({accepted, InetAddress::localOf(client).value(), elsewhere});
+    ASSERT_TRUE(dst) << listen_at;
+    EXPECT_EQ(*dst, target);
+    for (int fd : {accepted, client, listener}) ::close(fd);
+  }
+}
+
 }  // namespace
 }  // namespace rdmesh::proxy

@@ -117,7 +117,9 @@ static __always_inline int shouldCapture(struct bpf_sock_addr* ctx, __u64 netns,
   __u64 cookie = bpf_get_socket_cookie(ctx);
   struct rdmesh_dst_slot* slot = slotOf(cookie);
   if (!slot) return 0;
-  slot->socket_cookie = cookie;  // a second connect() of the socket rewrites its own slot
+  // Cookie first: whoever still asks for the slot's previous owner sees the mismatch. A second
+  // connect() of the same socket rewrites its own slot.
+  slot->socket_cookie = cookie;
   slot->dst = *dst;
   count(RDMESH_CNT_CAPTURED);
   return 1;

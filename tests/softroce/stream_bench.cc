@@ -64,6 +64,12 @@ Result<wire::FabricKind> fabricKind(const std::string& name) {
   return invalidArgument("unknown fabric '" + name + "' (expected tcp, shm or verbs)");
 }
 
+// The one result line of a run that failed; returns the exit code (2: bad arguments).
+int failed(const char* mode, const std::string& why, int code = 1) {
+  std::printf("%s: FAIL %s\n", mode, why.c_str());
+  return code;
+}
+
 // One node: its fabric, session manager and poller on one event loop, with a deadline.
 class Node {
  public:
@@ -202,8 +208,7 @@ int serve(const Options& o, const std::string& listen, const std::string& node) 
     return raw;
   });
   if (!s) {
-    std::printf("serve: FAIL %s\n", s.message().c_str());
-    return 1;
+    return failed("serve", s.message());
   }
   std::printf("serve: listening on %s as %s (%s fabric, poll budget %u us)\n", listen.c_str(),
               node.c_str(), o.fabric.c_str(), o.poll_budget_us);
@@ -375,34 +380,30 @@ int runClient(const Options& o, const char* mode, const std::string& peer_text,
               const std::string& node, uint16_t port, Client& client, Node& n,
               const std::function<void(const std::string&)>& report) {
   auto peer = parsePeer(peer_text);
-  if (!peer) return std::printf("%s: FAIL %s\n", mode, peer.status().message().c_str()), 2;
+  if (!peer) return failed(mode, peer.status().message(), 2);
   if (!(node < peer->name)) {
-    std::printf("%s: FAIL NODE '%s' must sort before the server's name '%s' (the lower dials)\n",
-                mode, node.c_str(), peer->name.c_str());
-    return 2;
+    return failed(mode,
+                  "NODE '" + node + "' must sort before the server's name '" + peer->name +
+                      "' (the lower dials)",
+                  2);
   }
   if (Status s = n.start(o.client_listen, {*peer}, nullptr); !s) {
-    return std::printf("%s: FAIL %s\n", mode, s.message().c_str()), 1;
+    return failed(mode, s.message());
   }
   Session* session = n.sessions().session(peer->name);
-  if (session == nullptr)
-    return std::printf("%s: FAIL no session to %s\n", mode, peer->name.c_str()), 1;
+  if (session == nullptr) return failed(mode, "no session to " + peer->name);
   client.open(*session, port);
   n.run(o.timeout_s);
   std::string fabric = n.fabricOf(peer->name);
   if (n.timedOut()) {
-    std::printf("%s: FAIL timeout after %u s (session %s, fabric %s)\n", mode, o.timeout_s,
-                toString(session->state()), fabric.c_str());
-    return 1;
+    return failed(mode, "timeout after " + std::to_string(o.timeout_s) + " s (session " +
+                            toString(session->state()) + ", fabric " + fabric + ")");
   }
   if (!client.error().empty()) {
-    std::printf("%s: FAIL %s (fabric %s)\n", mode, client.error().c_str(), fabric.c_str());
-    return 1;
+    return failed(mode, client.error() + " (fabric " + fabric + ")");
   }
   if (!o.expect_fabric.empty() && fabric != o.expect_fabric) {
-    std::printf("%s: FAIL the session runs on %s, not %s\n", mode, fabric.c_str(),
-                o.expect_fabric.c_str());
-    return 1;
+    return failed(mode, "the session runs on " + fabric + ", not " + o.expect_fabric);
   }
   report(fabric);
   return 0;
@@ -410,7 +411,7 @@ int runClient(const Options& o, const char* mode, const std::string& peer_text,
 
 int ping(const Options& o, const std::string& peer, const std::string& node, int count,
          size_t size) {
-  if (count < 1 || size < 1) return std::printf("ping: FAIL COUNT and SIZE must be positive\n"), 2;
+  if (count < 1 || size < 1) return failed("ping", "COUNT and SIZE must be positive", 2);
   Node n(o, node);
   Pinger pinger(n, count, size);
   return runClient(o, "ping", peer, node, kEchoPort, pinger, n, [&](const std::string& fabric) {
@@ -428,7 +429,7 @@ int ping(const Options& o, const std::string& peer, const std::string& node, int
 }
 
 int push(const Options& o, const std::string& peer, const std::string& node, uint64_t bytes) {
-  if (bytes < 1) return std::printf("push: FAIL BYTES must be positive\n"), 2;
+  if (bytes < 1) return failed("push", "BYTES must be positive", 2);
   Node n(o, node);
   Pusher pusher(n, bytes);
   return runClient(o, "push", peer, node, kDiscardPort, pusher, n, [&](const std::string& fabric) {
@@ -439,9 +440,7 @@ int push(const Options& o, const std::string& peer, const std::string& node, uin
   });
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"One rdmesh transport stream: echo/discard server, ping-pong and bulk clients"};
   app.require_subcommand(1);
   Options o;
@@ -480,4 +479,16 @@ int main(int argc, char** argv) {
   if (*serve_cmd) return serve(o, listen, node);
   if (*ping_cmd) return ping(o, peer, node, count, size);
   return push(o, peer, node, bytes);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing throws across the event loop; this only turns a library's start-up failure
+  // (allocation, CLI11 internals) into a message instead of an abort.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rdmesh-stream-bench: fatal: %s\n", e.what());
+    return 1;
+  }
 }

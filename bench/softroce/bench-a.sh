@@ -1,8 +1,10 @@
 #!/bin/sh
 # Node A of the Soft-RoCE benchmark, all in one boot over the same rxe devices:
-#   raw verbs (perftest ib_write_bw / ib_write_lat), then one rdmesh stream over the verbs
-#   backend, then over the tcp backend, then in mesh mode (sidecars behind rdmesh-node, the
-#   agents' link on verbs, then on tcp), then direct guest-to-guest TCP for context.
+#   raw verbs (perftest ib_write_bw / ib_write_lat), then one transport stream without sidecars
+#   (rdmesh-stream-bench: verbs spinning 50 us and not at all, then tcp), then one rdmesh stream
+#   through a sidecar pair over the verbs backend, then over the tcp backend, then in mesh mode
+#   (sidecars behind rdmesh-node, the agents' link on verbs, then on tcp), then direct
+#   guest-to-guest TCP for context.
 # Prints "@@BENCH key value" lines; the host computes the ratios.
 . /opt/guest-lib.sh
 remote() { rdmesh-bed-tool remote $AGENT "$*"; }
@@ -27,6 +29,25 @@ cat /tmp/lat.log | tail -n 4
 # perftest's write latency is half a ping-pong round trip: t_typical and t_avg columns.
 bench ib_write_lat_typical_us "$(awk '$1 == 64 { print $5 }' /tmp/lat.log | tail -n 1)"
 bench ib_write_lat_avg_us "$(awk '$1 == 64 { print $6 }' /tmp/lat.log | tail -n 1)"
+
+# One transport stream without sidecars (rdmesh-stream-bench): the session protocol over the same
+# rxe devices, its ring and spin budget as the sidecars' below, app<->sidecar loopback TCP hops
+# left out. Node B echoes (port 7) or discards (port 9) on the stream itself.
+stream_measure() { # LABEL FABRIC SPIN_US
+  opts="--fabric $2 --poll-budget-us $3 --ring-bytes $BED_RING_BYTES --max-streams $BED_MAX_STREAMS --expect-fabric $2"
+  remote "BED_RING_BYTES=$BED_RING_BYTES BED_MAX_STREAMS=$BED_MAX_STREAMS sh /opt/guest-lib.sh start_stream_server node-b $2 $3" > /dev/null ||
+    say "node-b stream server not ready"
+  rdmesh-stream-bench $opts push node-b@$B_IP:15018 node-a "$PUSH_BYTES" | tee /tmp/spush.out
+  bench "$1_MBps" "$(sed -n 's/.* MBps=\([0-9.]*\).*/\1/p' /tmp/spush.out)"
+  rdmesh-stream-bench $opts ping node-b@$B_IP:15018 node-a "$RTT_COUNT" 64 | tee /tmp/sping.out
+  bench "$1_rtt64_median_us" "$(sed -n 's/.*median_us=\([0-9.]*\).*/\1/p' /tmp/sping.out)"
+  bench "$1_rtt64_mean_us" "$(sed -n 's/.*mean_us=\([0-9.]*\).*/\1/p' /tmp/sping.out)"
+  bench "$1_fabric" "$(sed -n 's/.* fabric=\([a-z]*\).*/\1/p' /tmp/sping.out)"
+  remote sh /opt/guest-lib.sh stop_stream_server > /dev/null
+}
+stream_measure stream_verbs_spin50 verbs 50
+stream_measure stream_verbs_spin0 verbs 0
+stream_measure stream_tcp_spin50 tcp 50
 
 measure() { # LABEL: one stream's throughput and a 64-byte round trip through the mesh
   rdmesh-bed-tool blast 127.0.0.1:17004 "$PUSH_BYTES" | tee /tmp/push.out

@@ -1,12 +1,14 @@
 #!/bin/bash
 # bench/softroce/run.sh [BUILD_DIR]: raw verbs vs one rdmesh stream over the same Soft-RoCE devices.
 # Boots the two-guest bed (tests/softroce/run-bed.sh) in bench mode: ib_write_bw / ib_write_lat
-# between the guests, then one rdmesh stream (64 MiB to a discard server) and a 64-byte round trip
+# between the guests, then ONE transport stream without sidecars (rdmesh-stream-bench: the session
+# protocol over verbs spinning 50 us and not at all, then over tcp: 64 MiB one way and 1000 64-byte
+# ping-pongs), then one rdmesh stream (64 MiB to a discard server) and a 64-byte round trip
 # (1000 ping-pongs to an echo server) through a sidecar pair over the verbs backend (with and
 # without spinning) and over the tcp backend, then in mesh mode (sidecars behind rdmesh-node:
 # the agents' link on verbs, then on tcp), then direct guest-to-guest TCP. Prints the figures,
 # the ratios and the host's load average. BUILD_DIR (default build/) must hold rdmesh-proxy,
-# rdmesh-node and rdmesh-bed-tool.
+# rdmesh-node, rdmesh-bed-tool, pair_link_probe and rdmesh-stream-bench.
 # Emulated guests (TCG) on a shared 2-core machine: compare ratios within one run only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,6 +26,12 @@ awk '
   END {
     printf "%-38s %12s\n", "figure", "value"
     n = split("ib_write_bw_MBps ib_write_lat_typical_us ib_write_lat_avg_us " \
+              "stream_verbs_spin50_MBps stream_verbs_spin50_rtt64_median_us " \
+              "stream_verbs_spin50_rtt64_mean_us stream_verbs_spin50_fabric " \
+              "stream_verbs_spin0_MBps stream_verbs_spin0_rtt64_median_us " \
+              "stream_verbs_spin0_rtt64_mean_us stream_verbs_spin0_fabric " \
+              "stream_tcp_spin50_MBps stream_tcp_spin50_rtt64_median_us " \
+              "stream_tcp_spin50_rtt64_mean_us stream_tcp_spin50_fabric " \
               "rdmesh_verbs_spin50_stream_MBps rdmesh_verbs_spin50_rtt64_median_us " \
               "rdmesh_verbs_spin0_stream_MBps rdmesh_verbs_spin0_rtt64_median_us " \
               "rdmesh_tcp_spin50_stream_MBps rdmesh_tcp_spin50_rtt64_median_us " \
@@ -36,6 +44,17 @@ awk '
     lat = v["ib_write_lat_typical_us"]
     print ""
     printf "%-62s %6s %s\n", "ratio", "value", "target"
+    # One transport stream, no sidecars (rdmesh-stream-bench): what the targets of issue 4 are about.
+    for (s = 50; s >= 0; s -= 50) {
+      p = "stream_verbs_spin" s
+      printf "%-62s %6s %s\n", "stream (transport, spin " s " us) / ib_write_bw", ratio(v[p "_MBps"], v["ib_write_bw_MBps"]), ">= 0.70"
+      printf "%-62s %6s %s\n", "stream (transport, spin " s " us) 64 B round trip / ib_write_lat", ratio(v[p "_rtt64_median_us"], lat), "<= 2"
+      printf "%-62s %6s\n", "stream (transport, spin " s " us) 64 B round trip / ib_write_lat round trip (2x)", ratio(v[p "_rtt64_median_us"], 2 * lat)
+    }
+    printf "%-62s %6s\n", "stream (transport) verbs / tcp fabric, throughput", ratio(v["stream_verbs_spin50_MBps"], v["stream_tcp_spin50_MBps"])
+    printf "%-62s %6s\n", "stream (transport) verbs / tcp fabric, round trip", ratio(v["stream_verbs_spin50_rtt64_median_us"], v["stream_tcp_spin50_rtt64_median_us"])
+    printf "%-62s %6s\n", "end-to-end (sidecars) / transport, round trip (spin 50 us)", ratio(v["rdmesh_verbs_spin50_rtt64_median_us"], v["stream_verbs_spin50_rtt64_median_us"])
+    # End to end: the TCP of an app through a sidecar pair (loopback hops included).
     for (s = 50; s >= 0; s -= 50) {
       p = "rdmesh_verbs_spin" s
       printf "%-62s %6s %s\n", "verbs (spin " s " us) stream / ib_write_bw", ratio(v[p "_stream_MBps"], v["ib_write_bw_MBps"]), ">= 0.70"

@@ -35,15 +35,11 @@ Server::~Server() {
 
 namespace {
 std::unique_ptr<transport::Fabric> makeFabric(const TransportConfig& t) {
-  switch (t.backend) {
-    case FabricBackend::kShm:
-      return transport::makeShmFabric();
-    case FabricBackend::kVerbs:
-      return transport::makeVerbsFabric({t.rdma_device, t.gid_index});
-    case FabricBackend::kTcp:
-      break;
-  }
-  return transport::makeTcpFabric();
+  using wire::FabricKind;
+  FabricKind kind = FabricKind::kTcp;
+  if (t.backend == FabricBackend::kShm) kind = FabricKind::kShm;
+  if (t.backend == FabricBackend::kVerbs) kind = FabricKind::kVerbs;
+  return transport::makeFabric(kind, {t.rdma_device, t.gid_index});
 }
 
 transport::AgentFabricOptions agentOptions(const ProxyConfig& c) {

@@ -227,6 +227,25 @@ start_mesh_proxy() {
 # start_mesh NODE: agent, then the sidecar attached to it.
 start_mesh() { start_node "$1" && start_mesh_proxy "$1"; }
 
+# start_stream_server NODE FABRIC SPIN_US: rdmesh-stream-bench's echo/discard server as node-a
+# or node-b on 15018 (one transport stream without sidecars: the benchmark's transport-level
+# figures), with the benchmark's sidecar rings.
+start_stream_server() {
+  node_addresses "$1"
+  rm -f /tmp/stream-serve.log
+  rdmesh-stream-bench --fabric "$2" --poll-budget-us "$3" --ring-bytes "${BED_RING_BYTES:-4194304}" \
+    --max-streams "${BED_MAX_STREAMS:-16}" serve "$me:15018" "$1" > /tmp/stream-serve.log 2>&1 &
+  echo $! > /tmp/stream-serve.pid
+  wait_for 30 "grep -q '^serve: listening' /tmp/stream-serve.log"
+}
+stop_stream_server() {
+  [ -f /tmp/stream-serve.pid ] || return 0
+  pid=$(cat /tmp/stream-serve.pid)
+  kill "$pid" 2>/dev/null
+  rm -f /tmp/stream-serve.pid
+  wait_for 10 "! kill -0 $pid"
+}
+
 if [ -n "$1" ] && [ "$(basename "$0")" = guest-lib.sh ]; then
   "$@"
 fi

@@ -33,12 +33,18 @@ if [[ $MODE = bench ]]; then
 fi
 PROXY=$BUILD/proxy/rdmesh-proxy TOOL=$BUILD/tests/softroce/rdmesh-bed-tool
 PROBE=$BUILD/tests/softroce/pair_link_probe NODE=$BUILD/node/rdmesh-node
+STREAM=$BUILD/tests/softroce/rdmesh-stream-bench
 [[ -x $PROXY && -x $TOOL && -x $PROBE && -x $NODE ]] ||
   { echo "build rdmesh-proxy, rdmesh-node, rdmesh-bed-tool and pair_link_probe first" >&2; exit 2; }
+# rdmesh-stream-bench (one transport stream without sidecars) only the benchmark needs.
+[[ $MODE = bench && ! -x $STREAM ]] && { echo "build rdmesh-stream-bench first" >&2; exit 2; }
+EXTRA=()
+[[ -x $STREAM ]] && EXTRA=("$STREAM")
 
 t0=$(date +%s)
 INITRD=$OUT/initramfs.cpio.gz
-"$HERE/build-initramfs.sh" "$INITRD" "$KVER" "$PROXY" "$NODE" "$TOOL" "$PROBE" "$HERE"/guest-*.sh \
+"$HERE/build-initramfs.sh" "$INITRD" "$KVER" "$PROXY" "$NODE" "$TOOL" "$PROBE" "${EXTRA[@]}" \
+  "$HERE"/guest-*.sh \
   "$HERE"/../../bench/softroce/bench-*.sh || { echo "initramfs build failed" >&2; exit 2; }
 echo "initramfs $(du -h "$INITRD" | cut -f1) built in $(($(date +%s) - t0)) s"
 

@@ -16,4 +16,18 @@ const char* toString(wire::FabricKind kind) {
   return "unknown";
 }
 
+std::unique_ptr<Fabric> makeFabric(wire::FabricKind kind, const VerbsFabricOptions& verbs) {
+  switch (kind) {
+    case wire::FabricKind::kTcp:
+      return makeTcpFabric();
+    case wire::FabricKind::kShm:
+      return makeShmFabric();
+    case wire::FabricKind::kVerbs:
+      return makeVerbsFabric(verbs);
+    case wire::FabricKind::kAgent:
+      break;
+  }
+  return nullptr;
+}
+
 }  // namespace rdmesh::transport

@@ -124,6 +124,9 @@ std::unique_ptr<Fabric> makeShmFabric();
 // Sessions over RC QPs (RDMA WRITE WITH IMMEDIATE), bootstrapped over TCP like the tcp backend.
 // Falls back to the tcp backend on the same connection when either side cannot run RDMA.
 std::unique_ptr<Fabric> makeVerbsFabric(VerbsFabricOptions options);
+// A node's own fabric by kind, as a sidecar's `transport.backend` selects it (tcp, shm, verbs;
+// `verbs` only applies to kVerbs). nullptr for kAgent, which needs the node agent's socket.
+std::unique_ptr<Fabric> makeFabric(wire::FabricKind kind, const VerbsFabricOptions& verbs = {});
 
 const char* toString(wire::FabricKind kind);
 

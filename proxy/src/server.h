@@ -59,8 +59,8 @@ class Server final : public ConfigUpdater {
   StatsStore stats_;
   event_base* base_;
   std::unique_ptr<AdminServer> admin_;
-  // The capture listener's original-destination sources (getsockname, SO_ORIGINAL_DST, the LD_PRELOAD
-  // registry); shared by every worker.
+  // The capture listener's original-destination sources (getsockname, SO_ORIGINAL_DST, the
+  // LD_PRELOAD registry); shared by every worker.
   ChainedOriginalDestination original_destination_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<event*> signal_events_;

@@ -213,7 +213,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
       bpf_map_delete_elem(excl, &k);
     }
     for (rdmesh_dst_slot& slot : slots_) {
-      uint64_t cookie = __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED);
+      __u64 cookie = __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED);
       if (cookie == 0 || slot.dst.netns_cookie != netns) continue;
       // Only if no connect has taken the slot meanwhile (another pod's socket, same low bits).
       __atomic_compare_exchange_n(&slot.socket_cookie, &cookie, 0, false, __ATOMIC_RELAXED,
@@ -280,8 +280,9 @@ class BpfInterceptionMaps final : public InterceptionMaps {
 Result<std::span<rdmesh_dst_slot>> mapSlots(bpf_map* map) {
   size_t bytes = sizeof(rdmesh_dst_slot) * RDMESH_DST_SLOTS;
   void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(map), 0);
-  if (mem == MAP_FAILED)
+  if (mem == MAP_FAILED) {
     return unavailable(fmt::format("mmap rdmesh_dst_slots: {}", errnoText(errno)));
+  }
   return std::span<rdmesh_dst_slot>(static_cast<rdmesh_dst_slot*>(mem), RDMESH_DST_SLOTS);
 }
 

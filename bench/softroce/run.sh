@@ -33,6 +33,7 @@ awk '
   END {
     printf "%-38s %12s\n", "figure", "value"
     n = split("ib_write_bw_MBps ib_write_lat_typical_us ib_write_lat_avg_us " \
+              "stream_verbs_spin5000_MBps stream_verbs_spin5000_rtt64_median_us " \
               "stream_verbs_spin50_MBps stream_verbs_spin50_rtt64_median_us " \
               "stream_verbs_spin50_rtt64_mean_us stream_verbs_spin50_fabric " \
               "stream_verbs_spin0_MBps stream_verbs_spin0_rtt64_median_us " \
@@ -56,6 +57,7 @@ awk '
       p = "stream_verbs_spin" s
       targets("stream (transport, spin " s " us)", "stream (transport, spin " s " us) 64 B round trip", v[p "_MBps"], v[p "_rtt64_median_us"])
     }
+    targets("stream (transport, spin 5000 us)", "stream (transport, spin 5000 us) 64 B round trip", v["stream_verbs_spin5000_MBps"], v["stream_verbs_spin5000_rtt64_median_us"])
     printf "%-62s %6s\n", "stream (transport) verbs / tcp fabric, throughput", ratio(v["stream_verbs_spin50_MBps"], v["stream_tcp_spin50_MBps"])
     printf "%-62s %6s\n", "stream (transport) verbs / tcp fabric, round trip", ratio(v["stream_verbs_spin50_rtt64_median_us"], v["stream_tcp_spin50_rtt64_median_us"])
     printf "%-62s %6s\n", "end-to-end (sidecars) / transport, round trip (spin 50 us)", ratio(v["rdmesh_verbs_spin50_rtt64_median_us"], v["stream_verbs_spin50_rtt64_median_us"])

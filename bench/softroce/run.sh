@@ -33,13 +33,13 @@ awk '
   END {
     printf "%-38s %12s\n", "figure", "value"
     n = split("ib_write_bw_MBps ib_write_lat_typical_us ib_write_lat_avg_us " \
-              "stream_verbs_spin5000_MBps stream_verbs_spin5000_rtt64_median_us " \
               "stream_verbs_spin50_MBps stream_verbs_spin50_rtt64_median_us " \
               "stream_verbs_spin50_rtt64_mean_us stream_verbs_spin50_fabric " \
               "stream_verbs_spin0_MBps stream_verbs_spin0_rtt64_median_us " \
               "stream_verbs_spin0_rtt64_mean_us stream_verbs_spin0_fabric " \
               "stream_tcp_spin50_MBps stream_tcp_spin50_rtt64_median_us " \
               "stream_tcp_spin50_rtt64_mean_us stream_tcp_spin50_fabric " \
+              "stream_verbs_spin5000_MBps stream_verbs_spin5000_rtt64_median_us " \
               "rdmesh_verbs_spin50_stream_MBps rdmesh_verbs_spin50_rtt64_median_us " \
               "rdmesh_verbs_spin0_stream_MBps rdmesh_verbs_spin0_rtt64_median_us " \
               "rdmesh_tcp_spin50_stream_MBps rdmesh_tcp_spin50_rtt64_median_us " \

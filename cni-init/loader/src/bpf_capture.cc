@@ -213,7 +213,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
       bpf_map_delete_elem(excl, &k);
     }
     for (rdmesh_dst_slot& slot : slots_) {
-      __u64 cookie = __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED);
+      __u64 cookie = ownerOf(slot);
       if (cookie == 0 || slot.dst.netns_cookie != netns) continue;
       // Only if no connect has taken the slot meanwhile (another pod's socket, same low bits).
       __atomic_compare_exchange_n(&slot.socket_cookie, &cookie, 0, false, __ATOMIC_RELAXED,
@@ -241,8 +241,7 @@ class BpfInterceptionMaps final : public InterceptionMaps {
 
   size_t connectionRecords(uint64_t netns) override {
     return std::ranges::count_if(slots_, [&](const rdmesh_dst_slot& slot) {
-      return __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED) != 0 &&
-             slot.dst.netns_cookie == netns;
+      return ownerOf(slot) != 0 && slot.dst.netns_cookie == netns;
     });
   }
 
@@ -256,14 +255,17 @@ class BpfInterceptionMaps final : public InterceptionMaps {
       }
       for (uint64_t v : per_cpu) sums[slot] += v;
     }
-    auto records = std::ranges::count_if(slots_, [](const rdmesh_dst_slot& slot) {
-      return __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED) != 0;
-    });
+    auto records = std::ranges::count_if(
+        slots_, [](const rdmesh_dst_slot& slot) { return ownerOf(slot) != 0; });
     return {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], static_cast<uint64_t>(records)};
   }
 
  private:
   static int fd(bpf_map* map) { return bpf_map__fd(map); }
+  // The cookie of the socket whose record a slot holds (0: empty); the programs write it.
+  static __u64 ownerOf(const rdmesh_dst_slot& slot) {
+    return __atomic_load_n(&slot.socket_cookie, __ATOMIC_RELAXED);
+  }
   static rdmesh_port_key portKey(uint64_t netns, uint16_t port) {
     rdmesh_port_key key{};
     key.netns_cookie = netns;

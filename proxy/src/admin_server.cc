@@ -13,8 +13,15 @@
 #include <string>
 #include <string_view>
 
+#include "rdmesh/common/http_reply.h"
+
 namespace rdmesh::proxy {
 namespace {
+
+using http::kJson;
+using http::kTextPlain;
+using http::reply;
+using http::replyMethodNotAllowed;
 
 constexpr std::string_view kEndpointList =
     "admin endpoints:\n"
@@ -24,9 +31,7 @@ constexpr std::string_view kEndpointList =
     "  GET  /config_dump        current configuration as JSON\n"
     "  POST /quitquitquit       drain and exit\n";
 
-constexpr const char* kTextPlain = "text/plain; charset=UTF-8";
 constexpr const char* kPrometheusText = "text/plain; version=0.0.4; charset=UTF-8";
-constexpr const char* kJson = "application/json";
 
 // The admin port serves operators and probes: small requests only, and no idle connection kept
 // open forever.
@@ -36,35 +41,6 @@ constexpr size_t kMaxBodyBytes = size_t{64} * 1024;
 // If the client vanishes before the /quitquitquit reply is flushed, quit anyway after this.
 constexpr timeval kQuitFallbackDelay = {1, 0};
 constexpr timeval kQuitNow = {0, 0};
-
-void reply(evhttp_request* request, int code, const char* reason, const char* content_type,
-           std::string_view body) {
-  evkeyvalq* headers = evhttp_request_get_output_headers(request);
-  evhttp_add_header(headers, "Content-Type", content_type);
-  // Stats change from one request to the next; never let a proxy or browser cache them.
-  evhttp_add_header(headers, "Cache-Control", "no-cache, max-age=0");
-  evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
-  evbuffer* buffer = evbuffer_new();
-  if (buffer == nullptr) {
-    evhttp_send_error(request, HTTP_INTERNAL, nullptr);
-    return;
-  }
-  if (evhttp_request_get_command(request) == EVHTTP_REQ_HEAD) {
-    // libevent 2.1 would send the body after a HEAD reply, which breaks keep-alive clients: send
-    // only the length the GET body would have.
-    evhttp_add_header(headers, "Content-Length", std::to_string(body.size()).c_str());
-  } else {
-    evbuffer_add(buffer, body.data(), body.size());
-  }
-  evhttp_send_reply(request, code, reason, buffer);
-  evbuffer_free(buffer);
-}
-
-void replyMethodNotAllowed(evhttp_request* request, const char* allowed) {
-  evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", allowed);
-  reply(request, HTTP_BADMETHOD, "Method Not Allowed", kTextPlain,
-        fmt::format("method not allowed; use {}\n", allowed));
-}
 
 std::string queryParameter(const evhttp_uri* uri, const char* key) {
   const char* query = uri != nullptr ? evhttp_uri_get_query(uri) : nullptr;
@@ -85,46 +61,82 @@ AdminServer::AdminServer(event_base* base, StatsStore& stats, Handlers handlers)
 
 AdminServer::~AdminServer() {
   if (http_ != nullptr) evhttp_free(http_);
+  if (probe_http_ != nullptr) evhttp_free(probe_http_);
   if (quit_timer_ != nullptr) event_free(quit_timer_);
 }
 
-Status AdminServer::listen(const InetAddress& address) {
-  if (http_ != nullptr) return internalError("admin server is already listening");
-  http_ = evhttp_new(base_);
-  quit_timer_ = evtimer_new(base_, &AdminServer::onQuitTimer, this);
-  if (http_ == nullptr || quit_timer_ == nullptr) {
-    return internalError("admin server: out of memory creating evhttp");
-  }
-  // Accept every method so that a wrong one gets our 405, not libevent's 501.
-  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                        EVHTTP_REQ_PATCH);
-  evhttp_set_timeout(http_, kIdleTimeoutSeconds);
-  evhttp_set_max_headers_size(http_, kMaxHeadersBytes);
-  evhttp_set_max_body_size(http_, kMaxBodyBytes);
-  evhttp_set_gencb(http_, &AdminServer::onRequest, this);
+Result<evhttp*> AdminServer::bind(const InetAddress& address,
+                                  void (*callback)(evhttp_request*, void*), uint16_t* bound_port) {
+  evhttp* http = evhttp_new(base_);
+  if (http == nullptr) return internalError("admin server: out of memory creating evhttp");
+  http::allowAllMethods(http);
+  evhttp_set_timeout(http, kIdleTimeoutSeconds);
+  evhttp_set_max_headers_size(http, kMaxHeadersBytes);
+  evhttp_set_max_body_size(http, kMaxBodyBytes);
+  evhttp_set_gencb(http, callback, this);
 
   std::string ip = address.ipString();
-  evhttp_bound_socket* bound = evhttp_bind_socket_with_handle(http_, ip.c_str(), address.port());
+  evhttp_bound_socket* bound = evhttp_bind_socket_with_handle(http, ip.c_str(), address.port());
   if (bound == nullptr) {
     int error = errno;
-    // Leave the server as before, so listen() can be retried (e.g. on another port).
-    evhttp_free(http_);
-    http_ = nullptr;
-    event_free(quit_timer_);
-    quit_timer_ = nullptr;
+    evhttp_free(http);
     return unavailable(fmt::format("admin server: cannot listen on {}: {}", address.toString(),
                                    std::strerror(error)));
   }
   // With port 0 the kernel chose the port; read it back so callers (and tests) can connect.
   Result<InetAddress> actual = InetAddress::localOf(evhttp_bound_socket_get_fd(bound));
   if (!actual) {
+    evhttp_free(http);
     return internalError(
         fmt::format("admin server on {}: {}", address.toString(), actual.status().message()));
   }
-  bound_port_ = actual->port();
-  spdlog::info("admin endpoint listening on {}", actual->toString());
+  *bound_port = actual->port();
+  return http;
+}
+
+Status AdminServer::listen(const InetAddress& address) {
+  if (http_ != nullptr) return internalError("admin server is already listening");
+  if (quit_timer_ == nullptr) quit_timer_ = evtimer_new(base_, &AdminServer::onQuitTimer, this);
+  if (quit_timer_ == nullptr) return internalError("admin server: out of memory creating a timer");
+  // On failure the server stays as before, so listen() can be retried (e.g. on another port).
+  Result<evhttp*> http = bind(address, &AdminServer::onRequest, &bound_port_);
+  if (!http) return http.status();
+  http_ = *http;
+  InetAddress bound = address;
+  bound.setPort(bound_port_);
+  spdlog::info("admin endpoint listening on {}", bound.toString());
   return Status::ok();
+}
+
+Status AdminServer::listenProbe(const InetAddress& address) {
+  if (probe_http_ != nullptr) return internalError("admin probe listener is already listening");
+  Result<evhttp*> http = bind(address, &AdminServer::onProbeRequest, &probe_port_);
+  if (!http) return http.status();
+  probe_http_ = *http;
+  InetAddress bound = address;
+  bound.setPort(probe_port_);
+  spdlog::info("readiness probe (/ready only) listening on {}", bound.toString());
+  return Status::ok();
+}
+
+void AdminServer::onProbeRequest(evhttp_request* request, void* arg) {
+  auto* self = static_cast<AdminServer*>(arg);
+  if (http::requestPath(request) != "/ready") {
+    return reply(request, HTTP_NOTFOUND, "Not Found", kTextPlain,
+                 "this port serves GET /ready only\n");
+  }
+  self->replyReady(request);
+}
+
+void AdminServer::replyReady(evhttp_request* request) {
+  const evhttp_cmd_type method = evhttp_request_get_command(request);
+  if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+    return replyMethodNotAllowed(request, "GET");
+  }
+  // No readiness callback means nothing can make us unready.
+  const bool ready = !handlers_.ready || handlers_.ready();
+  if (ready) return reply(request, HTTP_OK, "OK", kTextPlain, "LIVE\n");
+  reply(request, HTTP_SERVUNAVAIL, "Service Unavailable", kTextPlain, "DRAINING\n");
 }
 
 void AdminServer::onRequest(evhttp_request* request, void* arg) {
@@ -133,18 +145,11 @@ void AdminServer::onRequest(evhttp_request* request, void* arg) {
 
 void AdminServer::handle(evhttp_request* request) {
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
-  const char* raw_path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
-  std::string_view path = raw_path != nullptr && raw_path[0] != '\0' ? raw_path : "/";
+  const std::string_view path = http::requestPath(request);
   const evhttp_cmd_type method = evhttp_request_get_command(request);
   const bool is_read = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
 
-  if (path == "/ready") {
-    if (!is_read) return replyMethodNotAllowed(request, "GET");
-    // No readiness callback means nothing can make us unready.
-    bool ready = !handlers_.ready || handlers_.ready();
-    if (ready) return reply(request, HTTP_OK, "OK", kTextPlain, "LIVE\n");
-    return reply(request, HTTP_SERVUNAVAIL, "Service Unavailable", kTextPlain, "DRAINING\n");
-  }
+  if (path == "/ready") return replyReady(request);
   if (path == "/stats") {
     if (!is_read) return replyMethodNotAllowed(request, "GET");
     return reply(request, HTTP_OK, "OK", kTextPlain,

@@ -34,9 +34,17 @@ class AdminServer {
 
   Status listen(const InetAddress& address);
   uint16_t boundPort() const { return bound_port_; }
+  // A second listener that answers GET /ready and nothing else: for the kubelet, which probes
+  // the pod IP, while the full endpoint stays on loopback.
+  Status listenProbe(const InetAddress& address);
+  uint16_t probePort() const { return probe_port_; }
 
  private:
   static void onRequest(evhttp_request* request, void* arg);
+  static void onProbeRequest(evhttp_request* request, void* arg);
+  void replyReady(evhttp_request* request);
+  Result<evhttp*> bind(const InetAddress& address, void (*callback)(evhttp_request*, void*),
+                       uint16_t* bound_port);
   static void onQuitReplySent(evhttp_request* request, void* arg);
   static void onQuitTimer(evutil_socket_t, short, void* arg);
   void handle(evhttp_request* request);
@@ -46,6 +54,8 @@ class AdminServer {
   Handlers handlers_;
   evhttp* http_ = nullptr;
   uint16_t bound_port_ = 0;
+  evhttp* probe_http_ = nullptr;
+  uint16_t probe_port_ = 0;
   // Calls handlers_.quit outside libevent's HTTP callbacks (quit may destroy this server).
   event* quit_timer_ = nullptr;
 };

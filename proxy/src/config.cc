@@ -536,8 +536,17 @@ class ConfigReader {
   Status readAdmin(const Entry* entry, AdminConfig* admin) {
     Mapping section;
     RETURN_IF_ERROR(
-        openMapping(entry->value, "admin", entry->valuePosition(), {"address"}, &section));
-    return readAddress(section, "address", Need::kOptional, PortZero::kAllowed, &admin->address);
+        openMapping(entry->value, "admin", entry->valuePosition(), {"address", "probe_address"},
+                    &section));
+    RETURN_IF_ERROR(
+        readAddress(section, "address", Need::kOptional, PortZero::kAllowed, &admin->address));
+    if (section.find("probe_address") != nullptr) {
+      InetAddress probe;
+      RETURN_IF_ERROR(
+          readAddress(section, "probe_address", Need::kRequired, PortZero::kAllowed, &probe));
+      admin->probe_address = probe;
+    }
+    return Status::ok();
   }
 
   Status readVerbsKeys(const Mapping& section, TransportConfig& transport) {
@@ -956,13 +965,25 @@ class ConfigReader {
     RETURN_IF_ERROR(xds::readBootstrap(entry->value, source_name_, "xds", section.position.line,
                                        section.position.column, &xds));
 
+    // An injected sidecar's bootstrap cannot name its pod (it may not have a name yet):
+    // $RDMESH_POD_NAMESPACE/$RDMESH_POD_NAME (downward API) stand in for a missing workload.
+    const char* env_namespace = std::getenv(kPodNamespaceEnv);
+    const char* env_pod = std::getenv(kPodNameEnv);
+    const bool workload_from_env = section.find("workload") == nullptr && env_namespace != nullptr &&
+                                   *env_namespace != '\0' && env_pod != nullptr && *env_pod != '\0';
     const Entry* workload = nullptr;
-    RETURN_IF_ERROR(readString(section, "workload", Need::kRequired, &xds.workload, &workload));
+    RETURN_IF_ERROR(readString(section, "workload",
+                               workload_from_env ? Need::kOptional : Need::kRequired,
+                               &xds.workload, &workload));
+    if (workload_from_env) xds.workload = fmt::format("{}/{}", env_namespace, env_pod);
     size_t slash = xds.workload.find('/');
     if (slash == std::string::npos || slash == 0 || slash + 1 == xds.workload.size() ||
         !isPrintableAscii(xds.workload, /*allow_space=*/false)) {
-      return fail(workload->valuePosition(), "xds.workload",
-                  fmt::format("'{}' is not <namespace>/<pod>", xds.workload));
+      return fail(workload != nullptr ? workload->valuePosition() : section.position,
+                  "xds.workload",
+                  fmt::format("'{}'{} is not <namespace>/<pod>", xds.workload,
+                              workload_from_env ? " (from $RDMESH_POD_NAMESPACE/$RDMESH_POD_NAME)"
+                                                : ""));
     }
     xds.namespace_name = xds.workload.substr(0, slash);
     const Entry* namespace_entry = nullptr;
@@ -1275,6 +1296,9 @@ std::string configToJson(const ProxyConfig& config) {
         {"clusters", std::move(clusters)},
         {"drain_timeout_ms", config.drain_timeout.count()},
     };
+    if (config.admin.probe_address) {
+      json["admin"]["probe_address"] = config.admin.probe_address->toString();
+    }
     if (config.node_agent) {
       // Mesh sessions take their geometry from node_agent (the transport keys are refused).
       json["transport"].erase("ring_bytes");
@@ -1294,7 +1318,8 @@ std::string configToJson(const ProxyConfig& config) {
           {"clusters", xds.clusters}, {"connect_timeout_ms", xds.connect_timeout.count()}};
       // In the file's shape, so that the dump parses back (TLS only without plaintext).
       if (!xds.plaintext) {
-        json["xds"]["tls"] = {{"ca_file", xds.ca_file}};
+        json["xds"]["tls"] = xds.ca_pem.empty() ? Json{{"ca_file", xds.ca_file}}
+                                                : Json{{"ca_pem", xds.ca_pem}};
         if (!xds.server_name.empty()) json["xds"]["tls"]["server_name"] = xds.server_name;
       }
     }

@@ -124,6 +124,9 @@ struct XdsConfig : xds::Bootstrap {
 
 struct AdminConfig {
   InetAddress address;  // default 127.0.0.1:15000
+  // Serves GET /ready alone (no stats, no /quitquitquit), for the kubelet's probe, which
+  // reaches the pod IP and not loopback. Injected sidecars: 0.0.0.0:15021.
+  std::optional<InetAddress> probe_address;
 };
 
 struct ProxyConfig {
@@ -162,5 +165,10 @@ inline constexpr const char* kDefaultPreloadSocket = "@rdmesh-preload";
 inline constexpr const char* kNodeNameEnv = "RDMESH_NODE_NAME";
 inline constexpr const char* kPodIpsEnv = "RDMESH_POD_IPS";
 inline constexpr const char* kPodIpEnv = "RDMESH_POD_IP";
+// Downward API (metadata.namespace, metadata.name): the xds workload when the file has none.
+inline constexpr const char* kPodNamespaceEnv = "RDMESH_POD_NAMESPACE";
+inline constexpr const char* kPodNameEnv = "RDMESH_POD_NAME";
+// The whole configuration (YAML) when rdmesh-proxy runs without -c (injected sidecars).
+inline constexpr const char* kProxyConfigEnv = "RDMESH_PROXY_CONFIG";
 
 }  // namespace rdmesh::proxy

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "config.h"
@@ -17,7 +18,9 @@ int run(int argc, char** argv) {
   std::string config_path;
   std::string log_level = "info";
   bool check_only = false;
-  app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_option("-c,--config", config_path,
+                 "YAML configuration file (default: the YAML text in $RDMESH_PROXY_CONFIG, as "
+                 "the injection webhook sets it)");
   app.add_option("-l,--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.add_flag("--check", check_only, "validate the configuration and exit");
@@ -26,13 +29,22 @@ int run(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
 
-  auto config = rdmesh::proxy::loadConfigFile(config_path);
+  const char* config_text = std::getenv(rdmesh::proxy::kProxyConfigEnv);
+  if (config_path.empty() && (config_text == nullptr || *config_text == '\0')) {
+    std::cerr << "rdmesh-proxy: no configuration: give -c FILE or set $"
+              << rdmesh::proxy::kProxyConfigEnv << "\n";
+    return 1;
+  }
+  const std::string source =
+      config_path.empty() ? std::string("$") + rdmesh::proxy::kProxyConfigEnv : config_path;
+  auto config = config_path.empty() ? rdmesh::proxy::parseConfig(config_text, source)
+                                    : rdmesh::proxy::loadConfigFile(config_path);
   if (!config) {
     std::cerr << "rdmesh-proxy: invalid configuration: " << config.status().message() << "\n";
     return 1;
   }
   if (check_only) {
-    std::cout << config_path << ": configuration is valid\n";
+    std::cout << source << ": configuration is valid\n";
     return 0;
   }
   std::signal(SIGPIPE, SIG_IGN);

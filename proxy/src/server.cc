@@ -66,6 +66,9 @@ Status Server::start() {
   handlers.quit = [this] { beginDrain("/quitquitquit"); };
   admin_ = std::make_unique<AdminServer>(base_, stats_, std::move(handlers));
   if (Status s = admin_->listen(config_.admin.address); !s) return s;
+  if (config_.admin.probe_address) {
+    if (Status s = admin_->listenProbe(*config_.admin.probe_address); !s) return s;
+  }
 
   auto boot = std::make_shared<const ProxyConfig>(config_);
   for (unsigned i = 0; i < config_.node.workers; ++i) {

@@ -268,7 +268,9 @@ Container::Container(Containerd& containerd, ContainerSpec spec, const std::stri
                        kHostCniCacheDir + "; exec ";
   if (!spec_.node_netns.empty()) script += "nsenter --net=/run/netns/" + spec_.node_netns + " ";
   script += "ctr --address " + shellQuote(containerd_.address()) + " -n " +
-            shellQuote(spec_.ctr_namespace) + " run --rm --cni";
+            shellQuote(spec_.ctr_namespace) + " run --rm";
+  script += spec_.join_netns.empty() ? " --cni" : " --with-ns " + shellQuote("network:" + spec_.join_netns);
+  for (const auto& m : spec_.mounts) script += " --mount " + shellQuote(m);
   for (const auto& e : spec_.env) script += " --env " + shellQuote(e);
   script += " --rootfs " + shellQuote(spec_.rootfs) + " " + shellQuote(spec_.id);
   for (const auto& a : spec_.argv) script += " " + shellQuote(a);

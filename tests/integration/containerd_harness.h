@@ -96,6 +96,11 @@ struct ContainerSpec {
   std::string node_netns;        // namespace ctr (and the CNI plugins) run in; "" = the test's
   CniDirs cni;
   std::string ctr_namespace = Containerd::kNamespace;
+  // A further container of a pod: join this network namespace (e.g. /proc/<pid>/ns/net of the
+  // pod's first container) instead of running CNI, as the kubelet's containers join the pod's.
+  std::string join_netns;
+  // Extra `ctr run --mount` values ("type=bind,src=...,dst=...,options=rbind:rw").
+  std::vector<std::string> mounts;
 };
 
 // One `ctr run --rm --cni` in the foreground: CNI ADD happens before the task starts; when the

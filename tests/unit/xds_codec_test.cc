@@ -253,7 +253,7 @@ TEST(XdsCodec, OversizedMessageIsRejectedBeforeParsing) {
                      std::string(kMaxMessageBytes, 'v') + "\"}";
   auto parsed = parseDiscoveryRequest(line);
   ASSERT_FALSE(parsed.isOk());
-  EXPECT_NE(parsed.status().message().find("over the 4194304-byte message limit"),
+  EXPECT_NE(parsed.status().message().find("over the 4194304-byte limit"),
             std::string::npos);
 }
 

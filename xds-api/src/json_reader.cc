@@ -6,59 +6,13 @@
 
 #include "fmt/format.h"
 #include "rdmesh/common/address.h"
+#include "rdmesh/xds/json_text.h"
 #include "rdmesh/xds/wire.h"
 
 namespace rdmesh::xds::detail {
-namespace {
-
-// Deepest nesting of arrays/objects, stopping early past `limit`; strings are skipped.
-int nestingDepth(std::string_view text, int limit) {
-  int depth = 0;
-  int deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
-}  // namespace
 
 Result<Json> parseJsonText(std::string_view text, std::string_view what) {
-  if (text.size() > kMaxMessageBytes) {
-    return invalidArgument(fmt::format("{}: {} bytes, over the {}-byte message limit", what,
-                                       text.size(), kMaxMessageBytes));
-  }
-  if (nestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
-    return invalidArgument(
-        fmt::format("{}: JSON nested deeper than {} levels", what, kMaxJsonDepth));
-  }
-  try {
-    return Json::parse(text.begin(), text.end());
-  } catch (const Json::exception& e) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " prefix; keep the position and reason.
-    std::string_view reason = e.what();
-    if (size_t close = reason.find("] "); reason.rfind("[json.", 0) == 0 && close != reason.npos) {
-      reason.remove_prefix(close + 2);
-    }
-    return invalidArgument(fmt::format("{}: not valid JSON: {}", what, reason));
-  }
+  return parseBoundedJson(text, what, JsonTextLimits{kMaxMessageBytes, kMaxJsonDepth});
 }
 
 std::string joinPath(const std::string& path, std::string_view key) {

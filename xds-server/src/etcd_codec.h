@@ -12,12 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "base64.h"
 #include "rdmesh/common/status.h"
 
 namespace rdmesh::xds::etcd {
 
-std::string base64Encode(std::string_view bytes);
-Result<std::string> base64Decode(std::string_view text);
+using xds_server::base64Decode;
+using xds_server::base64Encode;
 // The range_end that selects every key starting with `prefix` (etcd's "prefix + 1").
 std::string prefixRangeEnd(std::string_view prefix);
 

@@ -172,12 +172,16 @@ Status readTls(const SectionReader& r, const std::string& source, Bootstrap* out
   }
   for (auto it = tls.begin(); tls.IsMap() && it != tls.end(); ++it) {
     std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
-    if (key != "ca_file" && key != "server_name") {
+    if (key != "ca_file" && key != "ca_pem" && key != "server_name") {
       return r.fail(positionOf(it->first, tls_at), "tls." + key, "unknown field");
     }
   }
   SectionReader inner(tls, source, r.field("tls"), tls_at);
-  if (Status s = inner.string("ca_file", true, &out->ca_file); !s) return s;
+  if (Status s = inner.string("ca_file", false, &out->ca_file); !s) return s;
+  if (Status s = inner.string("ca_pem", false, &out->ca_pem); !s) return s;
+  if (out->ca_file.empty() == out->ca_pem.empty()) {
+    return inner.fail(tls_at, "ca_file", "give exactly one of ca_file and ca_pem");
+  }
   return inner.string("server_name", false, &out->server_name);
 }
 
@@ -240,10 +244,10 @@ Status checkBootstrap(const Bootstrap& b, const std::string& path) {
           fmt::format("{}.servers[{}]: '{}' is not host:port", path, i, b.servers[i]));
     }
   }
-  if (b.plaintext && (!b.ca_file.empty() || !b.server_name.empty())) {
+  if (b.plaintext && (!b.ca_file.empty() || !b.ca_pem.empty() || !b.server_name.empty())) {
     return invalidArgument(fmt::format("{}.tls: not with plaintext: true (choose one)", path));
   }
-  if (!b.plaintext && b.ca_file.empty()) {
+  if (!b.plaintext && b.ca_file.empty() && b.ca_pem.empty()) {
     return invalidArgument(fmt::format(
         "{}.tls: missing (TLS needs ca_file; for plaintext h2c say plaintext: true)", path));
   }
@@ -263,6 +267,7 @@ void applyBootstrap(const Bootstrap& b, ClientOptions* options) {
   options->plaintext = b.plaintext;
   options->delta = b.delta;
   options->ca_file = b.ca_file;
+  options->ca_pem = b.ca_pem;
   options->server_name = b.server_name;
   options->identity.id = b.id;
   options->connect_timeout = b.connect_timeout;

@@ -339,10 +339,10 @@ Result<std::unique_ptr<Client>> makeClient(event_base* base, ClientOptions optio
   if (options.subscriptions.empty()) return invalidArgument("xds: nothing to subscribe to");
   std::shared_ptr<const TlsContext> tls;
   if (!options.plaintext) {
-    if (options.ca_file.empty()) {
+    if (options.ca_file.empty() && options.ca_pem.empty()) {
       return invalidArgument("xds: TLS needs a CA file (or ask for plaintext explicitly)");
     }
-    auto context = TlsContext::create(options.ca_file);
+    auto context = TlsContext::create(options.ca_file, options.ca_pem);
     if (!context) return context.status();
     tls = std::move(context.value());
   }

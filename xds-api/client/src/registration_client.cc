@@ -140,7 +140,7 @@ Result<std::unique_ptr<RegistrationClient>> makeRegistrationClient(event_base* b
   if (!token) return invalidArgument("registration token: no source");
   std::shared_ptr<const TlsContext> tls;
   if (!connection.plaintext) {
-    auto context = TlsContext::create(connection.ca_file);
+    auto context = TlsContext::create(connection.ca_file, connection.ca_pem);
     if (!context) return context.status();
     tls = std::move(context.value());
   }

@@ -3,8 +3,11 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#include <memory>
 
 #include "rdmesh/xds/wire.h"
 
@@ -22,18 +25,39 @@ std::string queuedErrors() {
   return text;
 }
 
+// Adds every certificate of a PEM bundle to the context's trust store.
+Status trustPem(SSL_CTX* ctx, const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
+                                                BIO_free);
+  if (bio == nullptr) return internalError("BIO_new_mem_buf: " + queuedErrors());
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int added = 0;
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    const int ok = X509_STORE_add_cert(store, cert);
+    X509_free(cert);
+    if (ok != 1) return invalidArgument("ca_pem: cannot trust a certificate: " + queuedErrors());
+    ++added;
+  }
+  ERR_clear_error();  // the loop ends on "no start line"
+  if (added == 0) return invalidArgument("ca_pem: no PEM certificate in it");
+  return Status::ok();
+}
+
 }  // namespace
 
 TlsContext::~TlsContext() {
   SSL_CTX_free(ctx_);
 }
 
-Result<std::shared_ptr<TlsContext>> TlsContext::create(const std::string& ca_file) {
+Result<std::shared_ptr<TlsContext>> TlsContext::create(const std::string& ca_file,
+                                                       const std::string& ca_pem) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == nullptr) return internalError("SSL_CTX_new: " + queuedErrors());
   std::shared_ptr<TlsContext> context(new TlsContext(ctx));
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+  if (ca_file.empty()) {
+    if (Status s = trustPem(ctx, ca_pem); !s) return s;
+  } else if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
     return invalidArgument(fmt::format("cannot load CA bundle '{}': {}", ca_file, queuedErrors()));
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);

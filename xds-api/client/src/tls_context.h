@@ -18,7 +18,9 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  static Result<std::shared_ptr<TlsContext>> create(const std::string& ca_file);
+  // Trusts the CA bundle in `ca_file`, or the PEM text `ca_pem` when ca_file is empty.
+  static Result<std::shared_ptr<TlsContext>> create(const std::string& ca_file,
+                                                    const std::string& ca_pem = {});
 
   // A new connection object checking the certificate against `server_name` (and sending it as
   // SNI); the caller owns it.

@@ -22,6 +22,7 @@ struct Bootstrap {
   bool plaintext = false;            // h2c (tests, trusted networks); otherwise TLS
   bool delta = false;                // incremental stream instead of state of the world
   std::string ca_file;               // TLS: CA bundle that signs the server certificate
+  std::string ca_pem;                // TLS: the same bundle inline (injected sidecars); one of the two
   std::string server_name;           // TLS: name the certificate must carry (default: the host)
   std::string id;                    // unique client id ("" = the owner's default)
   std::chrono::milliseconds connect_timeout{5000};

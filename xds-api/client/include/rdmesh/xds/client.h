@@ -27,6 +27,7 @@ struct ClientOptions {
   std::vector<std::string> servers;  // "host:port" (names resolved asynchronously)
   bool plaintext = false;            // h2c with prior knowledge instead of TLS
   std::string ca_file;               // TLS: CA bundle the server certificate must chain to
+  std::string ca_pem;                // TLS: or that bundle's PEM text itself
   std::string server_name;           // TLS: expected certificate name (default: the host)
   ClientIdentity identity;
   std::vector<Subscription> subscriptions;  // in the order the requests are sent

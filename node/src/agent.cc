@@ -42,6 +42,7 @@ Status NodeAgent::start() {
     spdlog::info("eBPF capture off: pods are registered only (LD_PRELOAD capture)");
   }
   auto pods = std::make_unique<PodModule>(registry_, maps_.get(), capture::netnsCookie, stats_);
+  pod_module_ = pods.get();
   // Pinned maps survive restarts; fresh ones (first start after --uninstall) are refilled.
   pods->restoreMaps();
   modules_.push_back(std::move(pods));
@@ -96,6 +97,12 @@ Status NodeAgent::startFabric() {
   options.listen_address = config_.fabric.listen;
   options.peers = config_.fabric.peers;
   options.verify_caller_netns = config_.fabric.verify_caller_netns;
+  if (maps_ != nullptr) {
+    options.exclude_ports = [pods = pod_module_](const PodRecord& pod,
+                                                 const std::vector<uint16_t>& ports) {
+      return pods->excludeSidecarPorts(pod.spec.container_id, ports);
+    };
+  }
   if (!options.verify_caller_netns) {
     spdlog::warn("fabric: verify_caller_netns is off: any local process may claim any pod IP");
   }

@@ -58,7 +58,8 @@ class NodeAgent {
   PodRegistry registry_;
   std::unique_ptr<capture::InterceptionMaps> maps_;
   std::vector<std::unique_ptr<NodeModule>> modules_;
-  FabricModule* fabric_ = nullptr;  // in modules_ when on
+  FabricModule* fabric_ = nullptr;   // in modules_ when on
+  PodModule* pod_module_ = nullptr;  // in modules_
   std::unique_ptr<transport::AdaptivePoller> poller_;
   NodeXdsModule* xds_ = nullptr;  // one of modules_
   OpTable ops_;

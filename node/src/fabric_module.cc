@@ -219,6 +219,19 @@ Result<OpResult> FabricModule::sessionListen(const RequestEnvelope& r, const Con
     return invalidArgument(fmt::format(
         "this connection already carries a {}; use a connection of its own", role->second));
   }
+  if (!request->exclude_outbound_ports.empty()) {
+    // Only for the caller's own, verified pod: a sidecar cannot change another pod's capture.
+    // Not fatal: without it the ports stay captured and still work, through the mesh.
+    if (*pod == nullptr || !options_.exclude_ports) {
+      spdlog::warn(
+          "session_listen {}: exclude_outbound_ports ignored (needs a caller verified as a "
+          "registered pod and eBPF capture on this node)",
+          fmt::join(request->pod_ips, ", "));
+    } else if (Status s = options_.exclude_ports(**pod, request->exclude_outbound_ports); !s) {
+      spdlog::error("session_listen {}: cannot exclude outbound ports: {}",
+                    fmt::join(request->pod_ips, ", "), s.message());
+    }
+  }
   adopted_[c.get()] = "listener";
   const ClientConnection* raw = c.get();
   c->setOnClosed([this, raw] { onListenerGone(raw); });

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,6 +45,9 @@ struct FabricOptions {
   std::chrono::milliseconds offer_timeout{5000};  // a listening sidecar's answer to an offer
   std::chrono::milliseconds open_timeout{8000};   // the peer agent's answer to an open
   std::chrono::milliseconds close_timeout{5000};  // close_ack; then the link is reset
+  // A verified caller's session_listen asked to exclude these outbound ports for its pod
+  // (the pod module applies them); unset = refused.
+  std::function<Status(const PodRecord&, const std::vector<uint16_t>&)> exclude_ports;
 };
 
 class FabricModule final : public NodeModule, public transport::Pollable {

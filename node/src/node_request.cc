@@ -245,7 +245,13 @@ Result<std::string> parseContainerIdOnly(const json& body) {
 Result<SessionListenRequest> parseSessionListen(const json& body) {
   Result<std::vector<std::string>> ips = ipList(body, "pod_ips");
   if (!ips) return ips.status();
-  return SessionListenRequest{std::move(*ips)};
+  Result<std::vector<uint16_t>> ports = portList(body, "exclude_outbound_ports");
+  if (!ports) return ports.status();
+  return SessionListenRequest{std::move(*ips), std::move(*ports)};
+}
+
+Result<std::vector<uint16_t>> parsePortField(const json& body, const char* name) {
+  return portList(body, name);
 }
 
 Result<SessionOpenRequest> parseSessionOpen(const json& body) {

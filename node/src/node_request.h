@@ -43,6 +43,9 @@ struct PodAddRequest {
 };
 Result<PodAddRequest> parsePodAdd(const nlohmann::json& body);
 
+// An optional list of ports named `name` (sorted, unique; absent = empty).
+Result<std::vector<uint16_t>> parsePortField(const nlohmann::json& body, const char* name);
+
 // pod_del and pod_check carry only the container id.
 Result<std::string> parseContainerIdOnly(const nlohmann::json& body);
 
@@ -50,6 +53,9 @@ Result<std::string> parseContainerIdOnly(const nlohmann::json& body);
 // parsed (a Hello the peer could not use is an error here, not on the peer node).
 struct SessionListenRequest {
   std::vector<std::string> pod_ips;  // canonical text form
+  // The pod's rdmesh.io/exclude-outbound-ports, passed by its injected sidecar: the agent stops
+  // capturing them for the caller's pod (sorted, unique; empty = none).
+  std::vector<uint16_t> exclude_outbound_ports;
 };
 Result<SessionListenRequest> parseSessionListen(const nlohmann::json& body);
 

@@ -1,7 +1,10 @@
 #include "pod_module.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
+
+#include <set>
 
 namespace rdmesh::node {
 
@@ -20,7 +23,30 @@ PodModule::PodModule(PodRegistry& registry, capture::InterceptionMaps* maps, Net
 }
 
 capture::PodCapture PodModule::captureOf(const PodRecord& record) {
-  return {record.netns_cookie, record.spec.exclude_outbound_ports};
+  std::set<uint16_t> ports(record.spec.exclude_outbound_ports.begin(),
+                           record.spec.exclude_outbound_ports.end());
+  ports.insert(record.sidecar_excluded_ports.begin(), record.sidecar_excluded_ports.end());
+  return {record.netns_cookie, std::vector<uint16_t>(ports.begin(), ports.end())};
+}
+
+Status PodModule::excludeSidecarPorts(const std::string& container_id,
+                                      const std::vector<uint16_t>& ports) {
+  const PodRecord* existing = registry_.find(container_id);
+  if (existing == nullptr) {
+    return invalidArgument(fmt::format("pod '{}' is not registered", container_id));
+  }
+  PodRecord record = *existing;
+  std::set<uint16_t> merged(record.sidecar_excluded_ports.begin(),
+                            record.sidecar_excluded_ports.end());
+  merged.insert(ports.begin(), ports.end());
+  if (merged.size() == record.sidecar_excluded_ports.size()) return {};  // nothing new
+  record.sidecar_excluded_ports.assign(merged.begin(), merged.end());
+  if (maps_ != nullptr) {
+    if (Status s = maps_->addPod(captureOf(record)); !s) return s;
+  }
+  spdlog::info("pod '{}': its sidecar excludes outbound ports {}", container_id,
+               fmt::join(record.sidecar_excluded_ports, ","));
+  return registry_.put(std::move(record));
 }
 
 void PodModule::registerOps(OpTable& table) {

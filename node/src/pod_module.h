@@ -32,6 +32,8 @@ class PodModule final : public NodeModule {
   Status remove(const std::string& container_id);
   Status check(const std::string& container_id);
   nlohmann::json list() const;
+  // Adds ports its sidecar asked to exclude to a registered pod (registry and maps).
+  Status excludeSidecarPorts(const std::string& container_id, const std::vector<uint16_t>& ports);
 
  private:
   static capture::PodCapture captureOf(const PodRecord& record);

@@ -27,7 +27,8 @@ json PodRegistry::toJson(const PodRecord& r) {
               {"service_account", s.service_account},
               {"ports", s.ports},
               {"labels", s.labels},
-              {"netns_cookie", r.netns_cookie}};
+              {"netns_cookie", r.netns_cookie},
+              {"sidecar_exclude_outbound_ports", r.sidecar_excluded_ports}};
 }
 
 Result<PodRecord> PodRegistry::fromJson(const json& j) {
@@ -38,7 +39,9 @@ Result<PodRecord> PodRegistry::fromJson(const json& j) {
   if (cookie == j.end() || !cookie->is_number_unsigned()) {
     return invalidArgument("field 'netns_cookie': missing or not an unsigned integer");
   }
-  return PodRecord{std::move(*spec), cookie->get<uint64_t>()};
+  Result<std::vector<uint16_t>> sidecar_ports = parsePortField(j, "sidecar_exclude_outbound_ports");
+  if (!sidecar_ports) return sidecar_ports.status();
+  return PodRecord{std::move(*spec), cookie->get<uint64_t>(), std::move(*sidecar_ports)};
 }
 
 Status PodRegistry::load() {

@@ -17,6 +17,8 @@ namespace rdmesh::node {
 struct PodRecord {
   PodAddRequest spec;
   uint64_t netns_cookie = 0;
+  // Ports the pod's sidecar asked to exclude (session_listen), beyond spec's (rdmesh-cni's).
+  std::vector<uint16_t> sidecar_excluded_ports;
 };
 
 class PodRegistry {

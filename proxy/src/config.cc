@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "fmt/format.h"
+#include "rdmesh/common/port_list.h"
 #include "rdmesh/transport/agent_fabric.h"
 #include "rdmesh/transport/agent_wire.h"
 #include "rdmesh/transport/hello.h"
@@ -464,7 +465,8 @@ class ConfigReader {
   Status readNodeAgent(const Entry* entry, ProxyConfig* config) {
     Mapping section;
     RETURN_IF_ERROR(openMapping(entry->value, "node_agent", entry->valuePosition(),
-                                {"socket", "pod_ips", "staging_bytes", "ring_bytes", "max_streams"},
+                                {"socket", "pod_ips", "staging_bytes", "ring_bytes", "max_streams",
+                                 "exclude_outbound_ports"},
                                 &section));
     NodeAgentConfig agent;
     const Entry* socket = nullptr;
@@ -510,6 +512,28 @@ class ConfigReader {
                               "(or ${}) from the downward API",
                               kPodIpsEnv, kPodIpEnv));
     }
+    RETURN_IF_ERROR(forEachItem(
+        section.find("exclude_outbound_ports"), "node_agent.exclude_outbound_ports",
+        [&](const YAML::Node& item, const std::string& path, Position where) -> Status {
+          int port = 0;
+          if (!item.IsScalar() || !YAML::convert<int>::decode(item, port) || port < 1 ||
+              port > 65535) {
+            return fail(positionOf(item, where), path, "expected a port number 1..65535");
+          }
+          agent.exclude_outbound_ports.push_back(static_cast<uint16_t>(port));
+          return Status::ok();
+        }));
+    if (section.find("exclude_outbound_ports") == nullptr) {
+      // The injector passes the pod's rdmesh.io/exclude-outbound-ports this way.
+      if (const char* env = std::getenv(kExcludeOutboundPortsEnv); env != nullptr && *env != '\0') {
+        Result<std::vector<uint16_t>> ports = parsePortList(env);
+        if (!ports) {
+          return fail(section.position, "node_agent.exclude_outbound_ports",
+                      fmt::format("${}: {}", kExcludeOutboundPortsEnv, ports.status().message()));
+        }
+        agent.exclude_outbound_ports = std::move(*ports);
+      }
+    }
     const Entry* staging = nullptr;
     RETURN_IF_ERROR(
         readInteger(section, "staging_bytes", 64 << 10, 64 << 20, &agent.staging_bytes, &staging));
@@ -535,9 +559,8 @@ class ConfigReader {
 
   Status readAdmin(const Entry* entry, AdminConfig* admin) {
     Mapping section;
-    RETURN_IF_ERROR(
-        openMapping(entry->value, "admin", entry->valuePosition(), {"address", "probe_address"},
-                    &section));
+    RETURN_IF_ERROR(openMapping(entry->value, "admin", entry->valuePosition(),
+                                {"address", "probe_address"}, &section));
     RETURN_IF_ERROR(
         readAddress(section, "address", Need::kOptional, PortZero::kAllowed, &admin->address));
     if (section.find("probe_address") != nullptr) {
@@ -969,21 +992,21 @@ class ConfigReader {
     // $RDMESH_POD_NAMESPACE/$RDMESH_POD_NAME (downward API) stand in for a missing workload.
     const char* env_namespace = std::getenv(kPodNamespaceEnv);
     const char* env_pod = std::getenv(kPodNameEnv);
-    const bool workload_from_env = section.find("workload") == nullptr && env_namespace != nullptr &&
-                                   *env_namespace != '\0' && env_pod != nullptr && *env_pod != '\0';
+    const bool workload_from_env = section.find("workload") == nullptr &&
+                                   env_namespace != nullptr && *env_namespace != '\0' &&
+                                   env_pod != nullptr && *env_pod != '\0';
     const Entry* workload = nullptr;
     RETURN_IF_ERROR(readString(section, "workload",
-                               workload_from_env ? Need::kOptional : Need::kRequired,
-                               &xds.workload, &workload));
+                               workload_from_env ? Need::kOptional : Need::kRequired, &xds.workload,
+                               &workload));
     if (workload_from_env) xds.workload = fmt::format("{}/{}", env_namespace, env_pod);
     size_t slash = xds.workload.find('/');
     if (slash == std::string::npos || slash == 0 || slash + 1 == xds.workload.size() ||
         !isPrintableAscii(xds.workload, /*allow_space=*/false)) {
-      return fail(workload != nullptr ? workload->valuePosition() : section.position,
-                  "xds.workload",
-                  fmt::format("'{}'{} is not <namespace>/<pod>", xds.workload,
-                              workload_from_env ? " (from $RDMESH_POD_NAMESPACE/$RDMESH_POD_NAME)"
-                                                : ""));
+      return fail(
+          workload != nullptr ? workload->valuePosition() : section.position, "xds.workload",
+          fmt::format("'{}'{} is not <namespace>/<pod>", xds.workload,
+                      workload_from_env ? " (from $RDMESH_POD_NAMESPACE/$RDMESH_POD_NAME)" : ""));
     }
     xds.namespace_name = xds.workload.substr(0, slash);
     const Entry* namespace_entry = nullptr;
@@ -1307,7 +1330,8 @@ std::string configToJson(const ProxyConfig& config) {
                             {"pod_ips", config.node_agent->pod_ips},
                             {"ring_bytes", config.node_agent->ring_bytes},
                             {"max_streams", config.node_agent->max_streams},
-                            {"staging_bytes", config.node_agent->staging_bytes}};
+                            {"staging_bytes", config.node_agent->staging_bytes},
+                            {"exclude_outbound_ports", config.node_agent->exclude_outbound_ports}};
     }
     if (config.xds) {
       const XdsConfig& xds = *config.xds;
@@ -1318,8 +1342,8 @@ std::string configToJson(const ProxyConfig& config) {
           {"clusters", xds.clusters}, {"connect_timeout_ms", xds.connect_timeout.count()}};
       // In the file's shape, so that the dump parses back (TLS only without plaintext).
       if (!xds.plaintext) {
-        json["xds"]["tls"] = xds.ca_pem.empty() ? Json{{"ca_file", xds.ca_file}}
-                                                : Json{{"ca_pem", xds.ca_pem}};
+        json["xds"]["tls"] =
+            xds.ca_pem.empty() ? Json{{"ca_file", xds.ca_file}} : Json{{"ca_pem", xds.ca_pem}};
         if (!xds.server_name.empty()) json["xds"]["tls"]["server_name"] = xds.server_name;
       }
     }

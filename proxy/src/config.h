@@ -71,6 +71,9 @@ struct NodeAgentConfig {
   uint32_t ring_bytes = 256 * 1024;  // per-stream receive ring (power of two, 4 KiB..16 MiB)
   uint32_t max_streams = 256;        // concurrent streams per session (1..4096)
   uint64_t staging_bytes = 4 << 20;  // send staging per session (64 KiB..64 MiB)
+  // Outbound ports the node agent stops capturing for this pod (sent with session_listen):
+  // node_agent.exclude_outbound_ports, else $RDMESH_EXCLUDE_OUTBOUND_PORTS ("5432,6379").
+  std::vector<uint16_t> exclude_outbound_ports;
 };
 
 struct ListenerConfig {
@@ -168,6 +171,7 @@ inline constexpr const char* kPodIpEnv = "RDMESH_POD_IP";
 // Downward API (metadata.namespace, metadata.name): the xds workload when the file has none.
 inline constexpr const char* kPodNamespaceEnv = "RDMESH_POD_NAMESPACE";
 inline constexpr const char* kPodNameEnv = "RDMESH_POD_NAME";
+inline constexpr const char* kExcludeOutboundPortsEnv = "RDMESH_EXCLUDE_OUTBOUND_PORTS";
 // The whole configuration (YAML) when rdmesh-proxy runs without -c (injected sidecars).
 inline constexpr const char* kProxyConfigEnv = "RDMESH_PROXY_CONFIG";
 

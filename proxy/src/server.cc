@@ -49,6 +49,7 @@ transport::AgentFabricOptions agentOptions(const ProxyConfig& c) {
   uint32_t depth = transport::roundUpToPowerOfTwo(transport::SessionGeometry{}.recv_depth);
   o.region = {depth, depth, 0, c.node_agent->staging_bytes};
   o.control_timeout = c.transport.connect_timeout;
+  o.exclude_outbound_ports = c.node_agent->exclude_outbound_ports;
   return o;
 }
 

@@ -85,6 +85,11 @@ class InjectedPodTest : public ::testing::Test {
     node_cgroup_ = std::make_unique<TestCgroup>(cgroup_root_ + "/" + tag_);
     agent_ = std::make_unique<NodeAgent>(kNode, dir_.path(), node_cgroup_->path(),
                                          "/sys/fs/bpf/" + tag_ + "-" + kNode, true);
+    // Mesh mode needs the agent's session switch (fabric); no peers on a one-node cluster.
+    writeFile(dir_.file("node.yaml"), std::string("node: {name: ") + kNode +
+                                          "}\nfabric:\n  listen: \"127.0.0.1:25008\"\n"
+                                          "  rdma: false\n");
+    agent_->setLaunch("", {"-c", dir_.file("node.yaml")});
     agent_->start();
     ChainSpec chain;
     chain.bridge = "cni0";
@@ -120,18 +125,33 @@ class InjectedPodTest : public ::testing::Test {
               std::string("image: registry.example/rdmesh-proxy:test\n") +
                   "xdsAddress: " + kGateway + ":" + std::to_string(kXdsTls) + "\n" +
                   "xdsServerName: " + kServiceName + "\ndrainSeconds: 1\n");
-    xds_ = std::make_unique<Process>(
-        "rdmesh-xds",
-        std::vector<std::string>{xdsBinary(), "--listen-ip", "0.0.0.0", "--port",
-                                 std::to_string(kXdsTls), "--plaintext-port",
-                                 std::to_string(kXdsPlain), "--registry-file",
-                                 dir_.file("registry.yaml"), "--registration-token-file",
-                                 dir_.file("token"), "--push-delay-ms", "20", "--ca-cert",
-                                 dir_.file("ca.pem"), "--ca-key", dir_.file("ca.key"),
-                                 "--service-dns", kServiceName, "--webhook-port",
-                                 std::to_string(kWebhook), "--injection-config",
-                                 dir_.file("injection.yaml"), "--log-level", "debug"},
-        dir_.file("xds.log"), node_->name());
+    xds_ = std::make_unique<Process>("rdmesh-xds",
+                                     std::vector<std::string>{xdsBinary(),
+                                                              "--listen-ip",
+                                                              "0.0.0.0",
+                                                              "--port",
+                                                              std::to_string(kXdsTls),
+                                                              "--plaintext-port",
+                                                              std::to_string(kXdsPlain),
+                                                              "--registry-file",
+                                                              dir_.file("registry.yaml"),
+                                                              "--registration-token-file",
+                                                              dir_.file("token"),
+                                                              "--push-delay-ms",
+                                                              "20",
+                                                              "--ca-cert",
+                                                              dir_.file("ca.pem"),
+                                                              "--ca-key",
+                                                              dir_.file("ca.key"),
+                                                              "--service-dns",
+                                                              kServiceName,
+                                                              "--webhook-port",
+                                                              std::to_string(kWebhook),
+                                                              "--injection-config",
+                                                              dir_.file("injection.yaml"),
+                                                              "--log-level",
+                                                              "debug"},
+                                     dir_.file("xds.log"), node_->name());
     ASSERT_TRUE(waitFor(
         [&] {
           const std::string log = xds_->output();
@@ -143,12 +163,27 @@ class InjectedPodTest : public ::testing::Test {
   }
 
   void makeCaFiles() {
-    CommandResult ca = runCommand(
-        {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", dir_.file("ca.key"), "-out", dir_.file("ca.pem"), "-days", "1",
-         "-subj", "/CN=rdmesh injected pod test CA", "-addext",
-         "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
-        dir_.file("openssl.log"));
+    CommandResult ca = runCommand({"openssl",
+                                   "req",
+                                   "-x509",
+                                   "-newkey",
+                                   "ec",
+                                   "-pkeyopt",
+                                   "ec_paramgen_curve:prime256v1",
+                                   "-nodes",
+                                   "-keyout",
+                                   dir_.file("ca.key"),
+                                   "-out",
+                                   dir_.file("ca.pem"),
+                                   "-days",
+                                   "1",
+                                   "-subj",
+                                   "/CN=rdmesh injected pod test CA",
+                                   "-addext",
+                                   "basicConstraints=critical,CA:TRUE",
+                                   "-addext",
+                                   "keyUsage=critical,keyCertSign,cRLSign"},
+                                  dir_.file("openssl.log"));
     ASSERT_TRUE(ca.ok()) << ca.describe();
   }
 
@@ -156,11 +191,11 @@ class InjectedPodTest : public ::testing::Test {
   Json admit(const Json& pod) {
     writeFile(dir_.file("review.json"), admissionReview(pod).dump());
     const std::string host = std::string(kServiceName) + ":" + std::to_string(kWebhook);
-    CommandResult reply = runCommand(
-        {"curl", "-sS", "--cacert", dir_.file("ca.pem"), "--resolve", host + ":127.0.0.1", "-H",
-         "Content-Type: application/json", "--data-binary", "@" + dir_.file("review.json"),
-         "https://" + host + "/inject"},
-        dir_.file("admit.log"), node_->name());
+    CommandResult reply =
+        runCommand({"curl", "-sS", "--cacert", dir_.file("ca.pem"), "--resolve",
+                    host + ":127.0.0.1", "-H", "Content-Type: application/json", "--data-binary",
+                    "@" + dir_.file("review.json"), "https://" + host + "/inject"},
+                   dir_.file("admit.log"), node_->name());
     EXPECT_TRUE(reply.ok()) << reply.describe();
     Json review = Json::parse(commandOutput(reply), nullptr, false);
     EXPECT_FALSE(review.is_discarded()) << reply.output;
@@ -186,14 +221,14 @@ class InjectedPodTest : public ::testing::Test {
     auto pod = std::make_unique<RunningPod>();
     pod->spec = patched;
     const std::string name = patched["metadata"]["name"];
-    ContainerSpec app{name,
-                      dir_.file("rootfs"),
-                      {"/bin/sh", "-c",
-                       app_command + "ip -4 -o addr show eth0; echo READY; exec sleep 100000"},
-                      {},
-                      node_->name(),
-                      cni_,
-                      tag_};
+    ContainerSpec app{
+        name,
+        dir_.file("rootfs"),
+        {"/bin/sh", "-c", app_command + "ip -4 -o addr show eth0; echo READY; exec sleep 100000"},
+        {},
+        node_->name(),
+        cni_,
+        tag_};
     pod->app = std::make_unique<Container>(*containerd_, app, dir_.path());
     EXPECT_TRUE(pod->app->waitOutput("READY")) << pod->app->output();
     pod->ip = podIpIn(pod->app->output());
@@ -211,8 +246,8 @@ class InjectedPodTest : public ::testing::Test {
         {"spec.nodeName", kNode},
         {"status.podIP", pod->ip},
         {"status.podIPs", pod->ip}};
-    ContainerSpec side{name + "-rdmesh-proxy", dir_.file("rootfs"), {}, {}, node_->name(), cni_,
-                       tag_};
+    ContainerSpec side{
+        name + "-rdmesh-proxy", dir_.file("rootfs"), {}, {}, node_->name(), cni_, tag_};
     for (const Json& env : sidecar["env"]) {
       std::string value;
       if (env.contains("value")) {
@@ -263,12 +298,12 @@ class InjectedPodTest : public ::testing::Test {
       }
     }
     writeFile(dir_.file("workload.json"), workload.dump());
-    CommandResult put = runCommand(
-        {"curl", "-sS", "-f", "--http2-prior-knowledge", "-X", "PUT", "-H",
-         std::string("authorization: Bearer ") + kToken, "--data-binary",
-         "@" + dir_.file("workload.json"),
-         "http://127.0.0.1:" + std::to_string(kXdsPlain) + "/v1/workloads/shop/" + name},
-        dir_.file("register.log"), node_->name());
+    CommandResult put =
+        runCommand({"curl", "-sS", "-f", "--http2-prior-knowledge", "-X", "PUT", "-H",
+                    std::string("authorization: Bearer ") + kToken, "--data-binary",
+                    "@" + dir_.file("workload.json"),
+                    "http://127.0.0.1:" + std::to_string(kXdsPlain) + "/v1/workloads/shop/" + name},
+                   dir_.file("register.log"), node_->name());
     ASSERT_TRUE(put.ok()) << put.describe();
   }
 
@@ -305,18 +340,22 @@ class InjectedPodTest : public ::testing::Test {
 
 TEST_F(InjectedPodTest, InjectedPodsComeUpWithTheSidecarAndTrafficGoesThroughIt) {
   const Json server_pod = admit(podSpec("redis-0", "redis", "redis", 6379));
-  const Json client_pod = admit(podSpec("client-0", "client", "client", std::nullopt));
+  Json client_spec = podSpec("client-0", "client", "client", std::nullopt);
+  client_spec["metadata"]["annotations"] = {{"rdmesh.io/exclude-outbound-ports", "6380"}};
+  const Json client_pod = admit(client_spec);
   ASSERT_EQ(server_pod["spec"]["containers"].size(), 2U);
 
   RunningPod& server = run(server_pod,
                            "redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no "
-                           "--daemonize yes --dir /tmp; ");
+                           "--daemonize yes --dir /tmp; redis-server --port 6380 --bind 0.0.0.0 "
+                           "--save '' --appendonly no --protected-mode no --daemonize yes --dir "
+                           "/tmp; ");
   RunningPod& client = run(client_pod, "");
 
   // Both sidecars come up: the kubelet's readiness probe passes.
   for (RunningPod* pod : {&server, &client}) {
-    ASSERT_TRUE(waitFor([&] { return probeReady(*pod); }, 60s))
-        << pod->sidecar->output() << "\n" << xds_->output();
+    ASSERT_TRUE(waitFor([&] { return probeReady(*pod); }, 60s)) << pod->sidecar->output() << "\n"
+                                                                << xds_->output();
   }
   // The bootstrap found its workload name in the env and xDS over TLS with the inline CA.
   HttpResponse dump = httpGet(client.netns->name(), "http://127.0.0.1:15000/config_dump");
@@ -333,13 +372,14 @@ TEST_F(InjectedPodTest, InjectedPodsComeUpWithTheSidecarAndTrafficGoesThroughIt)
   CommandResult set;
   ASSERT_TRUE(waitFor(
       [&] {
-        set = client.app->exec({"/usr/bin/redis-cli", "-h", kServiceIp, "-p", "6379", "SET",
-                                "injected", "works"},
-                               20s);
+        set = client.app->exec(
+            {"/usr/bin/redis-cli", "-h", kServiceIp, "-p", "6379", "SET", "injected", "works"},
+            20s);
         return set.ok() && commandOutput(set) == "OK\n";
       },
       60s, 500ms))
-      << set.describe() << "\n" << client.sidecar->output();
+      << set.describe() << "\n"
+      << client.sidecar->output();
   CommandResult get = client.app->exec(
       {"/usr/bin/redis-cli", "-h", kServiceIp, "-p", "6379", "GET", "injected"}, 20s);
   ASSERT_TRUE(get.ok()) << get.describe();
@@ -351,6 +391,15 @@ TEST_F(InjectedPodTest, InjectedPodsComeUpWithTheSidecarAndTrafficGoesThroughIt)
       << sidecarStats(server);
   // The sidecars themselves (uid 1337) are never captured: the agent counted them as skipped.
   EXPECT_GE(agent_->stat("rdmesh.node.capture.skipped_uid"), 1);
+
+  // rdmesh.io/exclude-outbound-ports: "6380" on the client pod reached its sidecar, which had
+  // the agent stop capturing 6380 for this pod: redis sees the client pod's own address.
+  const int64_t skipped_before = agent_->stat("rdmesh.node.capture.skipped_port");
+  CommandResult excluded = client.app->exec(
+      {"/usr/bin/redis-cli", "-h", server.ip, "-p", "6380", "CLIENT", "INFO"}, 20s);
+  ASSERT_TRUE(excluded.ok()) << excluded.describe();
+  EXPECT_NE(excluded.output.find("addr=" + client.ip + ":"), std::string::npos) << excluded.output;
+  EXPECT_EQ(agent_->stat("rdmesh.node.capture.skipped_port") - skipped_before, 1);
 }
 
 }  // namespace

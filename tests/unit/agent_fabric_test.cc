@@ -110,6 +110,9 @@ TEST(AgentMessages, RequestsCarryTheContractFields) {
   EXPECT_EQ(parseHello(*hello)->node_name, "a");
   auto listen = nlohmann::json::parse(encodeSessionListen({"10.0.0.1", "fd00::1"}));
   EXPECT_EQ(listen["pod_ips"], nlohmann::json({"10.0.0.1", "fd00::1"}));
+  EXPECT_FALSE(listen.contains("exclude_outbound_ports"));
+  auto excluding = nlohmann::json::parse(encodeSessionListen({"10.0.0.1"}, {5432, 6379}));
+  EXPECT_EQ(excluding["exclude_outbound_ports"], nlohmann::json({5432, 6379}));
   auto refuse = nlohmann::json::parse(encodeSessionRefuse(7, "busy"));
   EXPECT_EQ(refuse["offer_id"], 7);
 }

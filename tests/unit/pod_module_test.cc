@@ -132,6 +132,28 @@ TEST_F(PodModuleTest, RegistrySurvivesARestartAndRestoresFreshMaps) {
   EXPECT_EQ(call(R"({"v":1,"op":"pod_check","container_id":"c1"})")["ok"], true);
 }
 
+TEST_F(PodModuleTest, SidecarExcludedPortsJoinThePodsAndSurviveARestart) {
+  ASSERT_EQ(call(add("c1", "/run/netns/a", R"(,"exclude_outbound_ports":[22])"))["ok"], true);
+  ASSERT_TRUE(module_->excludeSidecarPorts("c1", {5432, 6379}));
+  EXPECT_EQ(maps_.excluded,
+            (std::set<std::pair<uint64_t, uint16_t>>{{11, 22}, {11, 5432}, {11, 6379}}));
+  // Sent again on every (re)attach: nothing changes.
+  ASSERT_TRUE(module_->excludeSidecarPorts("c1", {6379}));
+  EXPECT_EQ(maps_.excluded.size(), 3u);
+  EXPECT_FALSE(module_->excludeSidecarPorts("nope", {80}));
+
+  maps_.pods.clear();
+  maps_.excluded.clear();
+  rebuild();
+  module_->restoreMaps();
+  EXPECT_EQ(maps_.excluded.size(), 3u);
+  EXPECT_EQ(call(R"({"v":1,"op":"pod_check","container_id":"c1"})")["ok"], true);
+  // A retried CNI ADD with rdmesh-cni's own data is still the same pod.
+  EXPECT_EQ(call(add("c1", "/run/netns/a", R"(,"exclude_outbound_ports":[22])"))["ok"], true);
+  EXPECT_EQ(call(R"({"v":1,"op":"pod_del","container_id":"c1"})")["ok"], true);
+  EXPECT_TRUE(maps_.excluded.empty());
+}
+
 TEST_F(PodModuleTest, CorruptStateFileIsAnError) {
   std::ofstream(state_) << "{not json";
   PodRegistry registry(state_);

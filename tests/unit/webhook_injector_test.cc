@@ -10,6 +10,7 @@
 #include "base64.h"
 #include "config.h"
 #include "injection_config.h"
+#include "rdmesh/common/port_list.h"
 #include "sidecar_injector.h"
 
 namespace rdmesh::xds_server::webhook {
@@ -128,8 +129,10 @@ TEST(SidecarInjectorTest, TheBootstrapIsAValidProxyConfigurationForThePod) {
   ::setenv("RDMESH_POD_IPS", "10.42.1.7", 1);
   ::setenv("RDMESH_POD_NAMESPACE", "shop", 1);
   ::setenv("RDMESH_POD_NAME", "web-7d9f-x2x4z", 1);
+  ::setenv("RDMESH_EXCLUDE_OUTBOUND_PORTS", "5432,6379", 1);
   Result<proxy::ProxyConfig> config =
       proxy::parseConfig((*bootstrap)["value"].get<std::string>(), "$RDMESH_PROXY_CONFIG");
+  ::unsetenv("RDMESH_EXCLUDE_OUTBOUND_PORTS");
   ::unsetenv("RDMESH_POD_NAME");
   ::unsetenv("RDMESH_POD_NAMESPACE");
   ::unsetenv("RDMESH_POD_IPS");
@@ -139,6 +142,8 @@ TEST(SidecarInjectorTest, TheBootstrapIsAValidProxyConfigurationForThePod) {
   EXPECT_EQ(config->node.identity, "spiffe://cluster.local/ns/shop/sa/web");
   ASSERT_TRUE(config->node_agent.has_value());
   EXPECT_EQ(config->node_agent->pod_ips, std::vector<std::string>{"10.42.1.7"});
+  // The annotation's ports reach the sidecar, which hands them to the node agent.
+  EXPECT_EQ(config->node_agent->exclude_outbound_ports, (std::vector<uint16_t>{5432, 6379}));
   ASSERT_TRUE(config->xds.has_value());
   EXPECT_EQ(config->xds->workload, "shop/web-7d9f-x2x4z");
   EXPECT_EQ(config->xds->servers, std::vector<std::string>{"rdmesh-xds.rdmesh-system.svc:15012"});
@@ -157,8 +162,9 @@ TEST(SidecarInjectorTest, ServiceAccountDefaultsToDefault) {
   Json patched = pod.patch(injector.decide(createRequest(pod)).patch);
   const Json* bootstrap = envNamed(patched["spec"]["containers"][0], "RDMESH_PROXY_CONFIG");
   ASSERT_NE(bootstrap, nullptr);
-  EXPECT_NE((*bootstrap)["value"].get<std::string>().find("spiffe://cluster.local/ns/shop/sa/default"),
-            std::string::npos);
+  EXPECT_NE(
+      (*bootstrap)["value"].get<std::string>().find("spiffe://cluster.local/ns/shop/sa/default"),
+      std::string::npos);
 }
 
 TEST(SidecarInjectorTest, ExistingVolumesAndAnnotationsAreAppendedTo) {

@@ -93,7 +93,8 @@ class AgentFabricImpl final : public AgentFabric {
     if (pod_ips.empty()) return invalidArgument("session_listen needs at least one pod IP");
     auto conn = connectSeqpacket(options_.socket_path);
     if (!conn) return conn.status();
-    auto reply = request(conn->get(), encodeSessionListen(pod_ips), {}, deadline, 0);
+    auto reply = request(conn->get(), encodeSessionListen(pod_ips, options_.exclude_outbound_ports),
+                         {}, deadline, 0);
     if (!reply) return reply.status();
     if (!reply->message.reply.ok) {
       return unavailable(fmt::format("node agent refused session_listen for {}: {}",

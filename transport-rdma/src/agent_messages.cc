@@ -116,8 +116,11 @@ Result<AgentOffer> parseOffer(const Json& j) {
 
 }  // namespace
 
-std::string encodeSessionListen(const std::vector<std::string>& pod_ips) {
-  return request({{"op", "session_listen"}, {"pod_ips", pod_ips}});
+std::string encodeSessionListen(const std::vector<std::string>& pod_ips,
+                                const std::vector<uint16_t>& exclude_outbound_ports) {
+  nlohmann::json body = {{"op", "session_listen"}, {"pod_ips", pod_ips}};
+  if (!exclude_outbound_ports.empty()) body["exclude_outbound_ports"] = exclude_outbound_ports;
+  return request(std::move(body));
 }
 
 std::string encodeSessionOpen(std::string_view destination_ip, std::string_view node,

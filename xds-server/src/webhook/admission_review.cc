@@ -52,15 +52,27 @@ Status readRequest(const Json& request, AdmissionRequest* out) {
   if (out->uid.empty()) return invalidArgument("request.uid: must not be empty");
   const Json* kind = member(request, "kind");
   if (kind == nullptr) return invalidArgument("request.kind: missing");
-  if (Status s = readString(*kind, "kind", true, kMaxNameBytes, "request.kind", &out->kind); !s) return s;
+  if (Status s = readString(*kind, "kind", true, kMaxNameBytes, "request.kind", &out->kind); !s)
+    return s;
   if (const Json* resource = member(request, "resource"); resource != nullptr) {
-    if (Status s = readString(*resource, "resource", false, kMaxNameBytes,
-                                      "request.resource", &out->resource); !s) return s;
+    if (Status s = readString(*resource, "resource", false, kMaxNameBytes, "request.resource",
+                              &out->resource);
+        !s)
+      return s;
   }
-  if (Status s = readString(request, "subResource", false, kMaxNameBytes, "request", &out->sub_resource); !s) return s;
-  if (Status s = readString(request, "namespace", false, kMaxNameBytes, "request", &out->namespace_name); !s) return s;
-  if (Status s = readString(request, "name", false, kMaxNameBytes, "request", &out->name); !s) return s;
-  if (Status s = readString(request, "operation", true, kMaxNameBytes, "request", &out->operation); !s) return s;
+  if (Status s =
+          readString(request, "subResource", false, kMaxNameBytes, "request", &out->sub_resource);
+      !s)
+    return s;
+  if (Status s =
+          readString(request, "namespace", false, kMaxNameBytes, "request", &out->namespace_name);
+      !s)
+    return s;
+  if (Status s = readString(request, "name", false, kMaxNameBytes, "request", &out->name); !s)
+    return s;
+  if (Status s = readString(request, "operation", true, kMaxNameBytes, "request", &out->operation);
+      !s)
+    return s;
   if (const Json* dry_run = member(request, "dryRun"); dry_run != nullptr) {
     if (!dry_run->is_boolean()) return invalidArgument("request.dryRun: must be true or false");
     out->dry_run = dry_run->get<bool>();
@@ -81,14 +93,14 @@ ParsedAdmissionReview parseAdmissionReview(std::string_view body) {
     parsed.error = AdmissionParseError{std::move(api_version), std::move(uid), std::move(message)};
     return std::move(parsed);
   };
-  Result<Json> json = xds::parseBoundedJson(
-      body, "AdmissionReview", {kMaxAdmissionReviewBytes, kMaxAdmissionReviewDepth});
+  Result<Json> json = xds::parseBoundedJson(body, "AdmissionReview",
+                                            {kMaxAdmissionReviewBytes, kMaxAdmissionReviewDepth});
   if (!json) return fail(json.status().message());
   if (!json->is_object()) return fail("AdmissionReview: must be a JSON object");
 
   std::string api_version;
-  if (Status s = readString(*json, "apiVersion", true, kMaxNameBytes, "AdmissionReview",
-                            &api_version);
+  if (Status s =
+          readString(*json, "apiVersion", true, kMaxNameBytes, "AdmissionReview", &api_version);
       !s) {
     return fail(s.message());
   }

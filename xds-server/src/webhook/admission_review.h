@@ -23,11 +23,11 @@ inline constexpr size_t kMaxAdmissionReviewBytes = size_t{4} << 20;
 inline constexpr int kMaxAdmissionReviewDepth = 64;
 
 struct AdmissionRequest {
-  std::string api_version;  // kAdmissionV1 or kAdmissionV1beta1; the response uses the same
-  std::string uid;          // echoed in the response
-  std::string kind;         // request.kind.kind, e.g. "Pod"
-  std::string resource;     // request.resource.resource, e.g. "pods"
-  std::string sub_resource; // request.subResource ("" for the object itself)
+  std::string api_version;   // kAdmissionV1 or kAdmissionV1beta1; the response uses the same
+  std::string uid;           // echoed in the response
+  std::string kind;          // request.kind.kind, e.g. "Pod"
+  std::string resource;      // request.resource.resource, e.g. "pods"
+  std::string sub_resource;  // request.subResource ("" for the object itself)
   std::string namespace_name;
   std::string name;       // may be empty (generateName)
   std::string operation;  // CREATE, UPDATE, DELETE, CONNECT

@@ -21,7 +21,8 @@ bool isQuantity(const std::string& text) {
 
 // host:port with a DNS name or an IP literal ([v6]:port).
 bool isHostPort(const std::string& text) {
-  static const std::regex kHostPort(R"(^([a-z0-9]([-a-z0-9.]*[a-z0-9])?|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$)");
+  static const std::regex kHostPort(
+      R"(^([a-z0-9]([-a-z0-9.]*[a-z0-9])?|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$)");
   if (!std::regex_match(text, kHostPort)) return false;
   const int port = std::stoi(text.substr(text.rfind(':') + 1));
   return port > 0 && port <= 65535;
@@ -41,7 +42,8 @@ class Reader {
     if (!node) {
       return required ? fail(map, key, "missing") : Status::ok();
     }
-    if (!node.IsScalar() || node.Scalar().empty()) return fail(node, key, "must be a non-empty string");
+    if (!node.IsScalar() || node.Scalar().empty())
+      return fail(node, key, "must be a non-empty string");
     *out = node.Scalar();
     return Status::ok();
   }
@@ -55,9 +57,11 @@ class Reader {
     for (const auto& section : node) {
       const std::string name = section.first.as<std::string>();
       if (!kSections.contains(name)) {
-        return fail(section.first, "resources", fmt::format("unknown key '{}' (requests, limits)", name));
+        return fail(section.first, "resources",
+                    fmt::format("unknown key '{}' (requests, limits)", name));
       }
-      if (!section.second.IsMap()) return fail(section.second, "resources." + name, "must be a map");
+      if (!section.second.IsMap())
+        return fail(section.second, "resources." + name, "must be a map");
       for (const auto& entry : section.second) {
         const std::string resource = entry.first.as<std::string>();
         const std::string path = fmt::format("resources.{}.{}", name, resource);
@@ -87,13 +91,14 @@ Result<InjectionConfig> parseInjectionConfig(std::string_view yaml_text, std::st
   try {
     root = YAML::Load(std::string(yaml_text));
   } catch (const YAML::Exception& e) {
-    return invalidArgument(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
+    return invalidArgument(
+        fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
   }
   if (!root.IsMap()) return invalidArgument(fmt::format("{}: must be a YAML map", source));
   Reader reader(source);
-  static const std::set<std::string> kKeys = {"image",       "imagePullPolicy", "xdsAddress",
-                                              "xdsServerName", "trustDomain",   "logLevel",
-                                              "drainSeconds", "resources"};
+  static const std::set<std::string> kKeys = {"image",         "imagePullPolicy", "xdsAddress",
+                                              "xdsServerName", "trustDomain",     "logLevel",
+                                              "drainSeconds",  "resources"};
   for (const auto& entry : root) {
     const std::string key = entry.first.Scalar();
     if (!kKeys.contains(key)) {

@@ -47,14 +47,10 @@ class SidecarInjector {
                                std::string_view service_account) const;
 
  private:
-  nlohmann::json sidecarContainer(const AdmissionRequest& request,
-                                  std::string_view service_account,
+  nlohmann::json sidecarContainer(const AdmissionRequest& request, std::string_view service_account,
                                   const std::vector<uint16_t>& excluded_ports) const;
 
   InjectionConfig config_;
 };
-
-// "5432,6379" -> ports; errors say which entry is wrong.
-Result<std::vector<uint16_t>> parsePortList(std::string_view text);
 
 }  // namespace rdmesh::xds_server::webhook

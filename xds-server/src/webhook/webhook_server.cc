@@ -146,14 +146,15 @@ void WebhookServer::handleInject(evhttp_request* request) {
       injected_.inc();
       response.patch = std::move(decision.patch);
       response.audit_annotations.emplace_back("injected", "true");
-      spdlog::info("webhook: injected the sidecar into a pod of {} ({})",
-                   admission.namespace_name, admission.name.empty() ? "name pending" : admission.name);
+      spdlog::info("webhook: injected the sidecar into a pod of {} ({})", admission.namespace_name,
+                   admission.name.empty() ? "name pending" : admission.name);
     } else {
       skipped_.inc();
       response.audit_annotations.emplace_back("skipped", decision.reason);
       // Only worth a warning when the user may have expected a sidecar.
       if (decision.reason.rfind("annotation ", 0) == 0) {
-        response.warnings.push_back(fmt::format("rdmesh: sidecar not injected: {}", decision.reason));
+        response.warnings.push_back(
+            fmt::format("rdmesh: sidecar not injected: {}", decision.reason));
       }
       spdlog::debug("webhook: not injected ({}/{}): {}", admission.namespace_name, admission.name,
                     decision.reason);
@@ -165,7 +166,8 @@ void WebhookServer::handleInject(evhttp_request* request) {
     spdlog::error("webhook: internal error on {}/{}: {}", admission.namespace_name, admission.name,
                   e.what());
     response = AdmissionResponse{};
-    response.warnings.push_back(fmt::format("rdmesh: sidecar not injected: internal error: {}", e.what()));
+    response.warnings.push_back(
+        fmt::format("rdmesh: sidecar not injected: internal error: {}", e.what()));
   }
   http::reply(request, HTTP_OK, "OK", http::kJson,
               renderAdmissionReview(admission.api_version, admission.uid, response));

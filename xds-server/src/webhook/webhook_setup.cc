@@ -28,7 +28,9 @@ Result<std::unique_ptr<Webhook>> startWebhook(const WebhookOptions& options, eve
   if (options.injection_config.empty()) {
     return invalidArgument("--webhook-port needs --injection-config (what to inject)");
   }
-  if (!tls) return invalidArgument("--webhook-port needs a TLS certificate (the API server only speaks HTTPS)");
+  if (!tls)
+    return invalidArgument(
+        "--webhook-port needs a TLS certificate (the API server only speaks HTTPS)");
   Result<InjectionConfig> config = loadInjectionConfig(options.injection_config);
   if (!config) return config.status();
   config->version = RDMESH_VERSION;
@@ -36,7 +38,8 @@ Result<std::unique_ptr<Webhook>> startWebhook(const WebhookOptions& options, eve
   auto webhook = std::make_unique<Webhook>(std::move(*config), base, stats, std::move(tls));
   Result<InetAddress> address =
       InetAddress::fromIp(options.listen_ip, static_cast<uint16_t>(options.port));
-  if (!address) return invalidArgument(fmt::format("--webhook-listen-ip: {}", address.status().message()));
+  if (!address)
+    return invalidArgument(fmt::format("--webhook-listen-ip: {}", address.status().message()));
   if (Status s = webhook->server().listen(*address); !s) return s;
   return webhook;
 }

@@ -37,6 +37,9 @@ Result<MeshAddress> parseMeshAddress(std::string_view address);
 
 struct AgentFabricOptions {
   std::string socket_path = kDefaultNodeSocket;
+  // Sent with session_listen: outbound ports the agent must stop capturing for this pod (the
+  // pod's rdmesh.io/exclude-outbound-ports, which the injector hands the sidecar).
+  std::vector<uint16_t> exclude_outbound_ports;
   // Per-session region: submission/completion queue depths and send staging.
   AgentRegionSizes region;
   // Bound for session_listen and session_refuse (session_open/accept take the caller's deadline).

@@ -15,7 +15,8 @@
 namespace rdmesh::transport {
 
 // Requests (one datagram each).
-std::string encodeSessionListen(const std::vector<std::string>& pod_ips);
+std::string encodeSessionListen(const std::vector<std::string>& pod_ips,
+                                const std::vector<uint16_t>& exclude_outbound_ports = {});
 std::string encodeSessionOpen(std::string_view destination_ip, std::string_view node,
                               const Hello& hello);
 std::string encodeSessionAccept(uint64_t offer_id, const Hello& hello);

@@ -74,7 +74,7 @@ class AdminServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { evthread_use_pthreads(); }
 
-  void start(AdminServer::Handlers handlers) {
+  void start(AdminServer::Handlers handlers, bool with_probe = false) {
     base_ = event_base_new();
     ASSERT_NE(base_, nullptr);
     server_ = std::make_unique<AdminServer>(base_, stats_, std::move(handlers));
@@ -83,15 +83,21 @@ class AdminServerTest : public ::testing::Test {
     Status status = server_->listen(*address);
     ASSERT_TRUE(status.isOk()) << status.message();
     ASSERT_NE(server_->boundPort(), 0);
+    if (with_probe) {
+      Status probe = server_->listenProbe(*address);
+      ASSERT_TRUE(probe.isOk()) << probe.message();
+      ASSERT_NE(server_->probePort(), 0);
+      ASSERT_NE(server_->probePort(), server_->boundPort());
+    }
     loop_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
   }
 
-  void startDefault() {
+  void startDefault(bool with_probe = false) {
     AdminServer::Handlers handlers;
     handlers.ready = [this] { return ready_.load(); };
     handlers.config_dump = [] { return std::string(R"({"node":{"name":"node-a"}})"); };
     handlers.quit = [this] { ++quit_calls_; };
-    start(std::move(handlers));
+    start(std::move(handlers), with_probe);
   }
 
   void TearDown() override {
@@ -123,6 +129,25 @@ class AdminServerTest : public ::testing::Test {
   std::unique_ptr<AdminServer> server_;
   std::thread loop_;
 };
+
+// The kubelet's port: /ready follows the same handler; nothing else is served there.
+TEST_F(AdminServerTest, ProbePortServesReadyAndNothingElse) {
+  startDefault(/*with_probe=*/true);
+  const uint16_t probe = server_->probePort();
+  HttpResponse live = httpRequest(probe, "GET", "/ready");
+  EXPECT_EQ(live.status, 200);
+  EXPECT_EQ(live.body, "LIVE\n");
+  ready_ = false;
+  EXPECT_EQ(httpRequest(probe, "GET", "/ready").status, 503);
+  for (const char* target : {"/stats", "/config_dump", "/quitquitquit", "/"}) {
+    HttpResponse other = httpRequest(probe, "GET", target);
+    EXPECT_EQ(other.status, 404) << target;
+  }
+  EXPECT_EQ(httpRequest(probe, "POST", "/ready").status, 405);
+  EXPECT_EQ(quit_calls_, 0);
+  // The full endpoint is unchanged.
+  EXPECT_EQ(get("/stats").status, 200);
+}
 
 TEST_F(AdminServerTest, ReadyFollowsTheReadyHandler) {
   startDefault();

@@ -102,10 +102,9 @@ Status HttpsTestClient::readExactly(size_t bytes, std::string* out) {
 
 Result<HttpsReply> HttpsTestClient::post(const std::string& path, const std::string& body,
                                          const std::string& content_type) {
-  const std::string request = "POST " + path + " HTTP/1.1\r\nHost: " + host_ +
-                              "\r\nContent-Type: " + content_type +
-                              "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
-                              body;
+  const std::string request =
+      "POST " + path + " HTTP/1.1\r\nHost: " + host_ + "\r\nContent-Type: " + content_type +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   size_t sent = 0;
   while (sent < request.size()) {
     const int n = SSL_write(ssl_, request.data() + sent, static_cast<int>(request.size() - sent));

@@ -8,6 +8,9 @@
 
 #include "rdmesh/common/status.h"
 
+struct ssl_ctx_st;
+struct ssl_st;
+
 namespace rdmesh::it {
 
 struct HttpsReply {
@@ -35,8 +38,8 @@ class HttpsTestClient {
   Status readExactly(size_t bytes, std::string* out);
 
   int fd_ = -1;
-  struct ssl_ctx_st* ctx_ = nullptr;
-  struct ssl_st* ssl_ = nullptr;
+  ssl_ctx_st* ctx_ = nullptr;
+  ssl_st* ssl_ = nullptr;
   std::string host_;
   std::string buffered_;
 };

@@ -39,7 +39,8 @@ class WebhookTest : public ::testing::Test {
               "xdsAddress: rdmesh-xds.rdmesh-system.svc:15012\n"
               "resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 256Mi}}\n");
     XdsProcess::Options options;
-    options.extra_args = {"--ca-cert",           dir_.file("ca.pem"),
+    options.extra_args = {"--port",              "0",
+                          "--ca-cert",           dir_.file("ca.pem"),
                           "--ca-key",            dir_.file("ca.key"),
                           "--service-dns",       kServiceName,
                           "--webhook-port",      "0",
@@ -75,7 +76,11 @@ class WebhookTest : public ::testing::Test {
         dir_.file("curl.log"));
     EXPECT_TRUE(result.ok()) << result.describe();
     CurlReply reply;
-    std::sscanf(result.output.c_str(), "%d %lf", &reply.status, &reply.seconds);
+    // The last line is curl's -w output (runCommand's log starts with the command).
+    const size_t last = result.output.rfind('\n', result.output.size() - 2);
+    const std::string written =
+        last == std::string::npos ? result.output : result.output.substr(last + 1);
+    std::sscanf(written.c_str(), "%d %lf", &reply.status, &reply.seconds);
     reply.body = Json::parse(readFile(dir_.file("reply.json")), nullptr, false);
     return reply;
   }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "certificate_authority.h"
 #include "h2_listener.h"
 #include "ha_sources.h"
 #include "memory_store.h"
@@ -20,6 +21,7 @@
 #include "registry.h"
 #include "registry_file.h"
 #include "spdlog/spdlog.h"
+#include "webhook_setup.h"
 #include "xds_server.h"
 
 namespace {
@@ -38,6 +40,12 @@ struct Options {
   uint32_t drain_timeout_ms = 5000;
   std::string log_level = "info";
   HaSourcesOptions sources;  // --etcd-*, --kubernetes*, --trust-domain
+  // The CA (docs/certificates.md) and the names of this server's serving certificate.
+  std::string ca_cert;
+  std::string ca_key;
+  std::vector<std::string> service_dns;
+  uint32_t cert_validity_s = 86400;
+  webhook::WebhookOptions webhook;
 };
 
 Result<std::string> readToken(const std::string& path) {
@@ -99,11 +107,22 @@ int run(const Options& options) {
     spdlog::error("rdmesh-xds: --tls-cert and --tls-key go together");
     return 2;
   }
-  const bool serve_tls = !options.tls.cert_chain.empty();
+  if (options.ca_cert.empty() != options.ca_key.empty()) {
+    spdlog::error("rdmesh-xds: --ca-cert and --ca-key go together");
+    return 2;
+  }
+  // With --service-dns (and no --tls-cert) the TLS port serves a certificate from the CA.
+  const bool tls_from_ca = options.tls.cert_chain.empty() && !options.service_dns.empty();
+  const bool serve_tls = !options.tls.cert_chain.empty() || tls_from_ca;
+  if (options.webhook.port >= 0 && options.service_dns.empty()) {
+    spdlog::error(
+        "rdmesh-xds: --webhook-port needs --service-dns (the names its certificate carries)");
+    return 2;
+  }
   if (!serve_tls && options.plaintext_port < 0) {
     spdlog::error(
-        "rdmesh-xds: nothing to serve: give --tls-cert/--tls-key (port {}) and/or "
-        "--plaintext-port",
+        "rdmesh-xds: nothing to serve: give --tls-cert/--tls-key or --service-dns (port {}) "
+        "and/or --plaintext-port",
         options.tls_port);
     return 2;
   }
@@ -155,13 +174,60 @@ int run(const Options& options) {
     listeners.push_back(std::move(listener));
     return true;
   };
+  // The CA and the serving certificate it keeps renewed (xDS TLS port and webhook).
+  std::unique_ptr<CertificateAuthority> ca;
+  std::unique_ptr<ServingCertificate> serving;
+  if (!options.service_dns.empty()) {
+    Result<std::unique_ptr<CertificateAuthority>> made =
+        options.ca_cert.empty() ? CertificateAuthority::generate("rdmesh-xds root CA")
+                                : CertificateAuthority::load(options.ca_cert, options.ca_key);
+    if (!made) {
+      spdlog::error("rdmesh-xds: CA: {}", made.status().message());
+      return 2;
+    }
+    ca = std::move(*made);
+    if (options.ca_cert.empty()) {
+      spdlog::warn(
+          "rdmesh-xds: no --ca-cert/--ca-key: generated a CA root for this process only "
+          "(single replica; clients must trust it anew after a restart)");
+    }
+    serving = std::make_unique<ServingCertificate>(base.get(), *ca, options.service_dns,
+                                                   std::chrono::seconds(options.cert_validity_s));
+  }
   if (serve_tls) {
-    Result<std::shared_ptr<ssl_ctx_st>> context = makeServerTlsContext(options.tls);
+    Result<std::shared_ptr<ssl_ctx_st>> context =
+        tls_from_ca ? makeBareServerTlsContext("h2") : makeServerTlsContext(options.tls);
     if (!context.isOk()) {
       spdlog::error("rdmesh-xds: {}", context.status().message());
       return 2;
     }
+    if (tls_from_ca) serving->addContext(*context);
     if (!listen(options.tls_port, *context)) return 1;
+  }
+  std::shared_ptr<ssl_ctx_st> webhook_tls;
+  if (options.webhook.port >= 0) {
+    Result<std::shared_ptr<ssl_ctx_st>> context = makeBareServerTlsContext("");
+    if (!context) {
+      spdlog::error("rdmesh-xds: webhook: {}", context.status().message());
+      return 2;
+    }
+    webhook_tls = *context;
+    serving->addContext(webhook_tls);
+  }
+  if (serving) {
+    if (Status s = serving->start(); !s) {
+      spdlog::error("rdmesh-xds: serving certificate: {}", s.message());
+      return 2;
+    }
+  }
+  Result<std::unique_ptr<webhook::Webhook>> injection = webhook::startWebhook(
+      options.webhook, base.get(), stats,
+      webhook_tls ? webhook::WebhookServer::TlsContextSource([webhook_tls] { return webhook_tls; })
+                  : webhook::WebhookServer::TlsContextSource(),
+      ca ? ca->rootPem() : std::string());
+  if (!injection) {
+    spdlog::error("rdmesh-xds: webhook: {}", injection.status().message());
+    return 2;
   }
   if (options.plaintext_port >= 0 &&
       !listen(static_cast<uint16_t>(options.plaintext_port), nullptr)) {
@@ -225,6 +291,21 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", options.log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
   addHaSourcesFlags(app, options.sources);
+  app.add_option("--ca-cert", options.ca_cert,
+                 "PEM CA root certificate that issues the serving certificates (the chart's "
+                 "Secret rdmesh-ca); generated at start when not given")
+      ->check(CLI::ExistingFile);
+  app.add_option("--ca-key", options.ca_key, "PEM private key of --ca-cert")
+      ->check(CLI::ExistingFile);
+  app.add_option("--service-dns", options.service_dns,
+                 "names (DNS or IP) of this server's certificate, issued by the CA; serves the "
+                 "TLS port with it when --tls-cert is not given (repeatable or comma-separated)")
+      ->delimiter(',');
+  app.add_option("--cert-validity-s", options.cert_validity_s,
+                 "lifetime of the serving certificate; renewed at two thirds of it")
+      ->capture_default_str()
+      ->check(CLI::Range(3, 366 * 86400));
+  webhook::addWebhookFlags(app, options.webhook);
   CLI11_PARSE(app, argc, argv);
   return run(options);
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -123,6 +124,10 @@ NodeSocketServer::~NodeSocketServer() {
   close();
 }
 
+namespace {
+constexpr gid_t kSidecarGid = 1337;  // ARCHITECTURE.md: the sidecar's user (and group) id
+}  // namespace
+
 Status NodeSocketServer::listen(const std::string& path) {
   sockaddr_un addr{};
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -140,11 +145,19 @@ Status NodeSocketServer::listen(const std::string& path) {
   ::unlink(path.c_str());  // a stale socket of a previous run
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.data(), path.size());
+  // root:1337 0660: injected sidecars run as uid/gid 1337 (runAsGroup), apps in pods do not.
+  // Callers are still checked by network namespace; this keeps other processes off the socket.
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       ::chmod(path.c_str(), 0660) != 0 || ::listen(fd, 128) != 0) {
     Status s = unavailable(fmt::format("listen on {}: {}", path, strerror(errno)));
     ::close(fd);
     return s;
+  }
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), kSidecarGid) != 0) {
+    // Only root may hand the socket to group 1337; an agent run by hand as a user keeps its own.
+    spdlog::warn("node.sock: cannot give {} to group {} ({}): only this user's processes can "
+                 "connect",
+                 path, kSidecarGid, strerror(errno));
   }
   path_ = path;
   listen_fd_ = fd;

@@ -32,6 +32,9 @@ packages=(
   containerd runc containernetworking-plugins nftables iptables
   # rdmesh-xds high availability: the tests start a real etcd (v3 API) and use etcdctl
   etcd-server etcd-client
+  # the Helm chart's tests (tests/helm): Go text/template + sprig render the chart as helm does;
+  # jq for rdmesh-install-cni (the DaemonSet's CNI installer)
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev jq
 )
 
 missing=()
@@ -51,4 +54,11 @@ done
 pkill -x redis-server >/dev/null 2>&1 || true
 # etcd-server's unit would serve 127.0.0.1:2379; the tests start their own on free ports.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+# Kubernetes schema validation for the chart and webhook tests (kubernetes-models, ajv), from the
+# npm registry with the committed lock file, with the machine's Node.js.
+if command -v npm >/dev/null 2>&1; then
+  (cd "$(dirname "${BASH_SOURCE[0]}")/../tests/helm/validate" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  echo "install-deps.sh: no npm: the chart and webhook schema validation tests will be skipped" >&2
+fi
 echo "install-deps.sh: all dependencies present"

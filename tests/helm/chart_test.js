@@ -95,6 +95,8 @@ check(Buffer.from(w.clientConfig.caBundle, 'base64').toString() ===
       Buffer.from(caSecret.data['ca.crt'], 'base64').toString(), 'caBundle is the CA rdmesh-xds issues from');
 const caText = Buffer.from(caSecret.data['ca.crt'], 'base64').toString();
 fs.writeFileSync(path.join(work, 'ca.crt'), caText);
+fs.writeFileSync(path.join(work, 'ca.key'), Buffer.from(caSecret.data['ca.key'], 'base64'));
+fs.writeFileSync(path.join(work, 'caBundle.pem'), Buffer.from(w.clientConfig.caBundle, 'base64'));
 const caCheck = spawnSync('openssl', ['x509', '-noout', '-text', '-in', path.join(work, 'ca.crt')], {encoding: 'utf8'});
 check(caCheck.status === 0 && caCheck.stdout.includes('CA:TRUE'), 'the chart CA is a CA certificate');
 

@@ -29,6 +29,9 @@ std::string fixture(const std::string& name) {
 
 class WebhookTest : public ::testing::Test {
  protected:
+  // Extra rdmesh-xds flags of a test (before SetUp starts it).
+  virtual std::vector<std::string> extraArgs() const { return {}; }
+
   void SetUp() override {
     if (findExecutable("openssl").empty() || findExecutable("curl").empty()) {
       GTEST_SKIP() << "openssl and curl are needed";
@@ -39,13 +42,21 @@ class WebhookTest : public ::testing::Test {
               "xdsAddress: rdmesh-xds.rdmesh-system.svc:15012\n"
               "resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 256Mi}}\n");
     XdsProcess::Options options;
-    options.extra_args = {"--port",              "0",
-                          "--ca-cert",           dir_.file("ca.pem"),
-                          "--ca-key",            dir_.file("ca.key"),
-                          "--service-dns",       kServiceName,
-                          "--webhook-port",      "0",
-                          "--webhook-listen-ip", "127.0.0.1",
-                          "--injection-config",  dir_.file("injection.yaml")};
+    options.extra_args = {"--port",
+                          "0",
+                          "--ca-cert",
+                          dir_.file("ca.pem"),
+                          "--ca-key",
+                          dir_.file("ca.key"),
+                          "--service-dns",
+                          kServiceName,
+                          "--webhook-port",
+                          "0",
+                          "--webhook-listen-ip",
+                          "127.0.0.1",
+                          "--injection-config",
+                          dir_.file("injection.yaml")};
+    for (const std::string& arg : extraArgs()) options.extra_args.push_back(arg);
     xds_ = std::make_unique<XdsProcess>(dir_, options);
     const std::regex listening(R"(injection webhook listening on 127\.0\.0\.1:(\d+))");
     ASSERT_TRUE(waitFor(
@@ -68,12 +79,12 @@ class WebhookTest : public ::testing::Test {
   CurlReply curlPost(const std::string& body_file) {
     const std::string url =
         "https://" + std::string(kServiceName) + ":" + std::to_string(port_) + "/inject";
-    CommandResult result = runCommand(
-        {"curl", "-sS", "--cacert", dir_.file("ca.pem"), "--resolve",
-         std::string(kServiceName) + ":" + std::to_string(port_) + ":127.0.0.1", "-H",
-         "Content-Type: application/json", "--data-binary", "@" + body_file, "-o",
-         dir_.file("reply.json"), "-w", "%{http_code} %{time_total}", url},
-        dir_.file("curl.log"));
+    CommandResult result =
+        runCommand({"curl", "-sS", "--cacert", dir_.file("ca.pem"), "--resolve",
+                    std::string(kServiceName) + ":" + std::to_string(port_) + ":127.0.0.1", "-H",
+                    "Content-Type: application/json", "--data-binary", "@" + body_file, "-o",
+                    dir_.file("reply.json"), "-w", "%{http_code} %{time_total}", url},
+                   dir_.file("curl.log"));
     EXPECT_TRUE(result.ok()) << result.describe();
     CurlReply reply;
     // The last line is curl's -w output (runCommand's log starts with the command).
@@ -146,8 +157,8 @@ TEST_F(WebhookTest, EveryRuleOverCurl) {
     EXPECT_EQ(pod["metadata"]["annotations"]["rdmesh.io/injected-version"], "0.1.0");
     bool has_socket_volume = false;
     for (const Json& volume : pod["spec"]["volumes"]) {
-      has_socket_volume |= volume["name"] == "rdmesh-node-socket" &&
-                           volume["hostPath"]["path"] == "/var/run/rdmesh";
+      has_socket_volume |=
+          volume["name"] == "rdmesh-node-socket" && volume["hostPath"]["path"] == "/var/run/rdmesh";
     }
     EXPECT_TRUE(has_socket_volume);
     // The injected bootstrap trusts the CA that rdmesh-xds issues its certificates from.
@@ -256,6 +267,44 @@ TEST_F(WebhookTest, BadRequestsGetAnAdmissionReviewErrorAndTheServerLivesOn) {
       {"curl", "-sS", "-m", "5", "http://127.0.0.1:" + std::to_string(port_) + "/healthz"},
       dir_.file("plain.log"));
   EXPECT_FALSE(plain.ok() && plain.output.find("ok") != std::string::npos) << plain.output;
+}
+
+// A serving certificate of 3 s is renewed at 2 s: a new connection gets the new one, and an open
+// connection keeps working on the old one.
+class WebhookRotationTest : public WebhookTest {
+ protected:
+  std::vector<std::string> extraArgs() const override { return {"--cert-validity-s", "3"}; }
+};
+
+TEST_F(WebhookRotationTest, RenewedCertificateServesNewConnectionsWithoutRestart) {
+  Result<std::unique_ptr<HttpsTestClient>> first =
+      HttpsTestClient::connect(port_, dir_.file("ca.pem"), kServiceName);
+  ASSERT_TRUE(first.isOk()) << first.status().message();
+  const std::string old_serial = (*first)->peerCertificateSerial();
+  ASSERT_FALSE(old_serial.empty());
+  ASSERT_TRUE(waitFor(
+      [&] {
+        const std::string log = xds_->process().output();
+        size_t issued = 0;
+        for (size_t at = log.find("serving certificate "); at != std::string::npos;
+             at = log.find("serving certificate ", at + 1)) {
+          ++issued;
+        }
+        return issued >= 2;
+      },
+      10s))
+      << xds_->process().output();
+  Result<std::unique_ptr<HttpsTestClient>> second =
+      HttpsTestClient::connect(port_, dir_.file("ca.pem"), kServiceName);
+  ASSERT_TRUE(second.isOk()) << second.status().message();  // verified against the same root
+  EXPECT_NE((*second)->peerCertificateSerial(), old_serial);
+  const std::string body = readFile(fixture("pod-basic"));
+  for (auto* client : {first->get(), second->get()}) {
+    Result<HttpsReply> reply = client->post("/inject", body);
+    ASSERT_TRUE(reply.isOk()) << reply.status().message();
+    EXPECT_EQ(reply->status, 200);
+  }
+  EXPECT_TRUE(xds_->process().running());
 }
 
 }  // namespace

@@ -6,14 +6,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <fmt/format.h>
-#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <exception>
 
@@ -127,7 +126,6 @@ void WebhookServer::handle(evhttp_request* request) {
 }
 
 void WebhookServer::handleInject(evhttp_request* request) {
-  const auto start = std::chrono::steady_clock::now();
   requests_.inc();
   const std::string body = requestBody(request);
   ParsedAdmissionReview parsed = parseAdmissionReview(body);
@@ -178,11 +176,6 @@ void WebhookServer::handleInject(evhttp_request* request) {
   }
   http::reply(request, HTTP_OK, "OK", http::kJson,
               renderAdmissionReview(admission.api_version, admission.uid, response));
-  latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-}
-
-std::string WebhookServer::metrics() const {
-  return latency_.renderPrometheus("rdmesh_xds_webhook_latency_seconds");
 }
 
 }  // namespace rdmesh::xds_server::webhook

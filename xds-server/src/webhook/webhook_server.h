@@ -7,7 +7,6 @@
 #include <memory>
 #include <string>
 
-#include "histogram.h"
 #include "rdmesh/common/address.h"
 #include "rdmesh/common/stats.h"
 #include "rdmesh/common/status.h"
@@ -38,8 +37,6 @@ class WebhookServer {
 
   Status listen(const InetAddress& address);
   uint16_t boundPort() const { return bound_port_; }
-  // Prometheus text of the request latency histogram (the counters live in the stats store).
-  std::string metrics() const;
 
  private:
   static bufferevent* makeConnection(event_base* base, void* arg);
@@ -52,7 +49,6 @@ class WebhookServer {
   TlsContextSource tls_;
   evhttp* http_ = nullptr;
   uint16_t bound_port_ = 0;
-  LatencyHistogram latency_;
   Stat& requests_;
   Stat& injected_;
   Stat& skipped_;

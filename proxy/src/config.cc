@@ -466,7 +466,7 @@ class ConfigReader {
     Mapping section;
     RETURN_IF_ERROR(openMapping(entry->value, "node_agent", entry->valuePosition(),
                                 {"socket", "pod_ips", "staging_bytes", "ring_bytes", "max_streams",
-                                 "exclude_outbound_ports"},
+                                 "exclude_outbound_ports", "idle_session_timeout_ms"},
                                 &section));
     NodeAgentConfig agent;
     const Entry* socket = nullptr;
@@ -542,6 +542,8 @@ class ConfigReader {
                   "must be a multiple of 4096");
     }
     RETURN_IF_ERROR(readStreamGeometry(section, &agent.ring_bytes, &agent.max_streams));
+    RETURN_IF_ERROR(
+        readDurationMs(section, "idle_session_timeout_ms", 0, &agent.idle_session_timeout));
     // The agent maps and registers the whole region; it refuses one above its limit.
     transport::SessionGeometry geometry;
     geometry.ring_bytes = agent.ring_bytes;
@@ -1326,12 +1328,14 @@ std::string configToJson(const ProxyConfig& config) {
       // Mesh sessions take their geometry from node_agent (the transport keys are refused).
       json["transport"].erase("ring_bytes");
       json["transport"].erase("max_streams");
-      json["node_agent"] = {{"socket", config.node_agent->socket},
-                            {"pod_ips", config.node_agent->pod_ips},
-                            {"ring_bytes", config.node_agent->ring_bytes},
-                            {"max_streams", config.node_agent->max_streams},
-                            {"staging_bytes", config.node_agent->staging_bytes},
-                            {"exclude_outbound_ports", config.node_agent->exclude_outbound_ports}};
+      json["node_agent"] = {
+          {"socket", config.node_agent->socket},
+          {"pod_ips", config.node_agent->pod_ips},
+          {"ring_bytes", config.node_agent->ring_bytes},
+          {"max_streams", config.node_agent->max_streams},
+          {"staging_bytes", config.node_agent->staging_bytes},
+          {"exclude_outbound_ports", config.node_agent->exclude_outbound_ports},
+          {"idle_session_timeout_ms", config.node_agent->idle_session_timeout.count()}};
     }
     if (config.xds) {
       const XdsConfig& xds = *config.xds;

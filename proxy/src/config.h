@@ -74,6 +74,9 @@ struct NodeAgentConfig {
   // Outbound ports the node agent stops capturing for this pod (sent with session_listen):
   // node_agent.exclude_outbound_ports, else $RDMESH_EXCLUDE_OUTBOUND_PORTS ("5432,6379").
   std::vector<uint16_t> exclude_outbound_ports;
+  // A session without streams for this long is closed by agreement with the peer and its region
+  // released in the agent; the next stream dials it again. 0 keeps idle sessions.
+  std::chrono::milliseconds idle_session_timeout{60000};
 };
 
 struct ListenerConfig {

@@ -191,6 +191,7 @@ Status Worker::startMeshSessions(std::unique_ptr<transport::AgentFabric> fabric)
   options.geometry.max_streams = config_.node_agent->max_streams;
   options.keepalive_interval = t.keepalive_interval;
   options.connect_timeout = t.connect_timeout;
+  options.idle_timeout = config_.node_agent->idle_session_timeout;
   sessions_ = transport::makeMeshSessionManager(
       base_, std::move(fabric), std::move(options), stats_,
       [this](transport::Stream& stream) { return onInboundStream(stream); });

@@ -51,6 +51,12 @@ void encode(ControlEncoder& enc, const ControlRecord& r) {
     case ControlType::kGoAway:
       enc.goAway();
       break;
+    case ControlType::kIdleClose:
+      if (r.value == 0 || r.value > rdmesh::wire::kMaxIdleCloseStep) {
+        failProperty("accepted an IDLE_CLOSE step out of range");
+      }
+      enc.idleClose(static_cast<rdmesh::wire::IdleCloseStep>(r.value));
+      break;
   }
 }
 
@@ -73,6 +79,7 @@ bool same(const ControlRecord& a, const ControlRecord& b) {
     case ControlType::kCredit:
     case ControlType::kPing:
     case ControlType::kPong:
+    case ControlType::kIdleClose:
       return a.value == b.value;
     case ControlType::kSessionCredit:
       return a.value == b.value && a.value2 == b.value2;

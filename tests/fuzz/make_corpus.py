@@ -66,6 +66,7 @@ every = b"".join([
     rec(7, 0, struct.pack("<Q", 1)),
     rec(8, 0, struct.pack("<Q", 1)),
     rec(9, 0),
+    rec(10, 0, struct.pack("<I", 1)),
 ])
 write("fuzz_control_records", "valid-every-type", every)
 write("fuzz_control_records", "valid-open-v4", open_rec(1, 4, V4, 80, b"id"))
@@ -73,7 +74,8 @@ write("fuzz_control_records", "valid-credits", rec(5, 9, struct.pack("<Q", 1 << 
       rec(6, 0, struct.pack("<QQ", 1, 2)))
 write("fuzz_control_records", "empty", b"")
 write("fuzz_control_records", "invalid-truncated-header", rec(3, 5)[:5])
-write("fuzz_control_records", "invalid-unknown-type", rec(10, 0))
+write("fuzz_control_records", "invalid-unknown-type", rec(11, 0))
+write("fuzz_control_records", "invalid-idle-close-step", rec(10, 0, struct.pack("<I", 4)))
 write("fuzz_control_records", "invalid-body-length", rec(4, 6, struct.pack("<H", 3)))
 write("fuzz_control_records", "invalid-body-overrun", rec(7, 0, b"\1\2\3", body_len=8))
 write("fuzz_control_records", "invalid-open-identity-length",

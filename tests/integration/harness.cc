@@ -1219,6 +1219,7 @@ std::string SidecarSpec::toYaml() const {
   if (!node_agent_socket.empty()) {
     y << "node_agent:\n  socket: " << q(node_agent_socket) << "\n  pod_ips:\n";
     for (auto& ip : pod_ips) y << "    - " << q(ip) << "\n";
+    for (auto& [k, v] : node_agent_options) y << "  " << k << ": " << v << "\n";
     y << "transport:" << (transport_options.empty() ? " {}" : "") << "\n";
     for (auto& [k, v] : transport_options) y << "  " << k << ": " << v << "\n";
   } else {

@@ -426,6 +426,7 @@ struct SidecarSpec {
   // then only tunes sessions. `pod` names the sidecar's files (several share a node).
   std::string node_agent_socket;
   std::vector<std::string> pod_ips;
+  std::map<std::string, std::string> node_agent_options;  // idle_session_timeout_ms, ...
   std::string pod;
   const std::string& fileName() const { return pod.empty() ? node : pod; }
   std::string identity;

@@ -211,6 +211,8 @@ TEST_F(MeshConfigTest, NodeAgentNeedsNoTransportAndAcceptsAnyEndpointNode) {
   EXPECT_EQ(parsed->node_agent->ring_bytes, 256u << 10);
   EXPECT_EQ(parsed->node_agent->max_streams, 256u);
   EXPECT_EQ(parsed->node_agent->staging_bytes, 4u << 20);
+  // Idle sessions give their pinned region back after a minute.
+  EXPECT_EQ(parsed->node_agent->idle_session_timeout, std::chrono::milliseconds(60000));
   EXPECT_THAT(configToJson(*parsed), HasSubstr("\"node_agent\""));
 }
 
@@ -221,6 +223,7 @@ node_agent:
   ring_bytes: 1048576
   max_streams: 64
   staging_bytes: 2097152
+  idle_session_timeout_ms: 0
 listeners: [{name: in, direction: inbound, port: 80}]
 )",
                                            "geometry.yaml");
@@ -231,6 +234,8 @@ listeners: [{name: in, direction: inbound, port: 80}]
   auto dump = nlohmann::json::parse(configToJson(*parsed));
   EXPECT_EQ(dump["node_agent"]["ring_bytes"], 1u << 20);
   EXPECT_EQ(dump["node_agent"]["max_streams"], 64u);
+  EXPECT_EQ(parsed->node_agent->idle_session_timeout.count(), 0);  // 0: keep idle sessions
+  EXPECT_EQ(dump["node_agent"]["idle_session_timeout_ms"], 0);
   // The standalone fabric's ring keys do not apply, so the dump does not show them.
   EXPECT_FALSE(dump["transport"].contains("ring_bytes"));
   EXPECT_FALSE(dump["transport"].contains("max_streams"));
@@ -246,6 +251,10 @@ listeners: [{name: in, direction: inbound, port: 80}]
               HasSubstr("node_agent.ring_bytes: 300000 is not a power of two"));
   EXPECT_THAT(error(", ring_bytes: 2048"), HasSubstr("node_agent.ring_bytes"));
   EXPECT_THAT(error(", max_streams: 0"), HasSubstr("node_agent.max_streams"));
+  EXPECT_THAT(error(", idle_session_timeout_ms: -5"),
+              HasSubstr("node_agent.idle_session_timeout_ms"));
+  EXPECT_THAT(error(", idle_session_timeout_ms: soon"),
+              HasSubstr("node_agent.idle_session_timeout_ms"));
   EXPECT_THAT(error(", max_streams: 4096, ring_bytes: 16777216"),
               HasSubstr("above the node agent's 4294967296 per session"));
   // One spelling: the transport section's ring keys are the standalone fabric's.

@@ -66,7 +66,8 @@ class MeshSessionTest : public ::testing::Test {
     o.node_name = hello_name;
     o.pod_ips = {ip};
     o.geometry = geometry_;
-    o.keepalive_interval = milliseconds(60000);
+    o.keepalive_interval = keepalive_interval_;
+    o.idle_timeout = hello_name == "node-a" ? idle_timeout_a_ : idle_timeout_b_;
     o.connect_timeout = milliseconds(2000);
     o.max_backoff = milliseconds(100);
     auto m = makeMeshSessionManager(base_, makeAgentFabric(fo), std::move(o), stats,
@@ -110,9 +111,10 @@ class MeshSessionTest : public ::testing::Test {
     return true;
   }
 
-  // Echoes `bytes` from a to b over a new stream; true when everything came back intact.
-  bool echo(size_t bytes, uint32_t seed) {
-    Session* s = a_->session(kToB);
+  // Echoes `bytes` from a to b (or b to a) over a new stream; true when everything came back
+  // intact.
+  bool echo(size_t bytes, uint32_t seed, bool from_b = false) {
+    Session* s = from_b ? b_->session(kToA) : a_->session(kToB);
     if (s == nullptr) return false;
     Client client(pattern(seed, bytes));
     client.finish_when_sent = true;
@@ -128,8 +130,24 @@ class MeshSessionTest : public ::testing::Test {
     return it == texts.end() ? "" : it->second;
   }
 
+  static uint64_t counter(StatsStore& stats, const char* key, const char* name) {
+    return stats.counter(std::string("session.") + key, name).value();
+  }
+  static bool idleClosing(StatsStore& stats, const char* key) {
+    return stats.gauge(std::string("session.") + key, "idle_closing").value() == 1;
+  }
+
+  // Runs the loop for `span` (for checks that something does NOT happen).
+  void runFor(milliseconds span) {
+    auto until = Clock::now() + span;
+    while (Clock::now() < until) step();
+  }
+
   event_base* base_ = nullptr;
   std::string path_;
+  milliseconds keepalive_interval_{60000};
+  milliseconds idle_timeout_a_{0};
+  milliseconds idle_timeout_b_{0};
   std::unique_ptr<FakeSessionAgent> agent_;
   SessionGeometry geometry_;
   StatsStore stats_a_;
@@ -220,6 +238,107 @@ TEST_F(MeshSessionTest, AStreamToAPodNobodyListensForIsResetPromptly) {
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(3));
   EXPECT_EQ(client.reset_reason, ResetReason::kSessionLost);
   EXPECT_EQ(a_->session("not-an-address"), nullptr);
+}
+
+// ---------------------------------------------------------------- idle close (IDLE_CLOSE)
+
+TEST_F(MeshSessionTest, AnIdleSessionIsClosedByAgreementAndRedialedForTheNextStream) {
+  keepalive_interval_ = milliseconds(20);
+  idle_timeout_a_ = idle_timeout_b_ = milliseconds(150);
+  startBoth();
+  ASSERT_TRUE(echo(64 * 1024, 11));
+  ASSERT_EQ(agent_->activeSessions(), 1u);
+  // Both sides may ask at once; either way the session goes, without a disconnect or a reset.
+  ASSERT_TRUE(runUntil([&] {
+    return agent_->activeSessions() == 0 && counter(stats_a_, kToB, "idle_closes_total") == 1 &&
+           counter(stats_b_, kToA, "idle_closes_total") == 1;
+  })) << "idle session kept";
+  for (StatsStore* stats : {&stats_a_, &stats_b_}) {
+    const char* key = stats == &stats_a_ ? kToB : kToA;
+    EXPECT_EQ(counter(*stats, key, "disconnects_total"), 0u) << key;
+    EXPECT_EQ(counter(*stats, key, "streams_reset_total"), 0u) << key;
+    EXPECT_FALSE(idleClosing(*stats, key)) << key;
+  }
+  EXPECT_EQ(a_->session(kToB)->state(), Session::State::kConnecting);
+  // The next stream dials a new session, from either side.
+  EXPECT_TRUE(echo(32 * 1024, 12, /*from_b=*/true));
+  EXPECT_EQ(agent_->counters().sessions_paired, 2u);
+}
+
+TEST_F(MeshSessionTest, ASessionWithAnOpenStreamIsNotClosedWhileIdle) {
+  keepalive_interval_ = milliseconds(20);
+  idle_timeout_a_ = idle_timeout_b_ = milliseconds(60);
+  startBoth();
+  Session* s = a_->session(kToB);
+  Client client(pattern(13, 1024));
+  ASSERT_TRUE(client.open(*s));
+  ASSERT_TRUE(runUntil([&] { return client.opened && client.received.size() == 1024; }));
+  runFor(milliseconds(400));  // many idle timeouts with a quiet but open stream
+  EXPECT_EQ(counter(stats_a_, kToB, "idle_closes_total"), 0u);
+  EXPECT_EQ(agent_->activeSessions(), 1u);
+  EXPECT_FALSE(client.got_reset);
+  client.finish_when_sent = true;
+  client.pump();  // everything is sent: this finishes
+  ASSERT_TRUE(runUntil([&] { return client.done(); }));
+  EXPECT_FALSE(client.got_reset);
+  ASSERT_TRUE(runUntil([&] { return counter(stats_a_, kToB, "idle_closes_total") == 1; }));
+}
+
+// A stream opened while its side has asked to close is held, not lost, and carried by the next
+// session.
+TEST_F(MeshSessionTest, AStreamOpenedByTheAskerDuringAnIdleCloseGoesOnTheNextSession) {
+  keepalive_interval_ = milliseconds(20);
+  idle_timeout_a_ = milliseconds(100);  // only a asks
+  startBoth();
+  ASSERT_TRUE(echo(1024, 14));
+  ASSERT_TRUE(runUntil([&] { return idleClosing(stats_a_, kToB); }));
+  EXPECT_TRUE(echo(48 * 1024, 15));
+  EXPECT_EQ(counter(stats_a_, kToB, "idle_closes_total"), 1u);
+  EXPECT_EQ(counter(stats_a_, kToB, "streams_reset_total"), 0u);
+  EXPECT_EQ(agent_->counters().sessions_paired, 2u);
+}
+
+TEST_F(MeshSessionTest, AStreamOpenedByTheConfirmingSideDuringAnIdleCloseGoesOnTheNextSession) {
+  keepalive_interval_ = milliseconds(20);
+  idle_timeout_a_ = milliseconds(100);  // a asks, b confirms
+  startBoth();
+  ASSERT_TRUE(echo(1024, 16));
+  ASSERT_TRUE(runUntil([&] { return idleClosing(stats_b_, kToA); }));
+  EXPECT_TRUE(echo(48 * 1024, 17, /*from_b=*/true));
+  EXPECT_EQ(counter(stats_b_, kToA, "idle_closes_total"), 1u);
+  EXPECT_EQ(counter(stats_b_, kToA, "streams_reset_total"), 0u);
+  EXPECT_EQ(agent_->counters().sessions_paired, 2u);
+}
+
+// Streams opened from both sides at every moment around repeated idle closes: none is lost,
+// whichever of request, refusal or confirmation it meets.
+TEST_F(MeshSessionTest, StreamsRacingIdleClosesAreNeverLost) {
+  keepalive_interval_ = milliseconds(5);
+  idle_timeout_a_ = idle_timeout_b_ = milliseconds(10);
+  startBoth();
+  for (uint32_t i = 0; i < 40; ++i) {
+    ASSERT_TRUE(echo(512 + i * 97, 100 + i, /*from_b=*/i % 2 == 1)) << "round " << i;
+    runFor(milliseconds(i % 7 * 3));  // land on different points of the close
+  }
+  EXPECT_GT(counter(stats_a_, kToB, "idle_closes_total"), 0u);
+  EXPECT_EQ(counter(stats_a_, kToB, "streams_reset_total"), 0u);
+  EXPECT_EQ(counter(stats_b_, kToA, "streams_reset_total"), 0u);
+  EXPECT_EQ(counter(stats_a_, kToB, "disconnects_total"), 0u);
+  EXPECT_EQ(counter(stats_b_, kToA, "disconnects_total"), 0u);
+}
+
+TEST_F(MeshSessionTest, IdleCloseAlsoEndsSameNodeShmSessions) {
+  agent_->setShmMode(true);
+  keepalive_interval_ = milliseconds(20);
+  idle_timeout_a_ = idle_timeout_b_ = milliseconds(100);
+  startBoth();
+  ASSERT_TRUE(echo(16 * 1024, 18));
+  ASSERT_TRUE(runUntil([&] {
+    return counter(stats_a_, kToB, "idle_closes_total") == 1 &&
+           counter(stats_b_, kToA, "idle_closes_total") == 1;
+  }));
+  EXPECT_EQ(counter(stats_a_, kToB, "disconnects_total"), 0u);
+  EXPECT_TRUE(echo(16 * 1024, 19));
 }
 
 }  // namespace

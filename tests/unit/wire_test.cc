@@ -379,9 +379,10 @@ TEST(ControlCodec, RoundTripOfEveryRecordType) {
   enc.ping(0x0102030405060708ull);
   enc.pong(42);
   enc.goAway();
+  enc.idleClose(wire::IdleCloseStep::kRefuse);
 
   auto recs = parseOk(enc.bytes());
-  ASSERT_EQ(recs.size(), 10u);
+  ASSERT_EQ(recs.size(), 11u);
 
   EXPECT_EQ(recs[0].type, ControlType::kOpen);
   EXPECT_EQ(recs[0].stream, ref);
@@ -422,6 +423,10 @@ TEST(ControlCodec, RoundTripOfEveryRecordType) {
 
   EXPECT_EQ(recs[9].type, ControlType::kGoAway);
   EXPECT_EQ(recs[9].stream, 0u);
+
+  EXPECT_EQ(recs[10].type, ControlType::kIdleClose);
+  EXPECT_EQ(recs[10].stream, 0u);
+  EXPECT_EQ(recs[10].value, static_cast<uint64_t>(wire::IdleCloseStep::kRefuse));
 }
 
 TEST(ControlCodec, RecordSizesMatchTheWireStructs) {
@@ -443,6 +448,8 @@ TEST(ControlCodec, RecordSizesMatchTheWireStructs) {
   EXPECT_EQ(sizeOf([](ControlEncoder& e) { e.ping(1); }), hdr + sizeof(wire::PingBody));
   EXPECT_EQ(sizeOf([](ControlEncoder& e) { e.pong(1); }), hdr + sizeof(wire::PingBody));
   EXPECT_EQ(sizeOf([](ControlEncoder& e) { e.goAway(); }), hdr);
+  EXPECT_EQ(sizeOf([](ControlEncoder& e) { e.idleClose(wire::IdleCloseStep::kRequest); }),
+            hdr + sizeof(wire::IdleCloseBody));
 }
 
 TEST(ControlCodec, OpenIdentityIsCappedAtItsLengthField) {
@@ -632,9 +639,28 @@ TEST(ControlCodec, ABatchWithOneBadRecordIsRejectedWhole) {
   EXPECT_EQ(parseOk(good.bytes()).size(), 3u);
 }
 
+TEST(ControlCodec, IdleCloseStepsOutsideTheEnumAreRejected) {
+  auto idle = [](uint32_t step) {
+    std::vector<std::byte> body(sizeof(wire::IdleCloseBody));
+    std::memcpy(body.data(), &step, sizeof(step));
+    return rawRecord(static_cast<uint8_t>(ControlType::kIdleClose), sizeof(step), body);
+  };
+  for (uint32_t step = 1; step <= wire::kMaxIdleCloseStep; ++step) {
+    auto recs = parseOk(idle(step));
+    ASSERT_EQ(recs.size(), 1u);
+    EXPECT_EQ(recs[0].value, step);
+  }
+  for (uint32_t step : {0u, wire::kMaxIdleCloseStep + 1, 0xFFFFFFFFu}) {
+    expectBatchRejected(idle(step), "IDLE_CLOSE with step " + std::to_string(step));
+  }
+  expectBatchRejected(rawRecord(static_cast<uint8_t>(ControlType::kIdleClose), 0, {}),
+                      "IDLE_CLOSE record with body of 0 bytes");
+}
+
 TEST(ControlCodec, NamesOfTypes) {
   EXPECT_STREQ(toString(ControlType::kOpen), "OPEN");
   EXPECT_STREQ(toString(ControlType::kGoAway), "GOAWAY");
+  EXPECT_STREQ(toString(ControlType::kIdleClose), "IDLE_CLOSE");
   EXPECT_STREQ(toString(static_cast<ControlType>(200)), "UNKNOWN");
 }
 

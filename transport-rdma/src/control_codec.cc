@@ -73,6 +73,11 @@ void ControlEncoder::goAway() {
   append(ControlType::kGoAway, 0, nullptr, 0);
 }
 
+void ControlEncoder::idleClose(wire::IdleCloseStep step) {
+  wire::IdleCloseBody body{static_cast<uint32_t>(step)};
+  append(ControlType::kIdleClose, 0, &body, sizeof(body));
+}
+
 namespace {
 
 size_t fixedBodyBytes(ControlType type) {
@@ -94,6 +99,8 @@ size_t fixedBodyBytes(ControlType type) {
       return sizeof(wire::PingBody);
     case ControlType::kGoAway:
       return 0;
+    case ControlType::kIdleClose:
+      return sizeof(wire::IdleCloseBody);
   }
   return 0;
 }
@@ -191,6 +198,15 @@ Status parseControlBatch(std::span<const std::byte> batch, std::vector<ControlRe
       case ControlType::kPong:
         rec.value = load<wire::PingBody>(body).nonce;
         break;
+      case ControlType::kIdleClose: {
+        uint32_t step = load<wire::IdleCloseBody>(body).step;
+        if (step == 0 || step > wire::kMaxIdleCloseStep) {
+          out.resize(first);
+          return protocolError(fmt::format("control batch: IDLE_CLOSE with step {}", step));
+        }
+        rec.value = step;
+        break;
+      }
       case ControlType::kFin:
       case ControlType::kGoAway:
         break;
@@ -221,6 +237,8 @@ const char* toString(ControlType type) {
       return "PONG";
     case ControlType::kGoAway:
       return "GOAWAY";
+    case ControlType::kIdleClose:
+      return "IDLE_CLOSE";
   }
   return "UNKNOWN";
 }

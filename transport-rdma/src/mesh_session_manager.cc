@@ -36,6 +36,7 @@ class MeshSessionManager final : public SessionManagerBase {
             options.connect_timeout),
         fabric_(std::move(fabric)),
         options_(std::move(options)) {
+    session_options_.idle_timeout = options_.idle_timeout;
     hello_.fabric = wire::FabricKind::kAgent;
     hello_.node_name = options_.node_name;
     hello_.geometry = options_.geometry;
@@ -117,7 +118,11 @@ class MeshSessionManager final : public SessionManagerBase {
     peer->ip = key.substr(0, key.rfind('@'));
     peer->session = makeSession(key);
     Peer* raw = peer.get();
-    peer->session->setOnDown([this, raw](const Status&) { setState(*raw); });
+    peer->session->setOnDown([this, raw](const Status&) {
+      setState(*raw);
+      // Streams held through an idle close need the next session now.
+      if (raw->session->activeStreams() > 0) dial(*raw);
+    });
     stats_.setText("session." + key, "fabric", toString(fabric_->kind()));
     setState(*peer);
     return peer;
@@ -313,7 +318,8 @@ class MeshSessionManager final : public SessionManagerBase {
     if (!ours) return refuse(offer, "destination " + offer.destination_ip + " is not this pod");
     Peer& p = peerFor(MeshAddress{offer.peer_ip, offer.peer_node}.toString());
     if (p.accepting) return refuse(offer, "already accepting a session from this sidecar");
-    if ((p.dialing || (p.session->established() && p.we_dialed)) && weAreLower(p)) {
+    bool ours_kept = p.session->established() && p.we_dialed && !p.session->closingIdle();
+    if ((p.dialing || ours_kept) && weAreLower(p)) {
       return refuse(offer, "simultaneous open: the session dialed by the lower pod IP is kept");
     }
     p.accepting = true;
@@ -327,18 +333,22 @@ class MeshSessionManager final : public SessionManagerBase {
   }
 
   void onAccepted(Peer& p, ConnectionResult result) {
-    p.accepting = false;
     if (!result) {
+      p.accepting = false;
       spdlog::warn("session from {}: accepting through the node agent failed: {}", p.key,
                    result.status().message());
       if (!p.dialing) p.session->failPendingStreams(result.status());
       return;
     }
-    if (p.session->established()) {
+    if (p.session->established() && p.session->closingIdle()) {
+      // The peer closed the idle session and dialed again before we saw the close.
+      p.session->finishIdleClose();
+    } else if (p.session->established()) {
       // The peer dialed again: it restarted, and the old session is dead even if we have not
       // noticed yet.
       p.session->disconnect(unavailable("the peer sidecar opened a new session (restarted)"));
     }
+    p.accepting = false;  // only now: the old session going down must not dial a third one
     attach(p, std::move(result.value()), /*we_dialed=*/false);
   }
 

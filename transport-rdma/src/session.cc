@@ -41,7 +41,9 @@ SessionImpl::Stats makeStats(StatsStore& store, const std::string& peer) {
           store.counter(scope, "keepalive_timeouts_total"),
           store.counter(scope, "control_batches_sent"),
           store.counter(scope, "writes_posted"),
-          store.counter(scope, "credit_stalls_total")};
+          store.counter(scope, "credit_stalls_total"),
+          store.counter(scope, "idle_closes_total"),
+          store.gauge(scope, "idle_closing")};
 }
 }  // namespace
 
@@ -105,6 +107,7 @@ void SessionImpl::freeStream(StreamImpl& s) {
   free_slots_.push_back(slot);
   --active_streams_;
   stats_.streams_active.dec();
+  if (active_streams_ == 0) idle_since_ = std::chrono::steady_clock::now();
 }
 
 // A slot may be reused once the user let go, we sent our last record to the peer's stream and
@@ -128,7 +131,8 @@ Stream* SessionImpl::openStream(const InetAddress& destination, std::string_view
   s->callbacks_ = callbacks;
   s->phase_ = StreamImpl::Phase::kPendingOpen;
   stats_.streams_opened_total.inc();
-  if (connection_) sendOpen(*s);
+  // During an idle close the OPEN waits: for the refusal, or for the next connection.
+  if (connection_ && !closingIdle()) sendOpen(*s);
   return s;
 }
 
@@ -254,6 +258,8 @@ Status SessionImpl::handleRecord(const ControlRecord& rec) {
     case ControlType::kGoAway:
       peer_draining_ = true;
       return {};
+    case ControlType::kIdleClose:
+      return handleIdleClose(rec);
   }
   return protocolError("unknown control record");
 }
@@ -336,8 +342,10 @@ void SessionImpl::attach(std::unique_ptr<FabricConnection> connection) {
   priority_batches_.clear();
   normal_batches_.clear();
   peer_draining_ = false;
+  idle_close_ = IdleClose::kNone;
+  idle_close_due_ = false;
   if (state_ != State::kDraining) state_ = State::kEstablished;
-  last_rx_ = std::chrono::steady_clock::now();
+  last_rx_ = idle_since_ = std::chrono::steady_clock::now();
   short doorbell_flags = connection_->eventFdIsDoorbell() ? EV_ET : 0;
   event_fd_ev_ = event_new(base_, connection_->eventFd(), EV_READ | EV_PERSIST | doorbell_flags,
                            &SessionImpl::onEventFd, this);
@@ -352,37 +360,53 @@ void SessionImpl::attach(std::unique_ptr<FabricConnection> connection) {
                peer_name_, toString(connection_->kind()), connection_->version(),
                peer_geometry_.max_streams, peer_geometry_.ring_bytes / 1024);
   // Streams opened while we were connecting go out now.
-  for (auto& s : slots_) {
-    if (s && s->phase_ == StreamImpl::Phase::kPendingOpen && !s->detached_) sendOpen(*s);
-  }
+  sendHeldOpens();
   if (state_ == State::kDraining) normal().goAway();
   flush();
 }
 
-void SessionImpl::teardown(const Status& why) {
-  if (!connection_) return;
-  spdlog::warn("session to {}: down: {}", peer_name_, why.message());
-  stats_.disconnects_total.inc();
-  if (why.code() == StatusCode::kProtocolError) stats_.protocol_errors_total.inc();
+void SessionImpl::sendHeldOpens() {
+  for (auto& s : slots_) {
+    if (s && s->phase_ == StreamImpl::Phase::kPendingOpen && !s->detached_) sendOpen(*s);
+  }
+}
+
+void SessionImpl::dropConnection() {
   for (event** ev : {&event_fd_ev_, &liveness_ev_, &write_ev_}) {
     if (*ev) event_free(*ev);
     *ev = nullptr;
   }
   connection_.reset();
   if (state_ != State::kDraining) state_ = State::kConnecting;
+}
+
+void SessionImpl::teardown(const Status& why) {
+  if (!connection_) return;
+  // Losing the connection in the middle of an idle close is how an idle close ends.
+  if (closingIdle()) return closeIdle();
+  spdlog::warn("session to {}: down: {}", peer_name_, why.message());
+  stats_.disconnects_total.inc();
+  if (why.code() == StatusCode::kProtocolError) stats_.protocol_errors_total.inc();
+  dropConnection();
   resetAllStreams();
   if (on_down_) on_down_(why);
 }
 
-void SessionImpl::resetAllStreams() {
-  // Every stream dies with the connection: the peer's rings are gone. Users hear it now, while
-  // their Stream pointers are still valid; the slots are freed afterwards.
+void SessionImpl::resetStreams(bool keep_held) {
+  // A stream on the wire dies with the connection: the peer's rings are gone. Users hear it now,
+  // while their Stream pointers are still valid; the slots are freed afterwards.
+  auto dies = [keep_held](const StreamImpl& s) {
+    return !keep_held || s.phase_ != StreamImpl::Phase::kPendingOpen || s.detached_;
+  };
   std::vector<uint32_t> refs;
   for (auto& s : slots_) {
-    if (s) refs.push_back(s->ref());
+    if (s && dies(*s)) refs.push_back(s->ref());
   }
   notify_queue_.clear();
   blocked_refs_.clear();
+  for (auto& s : slots_) {
+    if (s) s->queued_for_notify_ = false;  // the queue is gone; held streams start afresh
+  }
   for (uint32_t ref : refs) {
     StreamImpl* s = lookup(ref);
     if (s == nullptr) continue;
@@ -391,9 +415,73 @@ void SessionImpl::resetAllStreams() {
     s->callbacks_ = nullptr;
     if (cb) cb->onStreamReset(ResetReason::kSessionLost);
   }
-  for (auto& s : slots_) {
-    if (s) freeStream(*s);
+  for (uint32_t ref : refs) {
+    if (StreamImpl* s = lookup(ref)) freeStream(*s);
   }
+}
+
+// ---------------------------------------------------------------- idle close
+
+void SessionImpl::maybeRequestIdleClose(std::chrono::steady_clock::time_point now) {
+  if (options_.idle_timeout.count() == 0 || closingIdle() || active_streams_ > 0 ||
+      state_ != State::kEstablished || peer_draining_ ||
+      connection_->version() < wire::kVersionIdleClose ||
+      now - idle_since_ < options_.idle_timeout) {
+    return;
+  }
+  idle_close_ = IdleClose::kRequested;
+  stats_.idle_closing.set(1);
+  normal().idleClose(wire::IdleCloseStep::kRequest);
+}
+
+Status SessionImpl::handleIdleClose(const ControlRecord& rec) {
+  switch (static_cast<wire::IdleCloseStep>(rec.value)) {
+    case wire::IdleCloseStep::kRequest:
+      if (idle_close_ == IdleClose::kRequested) {
+        // Both asked at once: neither has a stream on the wire or sends OPEN any more.
+        idle_close_due_ = true;
+        return {};
+      }
+      if (active_streams_ > 0) {
+        normal().idleClose(wire::IdleCloseStep::kRefuse);
+        return {};
+      }
+      idle_close_ = IdleClose::kConfirmed;
+      stats_.idle_closing.set(1);
+      normal().idleClose(wire::IdleCloseStep::kConfirm);
+      return {};
+    case wire::IdleCloseStep::kConfirm:
+      if (idle_close_ != IdleClose::kRequested) {
+        return protocolError("IDLE_CLOSE confirmed without a request");
+      }
+      idle_close_due_ = true;
+      return {};
+    case wire::IdleCloseStep::kRefuse:
+      if (idle_close_ != IdleClose::kRequested) {
+        return protocolError("IDLE_CLOSE refused without a request");
+      }
+      // The peer opened a stream before it saw the request: carry on, and send what we held.
+      idle_close_ = IdleClose::kNone;
+      stats_.idle_closing.set(0);
+      idle_since_ = std::chrono::steady_clock::now();
+      sendHeldOpens();
+      return {};
+  }
+  return protocolError("unknown IDLE_CLOSE step");
+}
+
+void SessionImpl::closeIdle() {
+  if (!connection_) return;
+  spdlog::info("session to {}: closed after {} ms without streams", peer_name_,
+               options_.idle_timeout.count());
+  stats_.idle_closes_total.inc();
+  stats_.idle_closing.set(0);
+  idle_close_ = IdleClose::kNone;
+  idle_close_due_ = false;
+  dropConnection();
+  // Normally nothing is on the wire; streams opened since the request wait for a new session.
+  resetStreams(/*keep_held=*/true);
+  if (on_down_) on_down_(unavailable("closed while idle"));
 }
 
 void SessionImpl::failPendingStreams(const Status& why) {
@@ -414,7 +502,12 @@ void SessionImpl::drain() {
 
 void SessionImpl::onKeepaliveTimer() {
   if (!connection_) return;
-  auto silent = std::chrono::steady_clock::now() - last_rx_;
+  if (idle_close_ == IdleClose::kConfirmed) {
+    closeIdle();  // we agreed a timer tick ago and the asker has not closed yet: close here
+    return;
+  }
+  auto now = std::chrono::steady_clock::now();
+  auto silent = now - last_rx_;
   if (silent > options_.keepalive_timeout) {
     stats_.keepalive_timeouts_total.inc();
     teardown(unavailable(
@@ -422,6 +515,7 @@ void SessionImpl::onKeepaliveTimer() {
                     std::chrono::duration_cast<std::chrono::milliseconds>(silent).count())));
     return;
   }
+  maybeRequestIdleClose(now);
   priority().ping(++ping_nonce_);
   flush();
 }

@@ -106,6 +106,10 @@ bool SessionImpl::pollOnce() {
   }
   maybeReturnSessionCredit();
   deliverNotifications();
+  if (idle_close_due_) {
+    flush();  // our own answer first, when both sides asked at once
+    closeIdle();
+  }
   return true;
 }
 

@@ -26,6 +26,9 @@ struct SessionOptions {
   SessionGeometry geometry;  // of our receive area
   std::chrono::milliseconds keepalive_interval{5000};
   std::chrono::milliseconds keepalive_timeout{15000};
+  // Close the connection after this long without streams (IDLE_CLOSE, protocol v2); 0 keeps it.
+  // Mesh mode sets it: each session pins its region in the node agent.
+  std::chrono::milliseconds idle_timeout{0};
 };
 
 class StreamImpl final : public Stream {
@@ -116,6 +119,8 @@ class SessionImpl final : public Session {
     Stat& control_batches_sent;
     Stat& writes_posted;
     Stat& credit_stalls_total;
+    Stat& idle_closes_total;
+    Stat& idle_closing;  // 1 between an IDLE_CLOSE request or confirmation and the close
   };
 
   SessionImpl(event_base* base, std::string peer_name, SessionOptions options, StatsStore& stats,
@@ -140,6 +145,11 @@ class SessionImpl final : public Session {
   // Peer-wide drain: tell the peer, refuse new streams, keep the open ones.
   void drain();
   size_t activeStreams() const { return active_streams_; }
+  // Between an IDLE_CLOSE request or confirmation and the close: streams opened now are held for
+  // the next connection.
+  bool closingIdle() const { return idle_close_ != IdleClose::kNone; }
+  // Ends an idle close now (the peer dialed a new session before we saw the old one go).
+  void finishIdleClose() { closeIdle(); }
 
   // Event-loop integration (see AdaptivePoller).
   bool pollOnce();  // completions processed? (true = did work)
@@ -170,7 +180,15 @@ class SessionImpl final : public Session {
   Status handleReset(const ControlRecord& rec);
   void sendOpen(StreamImpl& s);
   void teardown(const Status& why);
-  void resetAllStreams();
+  void dropConnection();
+  // Resets the streams with their callbacks; `keep_held` keeps the ones whose OPEN is not sent.
+  void resetStreams(bool keep_held);
+  void resetAllStreams() { resetStreams(false); }
+  void sendHeldOpens();
+  // idle close (IDLE_CLOSE records, session.cc)
+  void maybeRequestIdleClose(std::chrono::steady_clock::time_point now);
+  Status handleIdleClose(const ControlRecord& rec);
+  void closeIdle();
   void onKeepaliveTimer();
   void onLiveness();
   static void onEventFd(int fd, short what, void* arg);
@@ -232,6 +250,15 @@ class SessionImpl final : public Session {
   std::chrono::steady_clock::time_point last_rx_;
   uint64_t ping_nonce_ = 0;
   bool in_flush_ = false;
+
+  enum class IdleClose {
+    kNone,
+    kRequested,  // we asked; our new streams are held until the answer
+    kConfirmed,  // the peer asked and we agreed; it closes (or we do at the next timer tick)
+  };
+  IdleClose idle_close_ = IdleClose::kNone;
+  bool idle_close_due_ = false;  // close once the current batch of completions is handled
+  std::chrono::steady_clock::time_point idle_since_;  // when the last stream ended
 };
 
 }  // namespace rdmesh::transport

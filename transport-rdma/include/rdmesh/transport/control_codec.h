@@ -22,7 +22,7 @@ struct ControlRecord {
   uint32_t acceptor_stream = 0;                            // kOpenAck
   wire::ResetReason reason = wire::ResetReason::kUnknown;  // kReset
   uint64_t value = 0;   // kCredit consumed_total; kPing/kPong nonce;
-                        // kSessionCredit completions_total
+                        // kSessionCredit completions_total; kIdleClose step
   uint64_t value2 = 0;  // kSessionCredit control_bytes_total
 };
 
@@ -38,6 +38,7 @@ class ControlEncoder {
   void ping(uint64_t nonce);
   void pong(uint64_t nonce);
   void goAway();
+  void idleClose(wire::IdleCloseStep step);
 
   std::span<const std::byte> bytes() const { return buf_; }
   size_t size() const { return buf_.size(); }

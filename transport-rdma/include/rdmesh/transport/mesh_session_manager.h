@@ -11,6 +11,10 @@
 //
 // Losing the agent loses every agent-mode session (their streams reset); a session is redialed,
 // with backoff, only when a stream needs it again. The listener is re-established with backoff.
+//
+// Each session pins a region in the agent, so one unused for idle_timeout is closed by
+// agreement with the peer (IDLE_CLOSE: no stream is lost to the race with a new one); streams
+// opened during the close are held and dialed on a new session.
 #pragma once
 
 #include <chrono>
@@ -33,6 +37,9 @@ struct MeshSessionManagerOptions {
   std::chrono::milliseconds keepalive_interval{5000};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds max_backoff{2000};
+  // A session without streams for this long is closed (IDLE_CLOSE) and its region released in
+  // the agent; the next stream dials it again. 0 keeps sessions until they are lost.
+  std::chrono::milliseconds idle_timeout{60000};
 };
 
 std::unique_ptr<SessionManager> makeMeshSessionManager(event_base* base,

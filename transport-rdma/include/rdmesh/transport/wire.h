@@ -1,6 +1,6 @@
-// rdmesh session wire format, version 1. Every constant of the protocol is defined here, once,
-// and checked at compile time. docs/protocol.md explains the protocol around them.
-// All multi-byte fields are little-endian.
+// rdmesh session wire format, versions 1 and 2 (2 adds IDLE_CLOSE). Every constant of the protocol
+// is defined here, once, and checked at compile time. docs/protocol.md explains the protocol around
+// them. All multi-byte fields are little-endian.
 #pragma once
 
 #include <bit>
@@ -14,7 +14,9 @@ static_assert(std::endian::native == std::endian::little,
 
 inline constexpr uint32_t kMagic = 0x534d4452;  // "RDMS" in little-endian byte order
 inline constexpr uint16_t kVersionMin = 1;
-inline constexpr uint16_t kVersionMax = 1;
+inline constexpr uint16_t kVersionMax = 2;
+// Version 2 adds the IDLE_CLOSE record; it is sent only on sessions that negotiated 2.
+inline constexpr uint16_t kVersionIdleClose = 2;
 
 // ---- 32-bit immediate of every RDMA WRITE WITH IMMEDIATE: [type:4][slot:12][length:16] ----
 inline constexpr unsigned kImmTypeBits = 4;
@@ -114,8 +116,9 @@ enum class ControlType : uint8_t {
   kPing = 7,           // stream = 0; body PingBody
   kPong = 8,           // stream = 0; body PingBody (echoed)
   kGoAway = 9,         // stream = 0; sender is draining: open no new streams to it
+  kIdleClose = 10,     // stream = 0; body IdleCloseBody (version >= 2)
 };
-inline constexpr uint8_t kMaxControlType = 9;
+inline constexpr uint8_t kMaxControlType = 10;
 
 struct ControlRecordHeader {
   uint8_t type;
@@ -169,6 +172,20 @@ struct PingBody {
   uint64_t nonce;
 };
 static_assert(sizeof(PingBody) == 8);
+
+// Closing a session nobody uses, without racing a stream the peer is opening: the side that has
+// been idle asks, the peer confirms only if no stream of its is on the wire (else refuses), and
+// the asker then closes. Neither side sends OPEN between asking/confirming and the close.
+enum class IdleCloseStep : uint32_t {
+  kRequest = 1,  // no streams here for the idle timeout: may we close?
+  kConfirm = 2,  // no streams here either: close (the asker does)
+  kRefuse = 3,   // streams here: keep the session
+};
+inline constexpr uint32_t kMaxIdleCloseStep = 3;
+struct IdleCloseBody {
+  uint32_t step;  // IdleCloseStep
+};
+static_assert(sizeof(IdleCloseBody) == 4);
 
 inline constexpr size_t kMaxIdentityBytes = 255;
 inline constexpr size_t kMaxControlRecordBytes =

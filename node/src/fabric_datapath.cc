@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <utility>
+
 #include "fabric_module.h"
 #include "fabric_module_internal.h"
 
@@ -223,8 +225,9 @@ void FabricModule::markAwake() {
       s->region->header().agent_sleeping.store(0, std::memory_order_relaxed);
     }
   }
+  // Only links whose fd fired: a sidecar's doorbell wake-up costs the links no syscalls.
   for (auto& [name, p] : links_) {
-    if (p->link != nullptr) p->link->afterWakeup();
+    if (p->link != nullptr && std::exchange(p->readable, false)) p->link->afterWakeup();
   }
 }
 

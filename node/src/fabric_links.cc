@@ -173,6 +173,7 @@ void FabricModule::watchLink(Link& p) {
 void FabricModule::onLinkEvent(int, short what, void* arg) {
   auto* p = static_cast<Link*>(arg);
   if ((what & EV_WRITE) != 0 && p->link != nullptr) p->needs_flush = true;
+  if ((what & EV_READ) != 0) p->readable = true;
 }
 
 void FabricModule::onLivenessEvent(int, short, void* arg) {

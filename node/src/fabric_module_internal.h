@@ -32,6 +32,7 @@ struct FabricModule::Link {
   std::deque<Inflight> inflight;  // posted writes, in cookie order
   uint64_t next_cookie = 1;
   bool needs_flush = false;
+  bool readable = false;  // its event fd fired: afterWakeup() has something to take
 };
 
 // One sidecar session riding a link (both ends of a same-node pair never get here: shm).

@@ -35,11 +35,11 @@ Result<std::byte*> LinkDomainCore::resolve(uint32_t key, uint64_t offset, uint64
   return bytes.data() + offset;
 }
 
-std::string LinkDomainCore::asyncError(const ibv_qp* qp, const ibv_cq* cq) {
+std::string LinkDomainCore::asyncError(const ibv_qp* qp, const ibv_cq* cq, bool read_device) {
   if (!context_) return {};
   std::lock_guard lock(mu_);
   ibv_async_event ev{};
-  while (ibv_get_async_event(context_.get(), &ev) == 0) {
+  while (read_device && ibv_get_async_event(context_.get(), &ev) == 0) {
     if (isFatalAsyncEvent(ev.event_type)) {
       std::string what =
           fmt::format("async event on {}: {}", device_name_, ibv_event_type_str(ev.event_type));

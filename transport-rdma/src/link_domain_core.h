@@ -35,9 +35,10 @@ class LinkDomainCore {
   // [offset, offset + length) of registration `key`, or a protocol error saying what is wrong.
   Result<std::byte*> resolve(uint32_t key, uint64_t offset, uint64_t length) const;
 
-  // Reads the device's async events and files the fatal ones under the QP or CQ they name (or
-  // the whole device); returns what was filed for `qp` / `cq`, empty when nothing.
-  std::string asyncError(const ibv_qp* qp, const ibv_cq* cq);
+  // Reads the device's async events (with `read_device`) and files the fatal ones under the QP
+  // or CQ they name (or the whole device); returns what was filed for `qp` / `cq`, empty when
+  // nothing.
+  std::string asyncError(const ibv_qp* qp, const ibv_cq* cq, bool read_device);
   void forgetAsync(const ibv_qp* qp, const ibv_cq* cq);
 
  private:

@@ -291,8 +291,11 @@ bool VerbsPairLink::prepareToSleep() {
 }
 
 void VerbsPairLink::afterWakeup() {
-  if (drainCqEvents(q_.channel.get(), q_.cq.get())) armed_ = false;
-  std::string error = q_.core->asyncError(q_.qp.get(), q_.cq.get());
+  bool completion = takeCqEvent(q_.channel.get(), q_.cq.get());
+  if (completion) armed_ = false;
+  // The device's async fd is read only when the completion channel did not wake us (it is in
+  // every link's epoll set, level-triggered); errors another link read are in the core's map.
+  std::string error = q_.core->asyncError(q_.qp.get(), q_.cq.get(), /*read_device=*/!completion);
   if (!error.empty()) fail(unavailable("pair link: " + error));
 }
 

@@ -256,13 +256,12 @@ Result<UniqueFd> makeCompletionEpoll(ibv_comp_channel* channel, ibv_context* con
   return ep;
 }
 
-bool drainCqEvents(ibv_comp_channel* channel, ibv_cq* cq) {
+bool takeCqEvent(ibv_comp_channel* channel, ibv_cq* cq) {
   ibv_cq* got = nullptr;
   void* context = nullptr;
-  unsigned events = 0;
-  while (ibv_get_cq_event(channel, &got, &context) == 0) ++events;
-  if (events) ibv_ack_cq_events(cq, events);
-  return events != 0;
+  if (ibv_get_cq_event(channel, &got, &context) != 0) return false;
+  ibv_ack_cq_events(cq, 1);
+  return true;
 }
 
 bool isFatalAsyncEvent(ibv_event_type type) {

@@ -84,8 +84,10 @@ uint32_t randomPsn();
 // An epoll fd, readable when the completion channel or the device's async event fd is (both set
 // non-blocking): what the event loop sleeps on.
 Result<UniqueFd> makeCompletionEpoll(ibv_comp_channel* channel, ibv_context* context);
-// Acknowledges every event waiting on the channel; true if there was one (the CQ is disarmed).
-bool drainCqEvents(ibv_comp_channel* channel, ibv_cq* cq);
+// Takes and acknowledges the channel's event; true if there was one (the CQ is disarmed). One
+// read: a CQ raises one event per arming, so a second read would only cost an EAGAIN syscall on
+// every wake-up (a stray extra event keeps the level-triggered fd readable and is taken next).
+bool takeCqEvent(ibv_comp_channel* channel, ibv_cq* cq);
 // Async events that end every QP they name (or the device).
 bool isFatalAsyncEvent(ibv_event_type type);
 // A failed completion, saying whether it was a receive or one of our sends.

@@ -229,7 +229,11 @@ bool VerbsConnection::prepareToSleep() {
 }
 
 void VerbsConnection::afterWakeup() {
-  if (drainCqEvents(p_.qp.channel.get(), p_.qp.cq.get())) armed_ = false;
+  if (takeCqEvent(p_.qp.channel.get(), p_.qp.cq.get())) {
+    armed_ = false;
+    return;
+  }
+  // Then the async fd woke us (level-triggered: one pending with a CQ event wakes us again).
   drainAsyncEvents();
 }
 

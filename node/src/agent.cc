@@ -87,6 +87,7 @@ Status NodeAgent::startFabric() {
     transport::LinkDomainOptions options;
     options.node_name = config_.node_name;
     options.rdma = config_.fabric.rdma;
+    options.on_demand_paging = config_.fabric.on_demand_paging;
     options.verbs = config_.fabric.verbs;
     Result<std::unique_ptr<transport::LinkDomain>> made = link_domains_(options);
     if (!made) return made.status();

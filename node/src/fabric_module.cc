@@ -65,6 +65,11 @@ FabricModule::FabricModule(event_base* base, FabricOptions options,
     spdlog::warn("fabric: no node-pair link domain in this build: same-node sessions only");
   } else if (!domain_->rdmaUnavailableReason().empty()) {
     spdlog::info("fabric: RDMA unavailable ({}): links run tcp", domain_->rdmaUnavailableReason());
+  } else {
+    spdlog::info("fabric: on-demand paging of sidecar memory: {}", domain_->onDemandPaging());
+  }
+  if (domain_ != nullptr) {
+    stats.setText("node.sessions", "on_demand_paging", domain_->onDemandPaging());
   }
 }
 

@@ -75,12 +75,15 @@ class Reader {
 Status readFabric(const YAML::Node& f, const Reader& r, FabricConfig* c) {
   c->enabled = true;
   if (f.IsNull()) return {};  // `fabric:` alone: the defaults
-  if (Status s = r.keys(f, "fabric", {"listen", "rdma", "verbs", "verify_caller_netns", "peers"});
+  if (Status s =
+          r.keys(f, "fabric",
+                 {"listen", "rdma", "on_demand_paging", "verbs", "verify_caller_netns", "peers"});
       !s) {
     return s;
   }
   if (Status s = r.string(f, "listen", "fabric", &c->listen); !s) return s;
   if (Status s = r.boolean(f, "rdma", "fabric", &c->rdma); !s) return s;
+  if (Status s = r.boolean(f, "on_demand_paging", "fabric", &c->on_demand_paging); !s) return s;
   if (Status s = r.boolean(f, "verify_caller_netns", "fabric", &c->verify_caller_netns); !s) {
     return s;
   }

@@ -20,6 +20,8 @@ struct FabricConfig {
   std::string listen = "0.0.0.0:15008";
   std::vector<transport::PeerSpec> peers;
   bool rdma = true;  // false: tcp links only
+  // Register sidecar memory on demand (ODP) when the RNIC supports it, instead of pinning it.
+  bool on_demand_paging = false;
   transport::VerbsFabricOptions verbs;
   // Session ops check that the caller runs in the netns of the registered pod owning the IPs.
   // false only for standalone tests without pod_add (any local process may then claim any IP).
@@ -44,7 +46,7 @@ struct NodeAgentConfig {
 //   state_file: PATH
 //   capture: {bpf: BOOL, cgroup: PATH, pin_dir: PATH}
 //   log_level: trace|debug|info|warn|error
-//   fabric: {listen: "IP:PORT", rdma: BOOL, verify_caller_netns: BOOL,
+//   fabric: {listen: "IP:PORT", rdma: BOOL, on_demand_paging: BOOL, verify_caller_netns: BOOL,
 //            verbs: {device: STR, gid_index: INT, port: INT},
 //            peers: [{name: STR, address: "IP:PORT"}, ...]}
 //   xds: {servers, plaintext, delta, tls, id, connect_timeout_ms, registration_token_file,

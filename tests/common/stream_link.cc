@@ -251,6 +251,7 @@ class StreamDomain final : public StreamLinkDomain {
 
   wire::FabricKind kind() const override { return wire::FabricKind::kTcp; }
   const std::string& rdmaUnavailableReason() const override { return reason_; }
+  const std::string& onDemandPaging() const override { return on_demand_paging_; }
 
   Result<std::shared_ptr<transport::RegisteredMemory>> registerMemory(
       std::span<std::byte> bytes) override {
@@ -344,6 +345,7 @@ class StreamDomain final : public StreamLinkDomain {
 
   std::string name_;
   std::string reason_ = "test double: no RDMA";
+  std::string on_demand_paging_ = "off: no RDMA device";
   std::shared_ptr<Registry> registry_;
   uint16_t port_ = 0;
 };

@@ -100,7 +100,11 @@ mesh_session() {
   # staging) with its rxe0.
   reg=$(node_stat node.sessions.registered_bytes) reg_b=$(mesh_b_node_stat node.sessions.registered_bytes)
   [ "${reg:-0}" -gt 0 ] && [ "${reg_b:-0}" -gt 0 ] || { echo "registered bytes a=$reg b=$reg_b"; return 1; }
-  echo "link=verbs session=agent registered_a=$reg registered_b=$reg_b pinned_a=$(node_stat node.sessions.pinned_bytes)"
+  # on_demand_paging is asked for, but rxe has no ODP: the agent says why and pins everything.
+  odp=$(node_stat node.sessions.on_demand_paging) pinned=$(node_stat node.sessions.pinned_bytes)
+  case "$odp" in "off: no on-demand paging on rxe0") ;; *) echo "on_demand_paging: '$odp'"; return 1 ;; esac
+  [ "$pinned" = "$reg" ] || { echo "pinned $pinned of $reg registered bytes"; return 1; }
+  echo "link=verbs session=agent registered_a=$reg registered_b=$reg_b pinned_a=$pinned odp='$odp'"
 }
 run_case mesh_session mesh_session
 

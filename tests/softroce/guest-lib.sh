@@ -188,6 +188,8 @@ log_level: info
 fabric:
   listen: $me:15008
   rdma: ${BED_NODE_RDMA:-true}
+  # Asked for, but rxe in this kernel has no on-demand paging: the agent must say so and pin.
+  on_demand_paging: true
   peers:
     - {name: $peer, address: "$peer_ip:15008"}
 YAML

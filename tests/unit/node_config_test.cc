@@ -25,6 +25,7 @@ TEST(NodeConfigTest, FabricIsOffWithoutItsSection) {
   ASSERT_TRUE(bare);
   EXPECT_TRUE(bare->fabric.enabled);
   EXPECT_EQ(bare->fabric.listen, "0.0.0.0:15008");
+  EXPECT_FALSE(bare->fabric.on_demand_paging);  // pinned unless asked for
 }
 
 TEST(NodeConfigTest, FabricFields) {
@@ -32,6 +33,7 @@ TEST(NodeConfigTest, FabricFields) {
       "fabric:\n"
       "  listen: 10.0.0.1:15008\n"
       "  rdma: false\n"
+      "  on_demand_paging: true\n"
       "  verify_caller_netns: false\n"
       "  verbs: {device: rxe0, gid_index: 1, port: 1}\n"
       "  peers:\n"
@@ -40,6 +42,7 @@ TEST(NodeConfigTest, FabricFields) {
       "t.yaml");
   ASSERT_TRUE(config) << config.status().message();
   EXPECT_FALSE(config->fabric.rdma);
+  EXPECT_TRUE(config->fabric.on_demand_paging);
   EXPECT_FALSE(config->fabric.verify_caller_netns);
   EXPECT_EQ(config->fabric.verbs.device, "rxe0");
   EXPECT_EQ(config->fabric.verbs.gid_index, 1);
@@ -58,6 +61,7 @@ TEST(NodeConfigTest, FabricErrorsNameTheField) {
   expectError("fabric: {peers: [{name: b, address: '1.2.3.4'}]}\n", "fabric.peers[0].address");
   expectError("fabric: {peers: [{name: b, address: '1.2.3.4:1', x: 1}]}\n", "fabric.peers[0].x");
   expectError("fabric: {rdma: maybe}\n", "fabric.rdma");
+  expectError("fabric: {on_demand_paging: sometimes}\n", "fabric.on_demand_paging");
   expectError("fabric: {verbs: {port: 300}}\n", "fabric.verbs.port");
   expectError("fabric: {peers: {name: b}}\n", "fabric.peers: expected a list");
   NodeAgentConfig c;

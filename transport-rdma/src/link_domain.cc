@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "link_domain_core.h"
 #include "pair_link_tcp.h"
@@ -53,6 +54,10 @@ class LinkDomainImpl : public LinkDomain {
       core_ = std::make_shared<LinkDomainCore>();
       return;
     }
+    std::string gap = options_.on_demand_paging ? onDemandPagingGap(device->context.get())
+                                                : "not enabled (fabric.on_demand_paging)";
+    on_demand_ = gap.empty();
+    on_demand_paging_ = on_demand_ ? "on" : fmt::format("off: {} on {}", gap, device->name);
     core_ =
         std::make_shared<LinkDomainCore>(std::move(device->context), device->name, std::move(pd));
   }
@@ -61,13 +66,25 @@ class LinkDomainImpl : public LinkDomain {
     return core_->hasRdma() ? wire::FabricKind::kVerbs : wire::FabricKind::kTcp;
   }
   const std::string& rdmaUnavailableReason() const override { return unavailable_; }
+  const std::string& onDemandPaging() const override { return on_demand_paging_; }
 
   Result<std::shared_ptr<RegisteredMemory>> registerMemory(std::span<std::byte> bytes) override {
     if (bytes.empty()) return invalidArgument("link domain: cannot register 0 bytes");
     VerbsPtr<ibv_mr> mr;
+    constexpr int kAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+    if (core_->hasRdma() && on_demand_) {
+      mr.reset(ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(), kAccess | IBV_ACCESS_ON_DEMAND));
+      if (!mr) {
+        // The device said yes but this registration says no: pin this one.
+        spdlog::warn("fabric: ibv_reg_mr(ON_DEMAND) of {} bytes on {}: {}; pinning it instead",
+                     bytes.size(), core_->deviceName(), strerror(errno));
+      } else {
+        return std::shared_ptr<RegisteredMemory>(
+            std::make_shared<LinkRegistration>(core_, bytes, std::move(mr), /*on_demand=*/true));
+      }
+    }
     if (core_->hasRdma()) {
-      mr.reset(ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(),
-                          IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
+      mr.reset(ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(), kAccess));
       if (!mr) {
         return explainRegistrationFailure(errno, bytes.size(), "sidecar memory",
                                           "attach fewer sidecar sessions");
@@ -146,6 +163,8 @@ class LinkDomainImpl : public LinkDomain {
 
   LinkDomainOptions options_;
   std::string unavailable_;
+  bool on_demand_ = false;
+  std::string on_demand_paging_ = "off: no RDMA device";
   std::shared_ptr<LinkDomainCore> core_;
 };
 

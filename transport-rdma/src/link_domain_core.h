@@ -58,15 +58,16 @@ class LinkDomainCore {
 class LinkRegistration : public RegisteredMemory {
  public:
   LinkRegistration(std::shared_ptr<LinkDomainCore> core, std::span<std::byte> bytes,
-                   VerbsPtr<ibv_mr> mr)
+                   VerbsPtr<ibv_mr> mr, bool on_demand = false)
       : core_(std::move(core)),
         bytes_(bytes),
         mr_(std::move(mr)),
+        on_demand_(on_demand),
         id_(core_->addRegistration(bytes)) {}
   ~LinkRegistration() override { core_->removeRegistration(id_); }
 
   std::span<std::byte> bytes() const override { return bytes_; }
-  uint64_t pinnedBytes() const override { return mr_ ? bytes_.size() : 0; }
+  uint64_t pinnedBytes() const override { return mr_ && !on_demand_ ? bytes_.size() : 0; }
 
   const LinkDomainCore* core() const { return core_.get(); }
   uint32_t id() const { return id_; }
@@ -76,6 +77,7 @@ class LinkRegistration : public RegisteredMemory {
   std::shared_ptr<LinkDomainCore> core_;  // first: the MR goes before the PD it is on
   std::span<std::byte> bytes_;
   VerbsPtr<ibv_mr> mr_;
+  bool on_demand_;
   uint32_t id_;
 };
 

@@ -472,8 +472,9 @@ Status SessionImpl::handleIdleClose(const ControlRecord& rec) {
 
 void SessionImpl::closeIdle() {
   if (!connection_) return;
-  spdlog::info("session to {}: closed after {} ms without streams", peer_name_,
-               options_.idle_timeout.count());
+  auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - idle_since_);
+  spdlog::info("session to {}: closed after {} ms without streams", peer_name_, idle.count());
   stats_.idle_closes_total.inc();
   stats_.idle_closing.set(0);
   idle_close_ = IdleClose::kNone;

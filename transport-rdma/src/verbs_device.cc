@@ -264,6 +264,23 @@ bool takeCqEvent(ibv_comp_channel* channel, ibv_cq* cq) {
   return true;
 }
 
+std::string onDemandPagingGap(const ibv_device_attr_ex& attr) {
+  if ((attr.odp_caps.general_caps & IBV_ODP_SUPPORT) == 0) return "no on-demand paging";
+  uint32_t rc = attr.odp_caps.per_transport_caps.rc_odp_caps;
+  // SEND covers the requester gathering local data (our writes); WRITE the responder side.
+  if ((rc & IBV_ODP_SUPPORT_SEND) == 0) return "no on-demand paging for RC requests";
+  if ((rc & IBV_ODP_SUPPORT_WRITE) == 0) return "no on-demand paging for RC RDMA writes";
+  return {};
+}
+
+std::string onDemandPagingGap(ibv_context* context) {
+  ibv_device_attr_ex attr{};
+  if (int rc = ibv_query_device_ex(context, nullptr, &attr); rc != 0) {
+    return fmt::format("ibv_query_device_ex: {}", strerror(rc));
+  }
+  return onDemandPagingGap(attr);
+}
+
 bool isFatalAsyncEvent(ibv_event_type type) {
   switch (type) {
     case IBV_EVENT_CQ_ERR:

@@ -88,6 +88,10 @@ Result<UniqueFd> makeCompletionEpoll(ibv_comp_channel* channel, ibv_context* con
 // read: a CQ raises one event per arming, so a second read would only cost an EAGAIN syscall on
 // every wake-up (a stray extra event keeps the level-triggered fd readable and is taken next).
 bool takeCqEvent(ibv_comp_channel* channel, ibv_cq* cq);
+// What the device lacks for registering memory on demand (ODP) on RC QPs that post RDMA writes
+// from it and receive the peer's writes into it, or "" when it has everything.
+std::string onDemandPagingGap(const ibv_device_attr_ex& attr);
+std::string onDemandPagingGap(ibv_context* context);  // queries the device
 // Async events that end every QP they name (or the device).
 bool isFatalAsyncEvent(ibv_event_type type);
 // A failed completion, saying whether it was a receive or one of our sends.

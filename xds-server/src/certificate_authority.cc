@@ -179,11 +179,16 @@ Result<IssuedCertificate> CertificateAuthority::issueServing(
   for (const std::string& n : dns_names) {
     san += (san.empty() ? "" : ",") + std::string(isIpLiteral(n) ? "IP:" : "DNS:") + n;
   }
-  for (auto [nid, value] : {std::pair{NID_basic_constraints, std::string("critical,CA:FALSE")},
-                            std::pair{NID_key_usage, std::string("critical,digitalSignature")},
-                            std::pair{NID_ext_key_usage, std::string("serverAuth")},
-                            std::pair{NID_authority_key_identifier, std::string("keyid")},
-                            std::pair{NID_subject_alt_name, san}}) {
+  for (auto [nid, value] :
+       {std::pair{NID_basic_constraints, std::string("critical,CA:FALSE")},
+        std::pair{NID_key_usage, std::string("critical,digitalSignature")},
+        std::pair{NID_ext_key_usage, std::string("serverAuth")},
+        // A root without a subject key id (an older, loaded one) is named by
+        // its issuer and serial instead.
+        std::pair{NID_authority_key_identifier,
+                  std::string(X509_get0_subject_key_id(root_.get()) != nullptr ? "keyid:always"
+                                                                               : "issuer:always")},
+        std::pair{NID_subject_alt_name, san}}) {
     if (Status s = addExtension(cert.get(), root_.get(), nid, value); !s) return s;
   }
   if (X509_sign(cert.get(), key_.get(), EVP_sha256()) == 0) {

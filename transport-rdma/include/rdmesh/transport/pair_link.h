@@ -122,6 +122,9 @@ struct LinkDomainOptions {
   VerbsFabricOptions verbs;    // device / GID selection, as for the standalone verbs fabric
   uint32_t send_depth = 1024;  // per link
   uint32_t recv_depth = 4096;  // per link: receive WQEs, reposted as soon as they complete
+  // Register sidecar memory on demand (ODP) when the device supports it for RC writes: pages are
+  // faulted in as the RNIC touches them instead of pinned whole at registration. Off: pinned.
+  bool on_demand_paging = false;
 };
 
 // The agent's RDMA context (device, protection domain) shared by all its links, or none when RDMA
@@ -132,6 +135,9 @@ class LinkDomain {
   // kVerbs when a device is open, else kTcp; why RDMA is off (empty when on).
   virtual wire::FabricKind kind() const = 0;
   virtual const std::string& rdmaUnavailableReason() const = 0;
+  // "on" when registrations page on demand, else "off: <why>" (not asked for, no RDMA, or what
+  // the device lacks): for the agent's /stats.
+  virtual const std::string& onDemandPaging() const = 0;
 
   // Registers memory the caller keeps mapped for as long as the returned object lives; it is
   // usable on every link of the domain, now and later (verbs: one MR, local + remote write;

@@ -41,7 +41,8 @@ void FabricModule::setPeers(std::vector<transport::PeerSpec> peers) {
     p.dials = options_.node_name < spec.name;  // one link per node pair
     dial(p);
   }
-  for (auto& [name, p] : links_) {
+  for (auto& [peer_name, p] : links_) {
+    const std::string& name = peer_name;  // clang before 16 cannot capture a structured binding
     bool listed = std::any_of(peers.begin(), peers.end(),
                               [&](const transport::PeerSpec& s) { return s.name == name; });
     if (listed || !p->dials) continue;

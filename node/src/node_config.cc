@@ -31,12 +31,14 @@ class Reader {
   }
 
   // Every key of `map` must be in `known`.
-  Status keys(const YAML::Node& map, const std::string& path, std::set<std::string> known) const {
+  Status keys(const YAML::Node& map, const std::string& path,
+              const std::set<std::string>& known) const {
     if (!map.IsMap()) return fail(map, path.empty() ? "(document)" : path, "expected a mapping");
     for (auto it = map.begin(); it != map.end(); ++it) {
       std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
       if (known.count(key) == 0) {
-        return fail(it->first, path.empty() ? key : path + "." + key, "unknown field");
+        return fail(it->first, path.empty() ? key : fmt::format("{}.{}", path, key),
+                    "unknown field");
       }
     }
     return {};

@@ -504,7 +504,9 @@ void SessionImpl::drain() {
 void SessionImpl::onKeepaliveTimer() {
   if (!connection_) return;
   if (idle_close_ == IdleClose::kConfirmed) {
-    closeIdle();  // we agreed a timer tick ago and the asker has not closed yet: close here
+    // We agreed; the asker closes when our confirmation arrives. Whichever side closes first,
+    // the other ends its idle close on the lost connection.
+    closeIdle();
     return;
   }
   auto now = std::chrono::steady_clock::now();

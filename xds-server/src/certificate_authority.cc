@@ -51,8 +51,9 @@ Status addExtension(X509* cert, X509* issuer, int nid, const std::string& value)
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
   X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
-  if (ext == nullptr)
+  if (ext == nullptr) {
     return internalError(fmt::format("extension '{}': {}", value, opensslReason()));
+  }
   const int ok = X509_add_ext(cert, ext, -1);
   X509_EXTENSION_free(ext);
   return ok == 1 ? Status::ok() : internalError("X509_add_ext: " + opensslReason());
@@ -101,8 +102,9 @@ CertificateAuthority::CertificateAuthority(std::shared_ptr<x509_st> root,
 Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::load(
     const std::string& certificate_path, const std::string& key_path) {
   FILE* cert_file = std::fopen(certificate_path.c_str(), "r");
-  if (cert_file == nullptr)
+  if (cert_file == nullptr) {
     return invalidArgument(fmt::format("{}: cannot read", certificate_path));
+  }
   X509* cert = PEM_read_X509(cert_file, nullptr, nullptr, nullptr);
   std::fclose(cert_file);
   if (cert == nullptr) {

@@ -160,6 +160,32 @@ mesh_agent_killed() {
 }
 run_case mesh_agent_killed mesh_agent_killed
 
+# A session nobody uses is closed by the two sidecars (IDLE_CLOSE) and both agents release its
+# rxe0 registration; the next connection dials a new session over the same verbs link. Node A's
+# sidecar restarts with a 3 s idle timeout (B confirms whatever its own timeout).
+mesh_idle_close() {
+  stop_proxy
+  export BED_IDLE_MS=3000
+  start_mesh_proxy node-a || return 1
+  unset BED_IDLE_MS
+  rdmesh-bed-tool echo 127.0.0.1:17001 65536 5 || return 1
+  reg=$(node_stat node.sessions.registered_bytes)
+  [ "${reg:-0}" -gt 0 ] || { echo "nothing registered after the echo"; return 1; }
+  wait_for 30 "sh /opt/guest-lib.sh node_stat_is node.sessions.registered_bytes 0" ||
+    { echo "node-a still registers $(node_stat node.sessions.registered_bytes) bytes"; return 1; }
+  wait_for 30 "[ \"\$(rdmesh-bed-tool remote $AGENT 'sh /opt/guest-lib.sh node_stat node.sessions.registered_bytes')\" = 0 ]" ||
+    { echo "node-b still registers $(mesh_b_node_stat node.sessions.registered_bytes) bytes"; return 1; }
+  closes=$(stat_value session.$MESH_B.idle_closes_total) lost=$(stat_value session.$MESH_B.disconnects_total)
+  [ "$closes" = 1 ] && [ "$lost" = 0 ] || { echo "idle closes $closes, disconnects $lost"; return 1; }
+  rdmesh-bed-tool echo 127.0.0.1:17001 65536 6 || { echo "no new session after the idle close"; return 1; }
+  kind=$(node_stat node.link.node-b.kind)
+  [ "$kind" = verbs ] || { echo "link is $kind"; return 1; }
+  echo "released_a=$reg->0 released_b=0 idle_closes=$closes disconnects=$lost then_redialed link=verbs"
+  stop_proxy
+  start_mesh_proxy node-a
+}
+run_case mesh_idle_close mesh_idle_close
+
 # Node B loses its RDMA device and its agent restarts: the link comes up over tcp on the same
 # connection attempt, node A's agent says why (stats), and the mesh carries the data.
 mesh_fallback_tcp() {

@@ -57,6 +57,7 @@ node_agent:
   pod_ips: [$me]
 ${BED_RING_BYTES:+  ring_bytes: $BED_RING_BYTES}
 ${BED_MAX_STREAMS:+  max_streams: $BED_MAX_STREAMS}
+${BED_IDLE_MS:+  idle_session_timeout_ms: $BED_IDLE_MS}
 transport:
   connect_timeout_ms: 10000
   keepalive_interval_ms: 2000

@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -155,9 +154,10 @@ Status NodeSocketServer::listen(const std::string& path) {
   }
   if (::chown(path.c_str(), static_cast<uid_t>(-1), kSidecarGid) != 0) {
     // Only root may hand the socket to group 1337; an agent run by hand as a user keeps its own.
-    spdlog::warn("node.sock: cannot give {} to group {} ({}): only this user's processes can "
-                 "connect",
-                 path, kSidecarGid, strerror(errno));
+    spdlog::warn(
+        "node.sock: cannot give {} to group {} ({}): only this user's processes can "
+        "connect",
+        path, kSidecarGid, strerror(errno));
   }
   path_ = path;
   listen_fd_ = fd;

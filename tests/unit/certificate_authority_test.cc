@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -137,6 +138,10 @@ TEST(CertificateAuthority, AGeneratedRootIsASelfSignedP256Ca) {
   EXPECT_EQ(curveOf(X509_get0_pubkey(root.get())), NID_X9_62_prime256v1);
   EXPECT_LT(secondsFromNow(X509_get0_notBefore(root.get())), 0);
   EXPECT_GT(secondsFromNow(X509_get0_notAfter(root.get())), 9L * 365 * 86400);
+  // A root's common name must fit X.509's 64 bytes.
+  auto too_long = CertificateAuthority::generate(std::string(65, 'r'));
+  ASSERT_FALSE(too_long.isOk());
+  EXPECT_THAT(too_long.status().message(), HasSubstr("common name has 1..64 bytes"));
   // Two roots are two different CAs.
   auto other = CertificateAuthority::generate("rdmesh test root");
   ASSERT_TRUE(other.isOk());
@@ -179,6 +184,28 @@ TEST(CertificateAuthority, AServingCertificateVerifiesWithItsNamesAndUsages) {
   auto stranger = CertificateAuthority::generate("someone else");
   ASSERT_TRUE(stranger.isOk());
   EXPECT_NE(verifyAgainst(parsePem((*stranger)->rootPem()).get(), leaf), "");
+
+  // A service DNS name longer than a common name may be (64 bytes) is a SAN only: the subject
+  // is empty, so the SAN is critical (RFC 5280), and nothing is left on OpenSSL's error queue.
+  const std::string long_name =
+      "rdmesh-xds-control-plane-for-tenants." + std::string(40, 'n') + ".svc.cluster.local";
+  ASSERT_GT(long_name.size(), 64u);
+  ERR_clear_error();
+  auto long_issued = (*ca)->issueServing({long_name}, std::chrono::hours(1));
+  ASSERT_TRUE(long_issued.isOk()) << long_issued.status().message();
+  X509* long_leaf = long_issued->certificate.get();
+  EXPECT_EQ(ERR_peek_error(), 0u);
+  EXPECT_EQ(X509_NAME_entry_count(X509_get_subject_name(long_leaf)), 0);
+  int san_at = X509_get_ext_by_NID(long_leaf, NID_subject_alt_name, -1);
+  ASSERT_GE(san_at, 0);
+  EXPECT_EQ(X509_EXTENSION_get_critical(X509_get_ext(long_leaf, san_at)), 1);
+  EXPECT_EQ(X509_check_host(long_leaf, long_name.c_str(), 0, 0, nullptr), 1);
+  EXPECT_EQ(verifyAgainst(root.get(), long_leaf), "");
+  // A short first name is the common name too, and the SAN stays non-critical.
+  EXPECT_EQ(X509_NAME_entry_count(X509_get_subject_name(leaf)), 1);
+  EXPECT_EQ(X509_EXTENSION_get_critical(
+                X509_get_ext(leaf, X509_get_ext_by_NID(leaf, NID_subject_alt_name, -1))),
+            0);
 
   auto nameless = (*ca)->issueServing({}, std::chrono::hours(1));
   ASSERT_FALSE(nameless.isOk());
@@ -340,6 +367,8 @@ TEST(ServingCertificate, IsRenewedInItsContextsAtTwoThirdsOfItsLife) {
     serving.addContext(*context);
     ASSERT_TRUE(serving.start().isOk());
     std::string first = serving.current().serial_hex;
+    std::shared_ptr<X509> first_certificate = serving.current().certificate;
+    ASSERT_EQ(X509_cmp(SSL_CTX_get0_certificate(context->get()), first_certificate.get()), 0);
     auto started = Clock::now();
     auto deadline = started + std::chrono::seconds(10);
     while (serving.current().serial_hex == first && Clock::now() < deadline) {
@@ -350,6 +379,8 @@ TEST(ServingCertificate, IsRenewedInItsContextsAtTwoThirdsOfItsLife) {
     EXPECT_GE(Clock::now() - started, std::chrono::milliseconds(1900));
     EXPECT_EQ(
         X509_cmp(SSL_CTX_get0_certificate(context->get()), serving.current().certificate.get()), 0);
+    EXPECT_NE(X509_cmp(SSL_CTX_get0_certificate(context->get()), first_certificate.get()), 0)
+        << "the context still serves the first certificate";
     EXPECT_EQ(verifyAgainst(parsePem((*ca)->rootPem()).get(), serving.current().certificate.get()),
               "");
   }

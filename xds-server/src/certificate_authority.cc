@@ -87,6 +87,18 @@ std::string toPem(X509* cert) {
   return pem;
 }
 
+// RFC 5280's upper bound for a common name; longer ones are refused by OpenSSL.
+constexpr size_t kMaxCommonNameBytes = 64;
+
+Status addNameEntry(X509_NAME* name, const char* field, const std::string& value) {
+  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_ASC,
+                                 reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1,
+                                 0) != 1) {
+    return internalError(fmt::format("subject {}='{}': {}", field, value, opensslReason()));
+  }
+  return Status::ok();
+}
+
 bool isIpLiteral(const std::string& name) {
   unsigned char buffer[16];
   return inet_pton(AF_INET, name.c_str(), buffer) == 1 ||
@@ -142,11 +154,14 @@ Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::generate(
   X509_gmtime_adj(X509_getm_notBefore(root.get()), -kBackdateSeconds);
   X509_gmtime_adj(X509_getm_notAfter(root.get()), kRootValiditySeconds);
   X509_NAME* name = X509_get_subject_name(root.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("rdmesh"), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
-                             0);
+  if (common_name.empty() || common_name.size() > kMaxCommonNameBytes) {
+    return invalidArgument(fmt::format("a root's common name has 1..{} bytes, '{}' has {}",
+                                       kMaxCommonNameBytes, common_name, common_name.size()));
+  }
+  for (auto [field, value] :
+       {std::pair{"O", std::string("rdmesh")}, std::pair{"CN", common_name}}) {
+    if (Status s = addNameEntry(name, field, value); !s) return s;
+  }
   X509_set_issuer_name(root.get(), name);
   X509_set_pubkey(root.get(), key->get());
   for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE"},
@@ -172,9 +187,12 @@ Result<IssuedCertificate> CertificateAuthority::issueServing(
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kBackdateSeconds);
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(validity.count()));
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(dns_names.front().c_str()), -1,
-                             -1, 0);
+  // The first name is also the common name if it fits (a long service DNS name may not); with
+  // an empty subject the names live in the subjectAltName alone, which must then be critical.
+  const bool named = dns_names.front().size() <= kMaxCommonNameBytes;
+  if (named) {
+    if (Status s = addNameEntry(name, "CN", dns_names.front()); !s) return s;
+  }
   X509_set_issuer_name(cert.get(), X509_get_subject_name(root_.get()));
   X509_set_pubkey(cert.get(), key->get());
   std::string san;
@@ -190,7 +208,7 @@ Result<IssuedCertificate> CertificateAuthority::issueServing(
         std::pair{NID_authority_key_identifier,
                   std::string(X509_get0_subject_key_id(root_.get()) != nullptr ? "keyid:always"
                                                                                : "issuer:always")},
-        std::pair{NID_subject_alt_name, san}}) {
+        std::pair{NID_subject_alt_name, (named ? "" : "critical,") + san}}) {
     if (Status s = addExtension(cert.get(), root_.get(), nid, value); !s) return s;
   }
   if (X509_sign(cert.get(), key_.get(), EVP_sha256()) == 0) {

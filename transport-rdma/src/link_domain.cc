@@ -71,27 +71,27 @@ class LinkDomainImpl : public LinkDomain {
   Result<std::shared_ptr<RegisteredMemory>> registerMemory(std::span<std::byte> bytes) override {
     if (bytes.empty()) return invalidArgument("link domain: cannot register 0 bytes");
     VerbsPtr<ibv_mr> mr;
-    constexpr int kAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
-    if (core_->hasRdma() && on_demand_) {
-      mr.reset(ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(), kAccess | IBV_ACCESS_ON_DEMAND));
-      if (!mr) {
-        // The device said yes but this registration says no: pin this one.
-        spdlog::warn("fabric: ibv_reg_mr(ON_DEMAND) of {} bytes on {}: {}; pinning it instead",
-                     bytes.size(), core_->deviceName(), strerror(errno));
-      } else {
-        return std::shared_ptr<RegisteredMemory>(
-            std::make_shared<LinkRegistration>(core_, bytes, std::move(mr), /*on_demand=*/true));
-      }
-    }
+    bool on_demand = false;
     if (core_->hasRdma()) {
-      mr.reset(ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(), kAccess));
+      constexpr int kAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+      if (on_demand_) {
+        mr.reset(
+            ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(), kAccess | IBV_ACCESS_ON_DEMAND));
+        on_demand = mr != nullptr;
+        if (!on_demand) {
+          // The device said yes but this registration says no: pin this one.
+          spdlog::warn("fabric: ibv_reg_mr(ON_DEMAND) of {} bytes on {}: {}; pinning it instead",
+                       bytes.size(), core_->deviceName(), strerror(errno));
+        }
+      }
+      if (!mr) mr.reset(ibv_reg_mr(core_->pd(), bytes.data(), bytes.size(), kAccess));
       if (!mr) {
         return explainRegistrationFailure(errno, bytes.size(), "sidecar memory",
                                           "attach fewer sidecar sessions");
       }
     }
     return std::shared_ptr<RegisteredMemory>(
-        std::make_shared<LinkRegistration>(core_, bytes, std::move(mr)));
+        std::make_shared<LinkRegistration>(core_, bytes, std::move(mr), on_demand));
   }
 
   Result<int> listen(const std::string& address) override {

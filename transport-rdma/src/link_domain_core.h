@@ -58,7 +58,7 @@ class LinkDomainCore {
 class LinkRegistration : public RegisteredMemory {
  public:
   LinkRegistration(std::shared_ptr<LinkDomainCore> core, std::span<std::byte> bytes,
-                   VerbsPtr<ibv_mr> mr, bool on_demand = false)
+                   VerbsPtr<ibv_mr> mr, bool on_demand)
       : core_(std::move(core)),
         bytes_(bytes),
         mr_(std::move(mr)),

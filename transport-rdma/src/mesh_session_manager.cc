@@ -342,7 +342,7 @@ class MeshSessionManager final : public SessionManagerBase {
     }
     if (p.session->established() && p.session->closingIdle()) {
       // The peer closed the idle session and dialed again before we saw the close.
-      p.session->finishIdleClose();
+      p.session->closeIdle();
     } else if (p.session->established()) {
       // The peer dialed again: it restarted, and the old session is dead even if we have not
       // noticed yet.

@@ -148,8 +148,9 @@ class SessionImpl final : public Session {
   // Between an IDLE_CLOSE request or confirmation and the close: streams opened now are held for
   // the next connection.
   bool closingIdle() const { return idle_close_ != IdleClose::kNone; }
-  // Ends an idle close now (the peer dialed a new session before we saw the old one go).
-  void finishIdleClose() { closeIdle(); }
+  // Closes the connection quietly, keeping the held streams for the next one: the end of an idle
+  // close (also when the peer dialed a new session before we saw the old one go).
+  void closeIdle();
 
   // Event-loop integration (see AdaptivePoller).
   bool pollOnce();  // completions processed? (true = did work)
@@ -188,7 +189,6 @@ class SessionImpl final : public Session {
   // idle close (IDLE_CLOSE records, session.cc)
   void maybeRequestIdleClose(std::chrono::steady_clock::time_point now);
   Status handleIdleClose(const ControlRecord& rec);
-  void closeIdle();
   void onKeepaliveTimer();
   void onLiveness();
   static void onEventFd(int fd, short what, void* arg);

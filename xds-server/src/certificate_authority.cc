@@ -146,6 +146,10 @@ Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::load(
 
 Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::generate(
     const std::string& common_name) {
+  if (common_name.empty() || common_name.size() > kMaxCommonNameBytes) {
+    return invalidArgument(fmt::format("a root's common name has 1..{} bytes, '{}' has {}",
+                                       kMaxCommonNameBytes, common_name, common_name.size()));
+  }
   Result<std::shared_ptr<evp_pkey_st>> key = newEcKey();
   if (!key) return key.status();
   auto root = ownX509(X509_new());
@@ -154,10 +158,6 @@ Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::generate(
   X509_gmtime_adj(X509_getm_notBefore(root.get()), -kBackdateSeconds);
   X509_gmtime_adj(X509_getm_notAfter(root.get()), kRootValiditySeconds);
   X509_NAME* name = X509_get_subject_name(root.get());
-  if (common_name.empty() || common_name.size() > kMaxCommonNameBytes) {
-    return invalidArgument(fmt::format("a root's common name has 1..{} bytes, '{}' has {}",
-                                       kMaxCommonNameBytes, common_name, common_name.size()));
-  }
   for (auto [field, value] :
        {std::pair{"O", std::string("rdmesh")}, std::pair{"CN", common_name}}) {
     if (Status s = addNameEntry(name, field, value); !s) return s;

@@ -20,12 +20,12 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "temp_dir.h"
 
 namespace rdmesh::xds_server {
 namespace {
@@ -106,24 +106,6 @@ int curveOf(EVP_PKEY* key) {
   if (EVP_PKEY_get_group_name(key, name, sizeof name, &len) != 1) return NID_undef;
   return OBJ_sn2nid(name) != NID_undef ? OBJ_sn2nid(name) : OBJ_ln2nid(name);
 }
-
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/rdmesh-ca-test-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::string p = path_ + "/" + name;
-    std::ofstream(p) << text;
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 TEST(CertificateAuthority, AGeneratedRootIsASelfSignedP256Ca) {
   auto ca = CertificateAuthority::generate("rdmesh test root");
@@ -213,7 +195,7 @@ TEST(CertificateAuthority, AServingCertificateVerifiesWithItsNamesAndUsages) {
 }
 
 TEST(CertificateAuthority, ARootLoadedFromFilesIssuesWhatTheOriginalVerifies) {
-  TempDir dir;
+  testing::TempDir dir("rdmesh-ca-test");
   // Another authority, to show that only the loaded root vouches for what it issues.
   auto other = CertificateAuthority::generate("other root");
   ASSERT_TRUE(other.isOk());

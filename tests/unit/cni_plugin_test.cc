@@ -10,13 +10,13 @@
 
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "cni_node_client.h"
 #include "fake_node_agent.h"
 #include "rdmesh/capture/netns_cookie.h"
+#include "temp_dir.h"
 
 namespace rdmesh::cni {
 namespace {
@@ -26,19 +26,6 @@ using Json = nlohmann::ordered_json;
 using rdmesh::testing::FakeNodeAgent;
 using Misbehaviour = FakeNodeAgent::Misbehaviour;
 
-class TempSocketDir {
- public:
-  TempSocketDir() {
-    char tmpl[] = "/tmp/rdcni-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempSocketDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
 PodRegistration ownPod(const std::string& id) {
   // Our own network namespace: the fake agent resolves its real cookie.
   return {id, "/proc/self/ns/net", {"10.9.0.5"}, "eth0", "web-0", "shop", "uid-1", {6379}};
@@ -46,7 +33,7 @@ PodRegistration ownPod(const std::string& id) {
 
 class NodeClientTest : public ::testing::Test {
  protected:
-  TempSocketDir dir_;
+  rdmesh::testing::TempDir dir_{"rdcni"};
   FakeNodeAgent agent_{dir_.file("node.sock")};
   SocketNodeAgent client_{dir_.file("node.sock"), 2s};
 };
@@ -127,7 +114,7 @@ TEST_F(NodeClientTest, MisbehavingAgent) {
 }
 
 TEST(NodeClientNoAgent, MissingSocketIsNotFoundStaleSocketIsUnavailable) {
-  TempSocketDir dir;
+  rdmesh::testing::TempDir dir("rdcni");
   SocketNodeAgent missing(dir.file("none.sock"), 1s);
   EXPECT_EQ(missing.podDel("x").code(), StatusCode::kNotFound);
 
@@ -185,7 +172,7 @@ class PluginTest : public ::testing::Test {
     return c + "}";
   }
 
-  TempSocketDir dir_;
+  rdmesh::testing::TempDir dir_{"rdcni"};
   FakeNodeAgent agent_{dir_.file("node.sock")};
 };
 
